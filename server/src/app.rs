@@ -1,0 +1,236 @@
+//! Wiring: application state, the axum router with the Socket.IO layer, and the serve loop
+//! with its SIGTERM drain.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use socketioxide::SocketIo;
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::handler::ConnectHandler;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::Verifier;
+use crate::chat::Chat;
+use crate::config::Config;
+use crate::emitter::IoHandle;
+use crate::error::{ApiError, ErrorCode};
+use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, Verdict};
+use crate::store::{ChatStore, MemoryStore};
+use crate::{http, ns};
+
+/// Shared application state; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    config: Config,
+    verifier: Verifier,
+    chat: Chat,
+    limiter: Arc<dyn RateLimiter>,
+    io: Arc<IoHandle<LocalAdapter>>,
+    draining: AtomicBool,
+    started: Instant,
+}
+
+/// An event refused by the rate limiter: the error to answer with, and the verdict, which
+/// socket handlers turn into `rateLimitWarning` / `rateLimitBlocked`.
+#[derive(Debug)]
+pub struct Refused {
+    /// The `rate_limited` error.
+    pub error: ApiError,
+    /// Why.
+    pub verdict: Verdict,
+}
+
+impl AppState {
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    /// The token verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.0.verifier
+    }
+
+    /// The chat service.
+    pub fn chat(&self) -> &Chat {
+        &self.0.chat
+    }
+
+    /// True once SIGTERM started the drain.
+    pub fn draining(&self) -> bool {
+        self.0.draining.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since start.
+    pub fn uptime(&self) -> Duration {
+        self.0.started.elapsed()
+    }
+
+    /// True when this process can serve: not draining and its store reachable.
+    pub async fn ready(&self) -> bool {
+        !self.draining() && self.0.chat.store().ready().await
+    }
+
+    /// Counts one event against `user`'s budget for `class`.
+    pub async fn admit(&self, user: &str, class: EventClass) -> Result<(), Box<Refused>> {
+        let verdict = match self.0.limiter.check(user, class).await {
+            Ok(v) => v,
+            // Failing open: a limiter outage must not take chat down with it; the store
+            // calls that follow fail on their own if the outage is shared.
+            Err(e) => {
+                tracing::warn!(error = %e, "rate limiter unavailable; allowing event");
+                Verdict::Allow
+            }
+        };
+        match verdict.error() {
+            None => Ok(()),
+            Some(error) => Err(Box::new(Refused { error, verdict })),
+        }
+    }
+
+    /// Starts the drain: readiness turns 503, new connections are refused, and every socket
+    /// is closed at the transport level, which `socket.io-client` answers by reconnecting.
+    async fn drain(&self) {
+        self.0.draining.store(true, Ordering::Relaxed);
+        tracing::info!("draining: refusing new connections and closing sockets");
+        if let Some(io) = self.0.io.get() {
+            io.close().await;
+        }
+    }
+}
+
+/// Builds the state and the router for `config`.
+pub fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
+    let verifier = Verifier::from_config(&config.auth)?;
+    if verifier.is_dev() {
+        tracing::warn!(
+            "DEVELOPMENT MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL set; using a random per-process secret \
+             and serving POST /dev/token. Do not expose this server."
+        );
+    }
+    tracing::warn!("no REDIS_URL: running as a single node with in-memory state; nothing survives a restart");
+    let store: Arc<dyn ChatStore> = Arc::new(MemoryStore::new(config.limits.history_limit as usize));
+    let limiter = Arc::new(LocalRateLimiter::new(&config.rate_limit));
+    let io_handle = Arc::new(IoHandle::<LocalAdapter>::default());
+    let chat = Chat::new(
+        store,
+        io_handle.clone(),
+        config.limits.max_message_length as usize,
+        Duration::from_millis(config.socket.typing_timeout_ms),
+    );
+    let state = AppState(Arc::new(Inner {
+        verifier,
+        chat,
+        limiter: limiter.clone(),
+        io: io_handle.clone(),
+        draining: AtomicBool::new(false),
+        started: Instant::now(),
+        config,
+    }));
+    spawn_housekeeping(limiter);
+
+    let config = state.config();
+    let (layer, io) = SocketIo::builder()
+        .ping_interval(Duration::from_millis(config.socket.ping_interval_ms))
+        .ping_timeout(Duration::from_millis(config.socket.ping_timeout_ms))
+        .max_payload(config.limits.engine_max_payload())
+        .with_state(state.clone())
+        .build_layer();
+    io.ns(crate::chat::NS, ns::chat::on_connect.with(ns::authenticate));
+    io_handle.set(io);
+
+    let router = http::routes(&state)
+        .layer(layer)
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_draining))
+        .layer(cors(&config.cors_origins))
+        .with_state(state.clone());
+    Ok((router, state))
+}
+
+fn spawn_housekeeping(limiter: Arc<LocalRateLimiter>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            limiter.housekeeping();
+        }
+    });
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, "traceparent".parse().expect("static header name")])
+        .expose_headers([header::RETRY_AFTER])
+}
+
+/// While draining, new Engine.IO sessions (requests without `sid`) get 503 so clients
+/// reconnect elsewhere; existing sessions keep working until they are closed.
+async fn refuse_while_draining(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let new_session = request.uri().path().starts_with("/socket.io") && !request.uri().query().unwrap_or_default().contains("sid=");
+    if state.draining() && new_session {
+        return ApiError::new(ErrorCode::Unavailable, "server is shutting down").into_response();
+    }
+    next.run(request).await
+}
+
+/// Serves until `shutdown` completes, then drains within `SHUTDOWN_GRACE_SECONDS`.
+pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let (router, state) = build(config)?;
+    tracing::info!(addr = %listener.local_addr()?, "switchyard-server listening");
+    let started_drain = Arc::new(tokio::sync::Notify::new());
+    let graceful = {
+        let (state, started_drain) = (state.clone(), started_drain.clone());
+        async move {
+            shutdown.await;
+            started_drain.notify_one();
+            state.drain().await;
+        }
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(graceful).into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result?,
+        _ = started_drain.notified() => match tokio::time::timeout(grace, &mut server).await {
+            Ok(result) => result?,
+            Err(_) => tracing::warn!(?grace, "grace period over; exiting with connections still open"),
+        },
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

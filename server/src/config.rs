@@ -1,0 +1,348 @@
+//! Start-up configuration: every setting comes from a flag or its environment variable,
+//! is parsed once in `main`, and is validated before anything binds a port.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// Exit code for a configuration error (`EX_CONFIG` is 78, but 64 = `EX_USAGE` is what
+/// operators and the contract expect for "you started me wrong").
+pub const EXIT_CONFIG: i32 = 64;
+
+/// The whole server configuration. `--help` prints one line per setting with its variable.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchyard-server", version, about = "Socket.IO-compatible realtime server: chat, notifications, presence")]
+pub struct Config {
+    /// Port for Socket.IO, the HTTP API, /health, /ready and /metrics.
+    #[arg(long = "port", env = "WEBSOCKET_PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// Address to bind.
+    #[arg(long, env = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Allowed browser origins, comma-separated; `*` allows any origin (no cookies are used).
+    #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// Deployment environment; the `environment` label on every metric.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: String,
+
+    /// Token verification.
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    /// Payload and history limits.
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+
+    /// Transport timings.
+    #[command(flatten)]
+    pub socket: SocketConfig,
+
+    /// Rate-limit budgets.
+    #[command(flatten)]
+    pub rate_limit: RateLimitConfig,
+
+    /// Seconds a SIGTERM drain may take before the process exits.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_grace_seconds: u64,
+
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogConfig,
+}
+
+/// JWT verification. With none of `JWT_SECRET`, `JWT_PUBLIC_KEY`, `JWT_JWKS_URL` set the
+/// server runs in development mode (random secret, `POST /dev/token`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthConfig {
+    /// HS256 shared secret (at least 32 bytes).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// RS256/ES256 public key: PEM text, or the path of a PEM file.
+    #[arg(long, env = "JWT_PUBLIC_KEY", hide_env_values = true)]
+    pub jwt_public_key: Option<String>,
+
+    /// JWKS URL; keys are cached and refetched when a token names an unknown `kid`.
+    #[arg(long, env = "JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Require the `exp` claim.
+    #[arg(long, env = "JWT_REQUIRE_EXP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub jwt_require_exp: bool,
+
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    #[arg(long, env = "JWT_LEEWAY_SECONDS", default_value_t = 5)]
+    pub jwt_leeway_seconds: u64,
+}
+
+/// Size limits on what clients send.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsConfig {
+    /// Longest message `content`, in characters after trimming.
+    #[arg(long, env = "MAX_MESSAGE_LENGTH", default_value_t = 4000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_message_length: u32,
+
+    /// Largest event payload in bytes; larger ones get `payload_too_large`. Engine.IO closes
+    /// a connection only for frames over 16 times this (at least 1 MiB).
+    #[arg(long, env = "MAX_PAYLOAD_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(256..=16_777_216))]
+    pub max_payload_bytes: u64,
+
+    /// Messages kept per room; older ones are dropped from history.
+    #[arg(long, env = "HISTORY_LIMIT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
+    pub history_limit: u64,
+}
+
+impl LimitsConfig {
+    /// The Engine.IO frame limit derived from `max_payload_bytes`.
+    pub fn engine_max_payload(&self) -> u64 {
+        (self.max_payload_bytes * 16).max(1 << 20)
+    }
+}
+
+/// Socket.IO transport timings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketConfig {
+    /// Engine.IO ping interval in milliseconds.
+    #[arg(long, env = "PING_INTERVAL_MS", default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ping_interval_ms: u64,
+
+    /// Engine.IO ping timeout in milliseconds.
+    #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub ping_timeout_ms: u64,
+
+    /// Milliseconds after which an unrefreshed `typing: true` is ended by the server.
+    #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub typing_timeout_ms: u64,
+}
+
+/// A budget: `count` events per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// Events allowed per window.
+    pub count: u32,
+    /// Window length.
+    pub window: Duration,
+}
+
+impl FromStr for Budget {
+    type Err = String;
+
+    /// Parses `30/10s`, `100/1m` or `5/500ms`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || format!("expected <count>/<window> such as 30/10s, got {s:?}");
+        let (count, window) = s.trim().split_once('/').ok_or_else(err)?;
+        let count: u32 = count.trim().parse().map_err(|_| err())?;
+        let window = window.trim();
+        let (digits, unit) = window.split_at(window.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
+        let n: u64 = digits.parse().map_err(|_| err())?;
+        let window = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            _ => return Err(err()),
+        };
+        if count == 0 || window.is_zero() {
+            return Err(format!("count and window must be positive, got {s:?}"));
+        }
+        Ok(Budget { count, window })
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}ms", self.count, self.window.as_millis())
+    }
+}
+
+/// Per-user budgets by event class, and the warning-then-block ladder.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateLimitConfig {
+    /// `sendMessage` budget per user.
+    #[arg(long = "rate-limit-message", env = "RATE_LIMIT_MESSAGE", default_value = "30/10s")]
+    pub message: Budget,
+
+    /// `typing` budget per user.
+    #[arg(long = "rate-limit-typing", env = "RATE_LIMIT_TYPING", default_value = "20/10s")]
+    pub typing: Budget,
+
+    /// `markMessagesRead` / `markNotificationsRead` budget per user.
+    #[arg(long = "rate-limit-read", env = "RATE_LIMIT_READ", default_value = "60/10s")]
+    pub read: Budget,
+
+    /// `getOrCreateRoom` budget per user.
+    #[arg(long = "rate-limit-room", env = "RATE_LIMIT_ROOM", default_value = "20/60s")]
+    pub room: Budget,
+
+    /// Budget for reads (`getMessages`, `getRooms`, `getNotifications`, presence) per user.
+    #[arg(long = "rate-limit-query", env = "RATE_LIMIT_QUERY", default_value = "120/10s")]
+    pub query: Budget,
+
+    /// Over-budget events answered with a warning before the user is blocked.
+    #[arg(long = "rate-limit-warnings", env = "RATE_LIMIT_WARNINGS", default_value_t = 3)]
+    pub warnings: u32,
+
+    /// How long a block lasts, in seconds.
+    #[arg(long = "rate-limit-block-seconds", env = "RATE_LIMIT_BLOCK_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub block_seconds: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for collectors).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Logging.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogConfig {
+    /// Log filter, `tracing` syntax (`info`, `switchyard_server=debug,info`).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Directory for daily-rotated log files (kept 14 days); stdout only when unset.
+    #[arg(long, env = "LOG_DIR")]
+    pub log_dir: Option<PathBuf>,
+}
+
+/// A setting that parsed but does not make sense.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {setting}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub setting: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Config {
+    /// Parses flags and environment, then validates; the error is one line naming the setting.
+    pub fn load() -> Result<Self, String> {
+        Self::load_from(std::env::args_os())
+    }
+
+    /// [`Config::load`] over explicit arguments (the environment still applies).
+    pub fn load_from<I, T>(args: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let config = match Self::try_parse_from(args) {
+            Ok(config) => config,
+            Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+                e.exit()
+            }
+            Err(e) => return Err(one_line(&e)),
+        };
+        config.validate().map_err(|e| format!("error: {e}"))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        let sources = [a.jwt_secret.is_some(), a.jwt_public_key.is_some(), a.jwt_jwks_url.is_some()];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(ConfigError {
+                setting: "JWT_SECRET/JWT_PUBLIC_KEY/JWT_JWKS_URL",
+                reason: "set exactly one way to verify tokens".into(),
+            });
+        }
+        if let Some(secret) = &a.jwt_secret
+            && secret.len() < 32
+        {
+            return Err(ConfigError { setting: "JWT_SECRET", reason: "must be at least 32 bytes".into() });
+        }
+        if let Some(url) = &a.jwt_jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError { setting: "JWT_JWKS_URL", reason: "must be an http(s) URL".into() });
+        }
+        if self.cors_origins.iter().any(|o| o != "*" && !(o.starts_with("http://") || o.starts_with("https://"))) {
+            return Err(ConfigError {
+                setting: "CORS_ORIGINS",
+                reason: "each origin must be * or start with http:// or https://".into(),
+            });
+        }
+        if self.environment.is_empty() || self.environment.len() > 64 {
+            return Err(ConfigError { setting: "ENVIRONMENT", reason: "must be 1 to 64 characters".into() });
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.log_level).is_err() {
+            return Err(ConfigError { setting: "LOG_LEVEL", reason: format!("not a log filter: {:?}", self.log.log_level) });
+        }
+        Ok(())
+    }
+
+    /// True when no JWT setting is given: development mode.
+    pub fn dev_mode(&self) -> bool {
+        let a = &self.auth;
+        a.jwt_secret.is_none() && a.jwt_public_key.is_none() && a.jwt_jwks_url.is_none()
+    }
+}
+
+/// clap's message spans several lines and names the flag; ours is one line naming the
+/// environment variable too, since that is how containers set these.
+fn one_line(e: &clap::Error) -> String {
+    use clap::CommandFactory;
+    let first = e.render().to_string().lines().next().unwrap_or("error: invalid configuration").to_owned();
+    let Some(clap::error::ContextValue::String(arg)) = e.get(clap::error::ContextKind::InvalidArg) else {
+        return first;
+    };
+    let long = arg.split_whitespace().next().unwrap_or_default().trim_start_matches("--");
+    let command = Config::command();
+    let env = command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned());
+    match env {
+        Some(env) => first.replace(&format!("'{arg}'"), &format!("{env} (--{long})")),
+        None => first,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets_parse_and_reject_garbage() {
+        assert_eq!("30/10s".parse::<Budget>().unwrap(), Budget { count: 30, window: Duration::from_secs(10) });
+        assert_eq!("5/500ms".parse::<Budget>().unwrap().window, Duration::from_millis(500));
+        assert_eq!("100/2m".parse::<Budget>().unwrap().window, Duration::from_secs(120));
+        for bad in ["", "30", "x/10s", "30/10", "30/10d", "0/10s", "3/0s"] {
+            assert!(bad.parse::<Budget>().is_err(), "{bad:?} should not parse");
+        }
+    }
+
+    #[test]
+    fn invalid_settings_name_the_variable() {
+        let err = Config::load_from(["s", "--port", "70000"]).unwrap_err();
+        assert!(err.contains("WEBSOCKET_PORT"), "{err}");
+        let err = Config::load_from(["s", "--jwt-secret", "short"]).unwrap_err();
+        assert_eq!(err, "error: invalid value for JWT_SECRET: must be at least 32 bytes");
+        let err = Config::load_from(["s", "--rate-limit-message", "lots"]).unwrap_err();
+        assert!(err.contains("RATE_LIMIT_MESSAGE"), "{err}");
+    }
+}

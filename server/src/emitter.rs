@@ -1,0 +1,98 @@
+//! Delivery to Socket.IO rooms, behind a trait so domain code neither depends on the
+//! adapter type (local or Redis) nor on being called from a socket or an HTTP request.
+
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::socket::Sid;
+
+/// Room every socket of user `u` joins.
+pub fn user_room(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// Room every socket of a participant of chat room `r` joins.
+pub fn chat_room(room: &str) -> String {
+    format!("room:{room}")
+}
+
+/// Who receives an emit.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Namespace (`/chat`, `/notifications`).
+    pub ns: &'static str,
+    /// Socket.IO room to deliver to.
+    pub room: &'a str,
+    /// A room whose sockets are skipped (a typist's own `user:U`).
+    pub except: Option<&'a str>,
+    /// The socket that caused the emit, skipped too (it gets an ack instead).
+    pub origin: Option<Sid>,
+}
+
+impl<'a> Target<'a> {
+    /// Everyone in `room` of `ns`.
+    pub fn room(ns: &'static str, room: &'a str) -> Self {
+        Self { ns, room, except: None, origin: None }
+    }
+}
+
+/// Emits events and moves sockets between rooms, on every node.
+#[async_trait]
+pub trait Emitter: Send + Sync + 'static {
+    /// Emits `event` with `data` to `target`.
+    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value);
+
+    /// Makes every socket in `members` (a `user:U` room) of `ns` join `room`.
+    async fn join(&self, ns: &'static str, members: &str, room: &str);
+}
+
+/// The server's [`SocketIo`] handle, set once after the layer is built: handlers need the
+/// application state at build time, and the state needs the handle to emit.
+pub struct IoHandle<A: Adapter>(OnceLock<SocketIo<A>>);
+
+impl<A: Adapter> Default for IoHandle<A> {
+    fn default() -> Self {
+        Self(OnceLock::new())
+    }
+}
+
+impl<A: Adapter> IoHandle<A> {
+    /// Stores the handle; later calls are ignored.
+    pub fn set(&self, io: SocketIo<A>) {
+        let _ = self.0.set(io);
+    }
+
+    /// The handle, once set.
+    pub fn get(&self) -> Option<&SocketIo<A>> {
+        self.0.get()
+    }
+}
+
+#[async_trait]
+impl<A: Adapter> Emitter for IoHandle<A> {
+    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) {
+        let Some(ops) = self.get().and_then(|io| io.of(target.ns)) else { return };
+        // Starting from the origin socket makes socketioxide skip it, as socket.io does.
+        let ops = match target.origin.and_then(|sid| ops.get_socket(sid)) {
+            Some(socket) => socket.to(target.room.to_owned()),
+            None => ops.to(target.room.to_owned()),
+        };
+        let ops = match target.except {
+            Some(except) => ops.except(except.to_owned()),
+            None => ops,
+        };
+        if let Err(e) = ops.emit(event, data).await {
+            tracing::warn!(event, ns = target.ns, error = %e, "broadcast failed");
+        }
+    }
+
+    async fn join(&self, ns: &'static str, members: &str, room: &str) {
+        let Some(ops) = self.get().and_then(|io| io.of(ns)) else { return };
+        if let Err(e) = ops.to(members.to_owned()).join(room.to_owned()).await {
+            tracing::warn!(ns, error = %e, "remote join failed");
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Switchyard server: a Socket.IO-compatible realtime server (chat, notifications,
+//! presence) on axum and socketioxide.
+//!
+//! # Layout
+//! - [`config`]: every setting, parsed and validated once at start-up.
+//! - [`app`]: state, router, serve loop and SIGTERM drain.
+//! - [`auth`]: JWT verification (HS256, RS256/ES256 PEM, JWKS) and development tokens.
+//! - [`ns`]: Socket.IO namespaces and the steps every event handler shares.
+//! - [`http`]: health, readiness and the HTTP API.
+//! - [`chat`]: chat operations shared by socket events and HTTP routes.
+//! - [`protocol`]: contract payloads and their validation.
+//! - [`store`]: chat state behind a trait; in-memory default.
+//! - [`ratelimit`]: per-user budgets with the warning-then-block ladder.
+//! - [`emitter`]: delivery to Socket.IO rooms on every node.
+//! - [`error`]: the client-facing error shared by acks and HTTP responses.
+//! - [`telemetry`]: logging.
+
+pub mod app;
+pub mod auth;
+pub mod chat;
+pub mod config;
+pub mod emitter;
+pub mod error;
+pub mod http;
+pub mod ns;
+pub mod protocol;
+pub mod ratelimit;
+pub mod store;
+pub mod telemetry;
+
+pub use app::{serve, shutdown_signal};
+pub use config::Config;

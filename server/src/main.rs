@@ -1,0 +1,18 @@
+//! `switchyard-server`: parse configuration, start logging, serve until SIGTERM.
+
+use switchyard_server::config::{Config, EXIT_CONFIG};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Configuration errors stop us before anything binds, with one line and exit code 64.
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(line) => {
+            eprintln!("{line}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
+    let _log_guard = switchyard_server::telemetry::init(&config.log)?;
+    let listener = tokio::net::TcpListener::bind((config.host, config.port)).await?;
+    switchyard_server::serve(listener, config, switchyard_server::shutdown_signal()).await
+}
