@@ -1,0 +1,167 @@
+// Shared helpers: start a real switchyard-server process, mint tokens, talk Socket.IO.
+import { spawn } from "node:child_process";
+import { createHmac, createSign, randomBytes } from "node:crypto";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+import { io } from "socket.io-client";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const BIN = process.env.SWITCHYARD_BIN || path.join(root, "target/debug/switchyard-server");
+export const SECRET = "test-secret-that-is-long-enough-for-hs256!";
+
+/** A free loopback port (for tests that restart a server on the same port). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+/** Starts the server binary; resolves once it logs that it listens. */
+export function startServer(env = {}, { port = 0 } = {}) {
+  const child = spawn(BIN, [], {
+    env: {
+      PATH: process.env.PATH,
+      HOST: "127.0.0.1",
+      WEBSOCKET_PORT: String(port),
+      LOG_FORMAT: "json",
+      LOG_LEVEL: "info",
+      JWT_SECRET: SECRET,
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs = [];
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    const timer = setTimeout(() => reject(new Error("server did not start:\n" + logs.join("\n"))), 15000);
+    child.stderr.on("data", (d) => logs.push(d.toString()));
+    child.stdout.on("data", (d) => {
+      buf += d.toString();
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        try {
+          const rec = JSON.parse(line);
+          if (rec.message === "switchyard-server listening") {
+            clearTimeout(timer);
+            const p = Number(rec.addr.split(":").pop());
+            resolve({
+              url: `http://127.0.0.1:${p}`,
+              port: p,
+              child,
+              logs,
+              exited,
+              async stop(signal = "SIGTERM") {
+                if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+                return exited;
+              },
+            });
+          }
+        } catch {
+          /* not JSON: ignore */
+        }
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}:\n` + logs.join("\n")));
+    });
+  });
+}
+
+const b64url = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+
+/** Signs an HS256 JWT. */
+export function hs256(claims, secret = SECRET, header = {}) {
+  const head = b64url({ alg: "HS256", typ: "JWT", ...header });
+  const body = b64url(claims);
+  const sig = createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
+
+/** Signs an RS256 or ES256 JWT with a node KeyObject. */
+export function signAsym(alg, claims, privateKey, kid) {
+  const head = b64url({ alg, typ: "JWT", ...(kid ? { kid } : {}) });
+  const body = b64url(claims);
+  const signer = createSign("SHA256").update(`${head}.${body}`);
+  const sig = alg === "ES256" ? signer.sign({ key: privateKey, dsaEncoding: "ieee-p1363" }) : signer.sign(privateKey);
+  return `${head}.${body}.${sig.toString("base64url")}`;
+}
+
+/** Standard claims for `sub`, valid for an hour. */
+export function claims(sub, extra = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  return { sub, name: sub, iat: now, exp: now + 3600, ...extra };
+}
+
+export const token = (sub, extra) => hs256(claims(sub, extra));
+
+/** Connects to a namespace; resolves on connect, rejects with the connect_error. */
+export function connect(url, ns, tok, opts = {}) {
+  const socket = io(url + ns, { auth: tok === undefined ? {} : { token: tok }, forceNew: true, reconnection: false, ...opts });
+  return new Promise((resolve, reject) => {
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", (err) => {
+      socket.close();
+      reject(err);
+    });
+  });
+}
+
+/** Emits with an ack and resolves with the ack body. */
+export function call(socket, event, payload) {
+  return socket.timeout(5000).emitWithAck(event, payload);
+}
+
+/** Resolves with the next `event` whose payload passes `pred`. */
+export function next(socket, event, pred = () => true, ms = 5000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.off(event, on);
+      reject(new Error(`timed out waiting for ${event}`));
+    }, ms);
+    function on(data) {
+      if (!pred(data)) return;
+      clearTimeout(timer);
+      socket.off(event, on);
+      resolve(data);
+    }
+    socket.on(event, on);
+  });
+}
+
+/** Collects every `event` a socket receives. */
+export function record(socket, event) {
+  const seen = [];
+  socket.on(event, (d) => seen.push(d));
+  return seen;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const uid = (p) => `${p}-${randomBytes(4).toString("hex")}`;
+
+/** HTTP JSON call. */
+export async function http(url, method, pathname, { token: tok, body } = {}) {
+  const res = await fetch(url + pathname, {
+    method,
+    headers: { "content-type": "application/json", ...(tok ? { authorization: `Bearer ${tok}` } : {}) },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, headers: res.headers, body: json };
+}
