@@ -1,0 +1,372 @@
+//! The reconciler: apply the desired children with server-side apply, delete the ones the spec
+//! no longer asks for, read back what they report and write the status.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tracing::{debug, info, instrument, warn};
+
+use crate::crd::RealtimeCluster;
+use crate::metrics::Metrics;
+use crate::resources::{self, Capabilities, Desired, MANAGER};
+use crate::status::{self, Observed};
+use crate::{Error, KubeContext, Result};
+
+/// Requeue interval once everything is ready (drift on unwatched kinds is repaired this often).
+const READY_REQUEUE: Duration = Duration::from_secs(300);
+/// Requeue interval while something is not ready yet.
+const PENDING_REQUEUE: Duration = Duration::from_secs(30);
+/// First retry delay after a failed reconciliation; doubles per consecutive failure.
+const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// Longest retry delay.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Label selector for the owned-kind watches: only objects this operator labelled.
+const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=switchyard-operator";
+
+/// Shared state of the reconciler.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Operator metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per RealtimeCluster, for the retry back-off.
+    failures: Mutex<HashMap<ObjectRef<RealtimeCluster>, u32>>,
+}
+
+impl Context {
+    /// A context whose events are reported as `switchyard-operator` from `instance`.
+    pub fn new(client: Client, metrics: Arc<Metrics>, instance: String) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance: Some(instance) };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectRef<RealtimeCluster>, u32>> {
+        self.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Retry delay after `failures` consecutive failures: 2 s, 4 s, 8 s ... capped at 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    BACKOFF_BASE.saturating_mul(2u32.saturating_pow(failures.saturating_sub(1))).min(BACKOFF_MAX)
+}
+
+/// Reconciles one RealtimeCluster.
+#[instrument(skip(rtc, ctx), fields(namespace = rtc.namespace().unwrap_or_default(), name = rtc.name_any()))]
+pub async fn reconcile(rtc: Arc<RealtimeCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile_started();
+    match reconcile_inner(&rtc, &ctx).await {
+        Ok(action) => {
+            ctx.failures().remove(&ObjectRef::from_obj(rtc.as_ref()));
+            Ok(action)
+        }
+        Err(e) => {
+            publish(&ctx, &rtc, EventType::Warning, "ReconcileFailed", "Reconcile", e.to_string()).await;
+            Err(e)
+        }
+    }
+}
+
+/// Logs the failure, counts it and retries with exponential back-off.
+pub fn error_policy(rtc: Arc<RealtimeCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error);
+    let failures = {
+        let mut map = ctx.failures();
+        let n = map.entry(ObjectRef::from_obj(rtc.as_ref())).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let delay = backoff(failures);
+    warn!(name = %rtc.name_any(), %error, failures, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action> {
+    if rtc.meta().deletion_timestamp.is_some() {
+        // Children carry owner references; the garbage collector removes them.
+        return Ok(Action::await_change());
+    }
+    let ns = rtc.namespace().ok_or(Error::MissingNamespace)?;
+    let caps = discover(&ctx.client).await?;
+    let desired = resources::desired(rtc, caps);
+    let children = Children { ctx, rtc, ns: &ns };
+
+    let mut observed = children.apply_all(&desired, caps).await?;
+    children.prune(&desired).await?;
+    if let Some(a) = &rtc.spec.autoscaling
+        && a.mode == crate::crd::AutoscalingMode::Keda
+    {
+        // KEDA owns the HPA it creates for the ScaledObject; read its status for the count.
+        let name = format!("keda-hpa-{}", resources::server_name(rtc));
+        observed.hpa = children.api::<HorizontalPodAutoscaler>().get_opt(&name).await.context(|| format!("reading HorizontalPodAutoscaler {name}"))?;
+    }
+    warn_missing_apis(rtc, ctx, caps).await;
+
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new_status = status::compute(rtc, &observed, &now);
+    let ready = new_status.conditions.first().is_some_and(|c| c.status == "True");
+    if rtc.status.as_ref() != Some(&new_status) {
+        let was_ready = rtc
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status == "True");
+        let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": "switchyard.dev/v1alpha1",
+            "kind": "RealtimeCluster",
+            "status": new_status,
+        });
+        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .context(|| "writing status".into())?;
+        if was_ready != Some(ready) {
+            let ready_cond = &new_status.conditions[0];
+            let (ty, reason) = if ready { (EventType::Normal, "Ready") } else { (EventType::Warning, "NotReady") };
+            publish(ctx, rtc, ty, reason, "UpdateStatus", ready_cond.message.clone()).await;
+        }
+    }
+    Ok(Action::requeue(if ready { READY_REQUEUE } else { PENDING_REQUEUE }))
+}
+
+/// Which optional APIs the cluster serves right now.
+pub async fn discover(client: &Client) -> Result<Capabilities> {
+    Ok(Capabilities {
+        service_monitor: serves(client, "monitoring.coreos.com/v1", "servicemonitors").await?,
+        http_route: serves(client, "gateway.networking.k8s.io/v1", "httproutes").await?,
+        scaled_object: serves(client, "keda.sh/v1alpha1", "scaledobjects").await?,
+    })
+}
+
+async fn serves(client: &Client, group_version: &str, plural: &str) -> Result<bool> {
+    match client.list_api_group_resources(group_version).await {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+        Err(source) => Err(Error::Kube { action: format!("discovering {group_version}"), source }),
+    }
+}
+
+async fn warn_missing_apis(rtc: &RealtimeCluster, ctx: &Context, caps: Capabilities) {
+    if crate::resources::routing::wants_gateway(rtc) && !caps.http_route {
+        let note = "spec.routing.gateway is set but the Gateway API HTTPRoute CRD is not installed".to_string();
+        publish(ctx, rtc, EventType::Warning, "GatewayAPINotInstalled", "Reconcile", note).await;
+    }
+    if crate::resources::autoscaling::wants_keda(rtc) && !caps.scaled_object {
+        let note = "spec.autoscaling.mode is keda but the KEDA ScaledObject CRD is not installed".to_string();
+        publish(ctx, rtc, EventType::Warning, "KEDANotInstalled", "Reconcile", note).await;
+    }
+}
+
+async fn publish(ctx: &Context, rtc: &RealtimeCluster, type_: EventType, reason: &str, action: &str, note: String) {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &rtc.object_ref(&())).await {
+        // Events are best effort: never fail a reconciliation over one.
+        warn!(error = %e, reason, "publishing event failed");
+    }
+}
+
+/// Applies and prunes the children of one RealtimeCluster.
+struct Children<'a> {
+    ctx: &'a Context,
+    rtc: &'a RealtimeCluster,
+    ns: &'a str,
+}
+
+impl Children<'_> {
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.ctx.client.clone(), self.ns)
+    }
+
+    fn dynamic_api(&self, ar: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.ctx.client.clone(), self.ns, ar)
+    }
+
+    async fn apply_all(&self, d: &Desired, caps: Capabilities) -> Result<Observed> {
+        let mut observed = Observed { caps, ..Default::default() };
+        self.apply(self.api(), "ConfigMap", &d.config).await?;
+        if let Some(svc) = &d.redis_service {
+            self.apply(self.api::<Service>(), "Service", svc).await?;
+        }
+        if let Some(sts) = &d.redis_statefulset {
+            observed.redis = Some(self.apply(self.api(), "StatefulSet", sts).await?);
+        }
+        self.apply(self.api::<Service>(), "Service", &d.service).await?;
+        observed.deployment = Some(self.apply(self.api(), "Deployment", &d.deployment).await?);
+        if let Some(pdb) = &d.pdb {
+            self.apply(self.api::<PodDisruptionBudget>(), "PodDisruptionBudget", pdb).await?;
+        }
+        if let Some(ing) = &d.ingress {
+            observed.ingress = Some(self.apply(self.api(), "Ingress", ing).await?);
+        }
+        if let Some(route) = &d.http_route {
+            let api = self.dynamic_api(&resources::http_route_resource());
+            observed.http_route = Some(self.apply(api, "HTTPRoute", route).await?);
+        }
+        if let Some(hpa) = &d.hpa {
+            observed.hpa = Some(self.apply(self.api(), "HorizontalPodAutoscaler", hpa).await?);
+        }
+        if let Some(so) = &d.scaled_object {
+            let api = self.dynamic_api(&resources::scaled_object_resource());
+            observed.scaled_object = Some(self.apply(api, "ScaledObject", so).await?);
+        }
+        if let Some(cm) = &d.dashboard {
+            self.apply(self.api::<ConfigMap>(), "ConfigMap", cm).await?;
+        }
+        if let Some(sm) = &d.service_monitor {
+            self.apply(self.dynamic_api(&resources::service_monitor_resource()), "ServiceMonitor", sm).await?;
+        }
+        Ok(observed)
+    }
+
+    /// Server-side applies `obj` (forcing ownership of our fields back from anyone who edited
+    /// them) and records whether it was created or changed.
+    async fn apply<K>(&self, api: Api<K>, kind: &str, obj: &K) -> Result<K>
+    where
+        K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let before = api
+            .get_metadata_opt(&name)
+            .await
+            .context(|| format!("reading {kind} {name}"))?
+            .and_then(|m| m.metadata.resource_version);
+        let params = PatchParams::apply(MANAGER).force();
+        let after = api.patch(&name, &params, &Patch::Apply(obj)).await.context(|| format!("applying {kind} {name}"))?;
+        let action = match (&before, after.meta().resource_version.as_ref()) {
+            (None, _) => Some(("created", "Created")),
+            (Some(b), Some(a)) if b != a => Some(("updated", "Updated")),
+            _ => None,
+        };
+        if let Some((metric, reason)) = action {
+            info!(kind, name, "{metric}");
+            self.ctx.metrics.child_changed(kind, metric);
+            let note = format!("{reason} {kind} {name}");
+            publish(self.ctx, self.rtc, EventType::Normal, reason, "Apply", note).await;
+        } else {
+            debug!(kind, name, "unchanged");
+        }
+        Ok(after)
+    }
+
+    /// Deletes the optional children the spec no longer asks for.
+    async fn prune(&self, d: &Desired) -> Result<()> {
+        let rtc = self.rtc;
+        let server = resources::server_name(rtc);
+        let redis = resources::redis_name(rtc);
+        let candidates: [(ApiResource, &str, String, bool); 9] = [
+            (ApiResource::erase::<StatefulSet>(&()), "StatefulSet", redis.clone(), d.redis_statefulset.is_some()),
+            (ApiResource::erase::<Service>(&()), "Service", redis, d.redis_service.is_some()),
+            (ApiResource::erase::<PodDisruptionBudget>(&()), "PodDisruptionBudget", server.clone(), d.pdb.is_some()),
+            (ApiResource::erase::<Ingress>(&()), "Ingress", server.clone(), d.ingress.is_some()),
+            (resources::http_route_resource(), "HTTPRoute", server.clone(), d.http_route.is_some()),
+            (ApiResource::erase::<HorizontalPodAutoscaler>(&()), "HorizontalPodAutoscaler", server.clone(), d.hpa.is_some()),
+            (resources::scaled_object_resource(), "ScaledObject", server.clone(), d.scaled_object.is_some()),
+            (ApiResource::erase::<ConfigMap>(&()), "ConfigMap", resources::dashboard_name(rtc), d.dashboard.is_some()),
+            (resources::service_monitor_resource(), "ServiceMonitor", server, d.service_monitor.is_some()),
+        ];
+        for (ar, kind, name, wanted) in candidates {
+            if !wanted {
+                self.delete_if_owned(&ar, kind, &name).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_if_owned(&self, ar: &ApiResource, kind: &str, name: &str) -> Result<()> {
+        let api = self.dynamic_api(ar);
+        // A 404 here also covers "this kind's CRD is not installed": nothing to prune.
+        let Some(existing) = api.get_metadata_opt(name).await.context(|| format!("reading {kind} {name}"))? else {
+            return Ok(());
+        };
+        let uid = self.rtc.uid();
+        let owned = existing.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true));
+        if !owned {
+            // Same name, someone else's object: leave it alone.
+            return Ok(());
+        }
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(()),
+            Err(source) => return Err(Error::Kube { action: format!("deleting {kind} {name}"), source }),
+        }
+        info!(kind, name, "deleted");
+        self.ctx.metrics.child_changed(kind, "deleted");
+        let note = format!("Deleted {kind} {name}: no longer in the spec");
+        publish(self.ctx, self.rtc, EventType::Normal, "Deleted", "Prune", note).await;
+        Ok(())
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. Fails fast when the CRD is not installed.
+pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) -> Result<()> {
+    let client = ctx.client.clone();
+    let rtcs: Api<RealtimeCluster> = Api::all(client.clone());
+    rtcs.list(&ListParams::default().limit(1))
+        .await
+        .context(|| "listing RealtimeClusters (is the CRD installed? kubectl apply -f crds/)".into())?;
+
+    let owned = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    Controller::new(rtcs, watcher::Config::default().any_semantic())
+        .with_config(controller::Config::default().concurrency(concurrency))
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned.clone())
+        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+        .owns(Api::<HorizontalPodAutoscaler>::all(client), owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(name = %obj.name, namespace = ?obj.namespace, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(2), Duration::from_secs(4));
+        assert_eq!(backoff(5), Duration::from_secs(32));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,156 @@
+//! `switchyard-operator`: runs the RealtimeCluster controller with leader election and serves
+//! `/metrics` and `/health`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use clap::{ArgAction, Parser};
+use switchyard_operator::controller::{self, Context};
+use switchyard_operator::leader::{LeaseSettings, Leadership};
+use switchyard_operator::metrics::Metrics;
+use switchyard_operator::telemetry;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+/// Command-line flags; each can also come from the environment.
+#[derive(Parser, Debug)]
+#[command(version, about = "Kubernetes operator for Switchyard RealtimeClusters")]
+struct Args {
+    /// Address of the /metrics and /health endpoints.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Compete for a Lease and reconcile only while holding it.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "switchyard-operator")]
+    lease_name: String,
+    /// Namespace of the leader Lease (the operator's own namespace in a pod).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Identity in the Lease; the pod name in a pod.
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Seconds the Lease stays valid without renewal (takeover time after a crash).
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    lease_duration: u64,
+    /// Seconds before expiry at which the leader renews.
+    #[arg(long, env = "LEASE_GRACE_SECONDS", default_value_t = 5)]
+    lease_grace: u64,
+    /// RealtimeClusters reconciled in parallel.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
+    concurrency: u16,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _telemetry = telemetry::init(args.log_format == "json")?;
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let metrics = Arc::new(Metrics::default());
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_addr))?;
+    let app = Router::new()
+        .route("/metrics", get(serve_metrics))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(metrics.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            error!(error = %e, "metrics server failed");
+        }
+    });
+    info!(%identity, addr = %args.metrics_addr, "switchyard-operator starting");
+
+    // One shutdown signal, observable by both the lease wait and the controller.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), identity.clone()));
+    if !args.leader_election {
+        metrics.leader.set(1);
+        controller::run(ctx, args.concurrency, stopped()).await?;
+        return Ok(());
+    }
+
+    let settings = LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity,
+        duration_seconds: args.lease_duration,
+        grace_seconds: args.lease_grace,
+    };
+    let mut leadership = Leadership::start(client, &settings).await?;
+    info!(lease = %settings.name, namespace = %settings.namespace, "waiting for the leader lease");
+    tokio::select! {
+        acquired = leadership.acquired() => acquired?,
+        _ = stopped() => {
+            leadership.release().await;
+            return Ok(());
+        }
+    }
+    metrics.leader.set(1);
+
+    let lost = leadership.lost();
+    let stop = stopped();
+    let shutdown = async move {
+        tokio::select! {
+            _ = lost => {},
+            _ = stop => {},
+        }
+    };
+    controller::run(ctx, args.concurrency, shutdown).await?;
+    metrics.leader.set(0);
+    if leadership.is_leader() {
+        leadership.release().await;
+        Ok(())
+    } else {
+        // Another replica may already be reconciling: exit so a fresh process queues up again.
+        anyhow::bail!("lost the leader lease")
+    }
+}
+
+async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        metrics.encode(),
+    )
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "switchyard-operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,170 @@
+//! The server's non-secret environment as a ConfigMap, and its hash.
+//!
+//! Pods load the ConfigMap with `envFrom`. A changed ConfigMap alone would not restart them, so
+//! the Deployment's pod template carries [`config_hash`] as an annotation: any config change
+//! changes the template and rolls the pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use sha2::{Digest, Sha256};
+
+use super::{REDIS_PORT, SERVER_PORT, child_meta, config_name, redis_name};
+use crate::crd::RealtimeCluster;
+
+/// Environment variables the server reads, derived from the spec (secrets excluded).
+pub fn server_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
+    let spec = &rtc.spec;
+    let server = spec.server_settings();
+    let mut env = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        env.insert(k.to_string(), v);
+    };
+    set("HOST", "0.0.0.0".into());
+    set("WEBSOCKET_PORT", SERVER_PORT.to_string());
+    set("ENVIRONMENT", server.environment.clone());
+    set("LOG_FORMAT", server.log_format.as_str().into());
+    set("RUST_LOG", server.log_level.clone());
+    set("SHUTDOWN_GRACE_SECONDS", server.shutdown_grace_seconds.to_string());
+    set("PING_INTERVAL_MS", server.ping_interval_ms.to_string());
+    set("PING_TIMEOUT_MS", server.ping_timeout_ms.to_string());
+    if !spec.cors_origins.is_empty() {
+        set("CORS_ORIGINS", spec.cors_origins.join(","));
+    }
+    if spec.managed_redis().is_some() {
+        set("REDIS_URL", format!("redis://{}:{REDIS_PORT}", redis_name(rtc)));
+    }
+    if let Some(auth) = &spec.auth {
+        if let Some(url) = &auth.jwks_url {
+            set("JWT_JWKS_URL", url.clone());
+        }
+        if let Some(iss) = &auth.issuer {
+            set("JWT_ISSUER", iss.clone());
+        }
+        if let Some(aud) = &auth.audience {
+            set("JWT_AUDIENCE", aud.clone());
+        }
+    }
+    if let Some(rl) = &spec.rate_limits {
+        let pairs = [
+            ("RATE_LIMIT_MESSAGE", &rl.message),
+            ("RATE_LIMIT_TYPING", &rl.typing),
+            ("RATE_LIMIT_READ", &rl.read),
+            ("RATE_LIMIT_ROOM", &rl.room),
+            ("RATE_LIMIT_QUERY", &rl.query),
+        ];
+        for (key, value) in pairs {
+            if let Some(v) = value {
+                set(key, v.clone());
+            }
+        }
+        if let Some(w) = rl.warnings {
+            set("RATE_LIMIT_WARNINGS", w.to_string());
+        }
+        if let Some(b) = rl.block_seconds {
+            set("RATE_LIMIT_BLOCK_SECONDS", b.to_string());
+        }
+    }
+    if let Some(tr) = &spec.tracing {
+        if let Some(ep) = &tr.otlp_endpoint {
+            set("OTEL_EXPORTER_OTLP_ENDPOINT", ep.clone());
+            set("OTEL_SERVICE_NAME", tr.service_name.clone().unwrap_or_else(|| super::server_name(rtc)));
+        }
+        if let Some(ratio) = tr.sampling_ratio {
+            set("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into());
+            set("OTEL_TRACES_SAMPLER_ARG", ratio.to_string());
+        }
+    }
+    env
+}
+
+/// The `<name>-config` ConfigMap.
+pub fn config_map(rtc: &RealtimeCluster) -> ConfigMap {
+    ConfigMap {
+        metadata: child_meta(rtc, config_name(rtc), "server"),
+        data: Some(server_env(rtc)),
+        ..ConfigMap::default()
+    }
+}
+
+/// Short SHA-256 of the ConfigMap data; stable because the data is an ordered map.
+pub fn config_hash(cm: &ConfigMap) -> String {
+    let mut hasher = Sha256::new();
+    for (k, v) in cm.data.iter().flatten() {
+        hasher.update(k.as_bytes());
+        hasher.update([0]);
+        hasher.update(v.as_bytes());
+        hasher.update([0]);
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{AuthSpec, ExternalRedisSpec, RateLimitSpec, RedisSpec, SecretKeyRef, TracingSpec};
+    use crate::fixtures::rtc;
+
+    #[test]
+    fn defaults_wire_the_managed_redis_and_server_settings() {
+        let env = server_env(&rtc("chat"));
+        assert_eq!(env["REDIS_URL"], "redis://chat-redis:6379");
+        assert_eq!(env["HOST"], "0.0.0.0");
+        assert_eq!(env["WEBSOCKET_PORT"], "3001");
+        assert_eq!(env["SHUTDOWN_GRACE_SECONDS"], "30");
+        assert_eq!(env["PING_INTERVAL_MS"], "25000");
+        assert_eq!(env["PING_TIMEOUT_MS"], "20000");
+        assert_eq!(env["ENVIRONMENT"], "production");
+        assert!(!env.contains_key("CORS_ORIGINS"));
+    }
+
+    #[test]
+    fn external_redis_url_is_not_in_the_config_map() {
+        let mut rtc = rtc("chat");
+        rtc.spec.redis = Some(RedisSpec {
+            managed: None,
+            external: Some(ExternalRedisSpec { secret_ref: SecretKeyRef { name: "r".into(), key: "url".into() } }),
+        });
+        assert!(!server_env(&rtc).contains_key("REDIS_URL"));
+    }
+
+    #[test]
+    fn spec_sections_map_to_their_variables() {
+        let mut rtc = rtc("chat");
+        rtc.spec.cors_origins = vec!["https://a.example".into(), "https://b.example".into()];
+        rtc.spec.auth = Some(AuthSpec {
+            jwks_url: Some("https://id.example/jwks".into()),
+            issuer: Some("id".into()),
+            audience: Some("chat".into()),
+            ..Default::default()
+        });
+        rtc.spec.rate_limits =
+            Some(RateLimitSpec { message: Some("30/10s".into()), warnings: Some(5), ..Default::default() });
+        rtc.spec.tracing = Some(TracingSpec {
+            otlp_endpoint: Some("http://otel:4317".into()),
+            sampling_ratio: Some(0.25),
+            service_name: None,
+        });
+        let env = server_env(&rtc);
+        assert_eq!(env["CORS_ORIGINS"], "https://a.example,https://b.example");
+        assert_eq!(env["JWT_JWKS_URL"], "https://id.example/jwks");
+        assert_eq!(env["JWT_ISSUER"], "id");
+        assert_eq!(env["JWT_AUDIENCE"], "chat");
+        assert_eq!(env["RATE_LIMIT_MESSAGE"], "30/10s");
+        assert_eq!(env["RATE_LIMIT_WARNINGS"], "5");
+        assert!(!env.contains_key("RATE_LIMIT_TYPING"));
+        assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel:4317");
+        assert_eq!(env["OTEL_TRACES_SAMPLER_ARG"], "0.25");
+        assert_eq!(env["OTEL_SERVICE_NAME"], "chat");
+    }
+
+    #[test]
+    fn hash_changes_with_config_and_only_with_config() {
+        let a = rtc("chat");
+        let mut b = rtc("chat");
+        assert_eq!(config_hash(&config_map(&a)), config_hash(&config_map(&b)));
+        b.spec.cors_origins = vec!["https://x.example".into()];
+        assert_ne!(config_hash(&config_map(&a)), config_hash(&config_map(&b)));
+        assert_eq!(config_hash(&config_map(&a)).len(), 16);
+    }
+}

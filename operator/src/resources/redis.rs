@@ -1,0 +1,204 @@
+//! The managed Redis: a one-pod StatefulSet with the append-only file on, and its Service.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SecurityContext, Service, ServicePort, ServiceSpec,
+    TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{REDIS_PORT, child_meta, redis_name, selector_labels};
+use crate::crd::{ManagedRedisSpec, RealtimeCluster};
+
+/// The Redis server arguments: AOF with the chosen fsync policy when persistent, no
+/// persistence at all otherwise.
+pub fn redis_args(managed: &ManagedRedisSpec) -> Vec<String> {
+    let mut args: Vec<String> = vec!["redis-server".into(), "--port".into(), REDIS_PORT.to_string()];
+    if managed.persistence.enabled {
+        args.extend(
+            ["--appendonly", "yes", "--appendfsync", managed.persistence.append_fsync.as_str(), "--dir", "/data"]
+                .map(String::from),
+        );
+    } else {
+        args.extend(["--appendonly", "no", "--save", ""].map(String::from));
+    }
+    args
+}
+
+/// The Redis StatefulSet, when the spec asks for a managed Redis.
+pub fn statefulset(rtc: &RealtimeCluster) -> Option<StatefulSet> {
+    let managed = rtc.spec.managed_redis()?;
+    let selector = selector_labels(rtc, "redis");
+    let persistent = managed.persistence.enabled;
+
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta { name: Some("data".into()), ..Default::default() },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: managed.storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(managed.storage.size.clone()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let container = Container {
+        name: "redis".into(),
+        image: Some(managed.image.clone()),
+        image_pull_policy: Some(rtc.spec.image_pull_policy.as_str().into()),
+        args: Some(redis_args(&managed)),
+        ports: Some(vec![ContainerPort {
+            name: Some("redis".into()),
+            container_port: REDIS_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction { command: Some(vec!["redis-cli".into(), "ping".into()]) }),
+            period_seconds: Some(5),
+            timeout_seconds: Some(2),
+            ..Default::default()
+        }),
+        liveness_probe: Some(Probe {
+            tcp_socket: Some(TCPSocketAction { port: IntOrString::String("redis".into()), host: None }),
+            period_seconds: Some(10),
+            failure_threshold: Some(6),
+            ..Default::default()
+        }),
+        resources: Some(managed.resources.clone().unwrap_or_else(default_resources)),
+        volume_mounts: Some(vec![VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            run_as_non_root: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    Some(StatefulSet {
+        metadata: child_meta(rtc, redis_name(rtc), "redis"),
+        spec: Some(StatefulSetSpec {
+            replicas: Some(1),
+            service_name: Some(redis_name(rtc)),
+            selector: LabelSelector { match_labels: Some(selector.clone()), ..Default::default() },
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some(if managed.storage.delete_claim_on_delete { "Delete" } else { "Retain" }.into()),
+                when_scaled: Some("Retain".into()),
+            }),
+            volume_claim_templates: persistent.then(|| vec![claim]),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(selector), ..Default::default() }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    automount_service_account_token: Some(false),
+                    // uid/gid 999 is the redis user of the official image.
+                    security_context: Some(PodSecurityContext {
+                        run_as_user: Some(999),
+                        run_as_group: Some(999),
+                        fs_group: Some(999),
+                        ..Default::default()
+                    }),
+                    volumes: (!persistent).then(|| {
+                        vec![Volume { name: "data".into(), empty_dir: Some(Default::default()), ..Default::default() }]
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("50m".into())),
+            ("memory".to_string(), Quantity("64Mi".into())),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// The headless Service that names the Redis pod (`<name>-redis:6379`).
+pub fn service(rtc: &RealtimeCluster) -> Option<Service> {
+    rtc.spec.managed_redis()?;
+    Some(Service {
+        metadata: child_meta(rtc, redis_name(rtc), "redis"),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector_labels(rtc, "redis")),
+            ports: Some(vec![ServicePort {
+                name: Some("redis".into()),
+                port: REDIS_PORT,
+                target_port: Some(IntOrString::String("redis".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ExternalRedisSpec, RedisPersistenceSpec, RedisSpec, SecretKeyRef};
+    use crate::fixtures::rtc;
+
+    #[test]
+    fn managed_redis_is_the_default_and_has_aof_on_a_claim() {
+        let r = rtc("chat");
+        let sts = statefulset(&r).unwrap();
+        assert_eq!(sts.metadata.name.as_deref(), Some("chat-redis"));
+        let spec = sts.spec.unwrap();
+        assert_eq!(spec.service_name.as_deref(), Some("chat-redis"));
+        let args = spec.template.spec.unwrap().containers[0].args.clone().unwrap();
+        let joined = args.join(" ");
+        assert!(joined.contains("--appendonly yes"), "{joined}");
+        assert!(joined.contains("--appendfsync everysec"), "{joined}");
+        let claim = &spec.volume_claim_templates.unwrap()[0];
+        assert_eq!(claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "1Gi");
+        assert_eq!(
+            spec.persistent_volume_claim_retention_policy.unwrap().when_deleted.as_deref(),
+            Some("Retain")
+        );
+        assert_eq!(service(&r).unwrap().spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    }
+
+    #[test]
+    fn persistence_off_uses_an_empty_dir_without_aof() {
+        let mut r = rtc("chat");
+        r.spec.redis = Some(RedisSpec {
+            managed: Some(ManagedRedisSpec {
+                persistence: RedisPersistenceSpec { enabled: false, ..Default::default() },
+                ..Default::default()
+            }),
+            external: None,
+        });
+        let spec = statefulset(&r).unwrap().spec.unwrap();
+        assert!(spec.volume_claim_templates.is_none());
+        assert!(spec.template.spec.as_ref().unwrap().volumes.as_ref().unwrap()[0].empty_dir.is_some());
+        assert!(spec.template.spec.unwrap().containers[0].args.clone().unwrap().join(" ").contains("--appendonly no"));
+    }
+
+    #[test]
+    fn external_redis_means_no_redis_objects() {
+        let mut r = rtc("chat");
+        r.spec.redis = Some(RedisSpec {
+            managed: None,
+            external: Some(ExternalRedisSpec { secret_ref: SecretKeyRef { name: "r".into(), key: "u".into() } }),
+        });
+        assert!(statefulset(&r).is_none());
+        assert!(service(&r).is_none());
+    }
+}
