@@ -16,9 +16,6 @@ use crate::error::{ApiError, ErrorCode};
 
 /// Longest accepted user id, in bytes.
 const MAX_USER_ID: usize = 128;
-/// A JWKS is refetched for an unknown `kid` at most this often, so a flood of forged
-/// `kid`s cannot turn us into a load generator against the identity provider.
-const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
 /// Known keys are refetched after this long anyway, to pick up rotations and revocations.
 const JWKS_TTL: Duration = Duration::from_secs(300);
 
@@ -119,7 +116,7 @@ impl Verifier {
                 return Err(ConfigError { setting: "JWT_PUBLIC_KEY", reason: "not an RSA or EC public key in PEM form".into() });
             }
         } else if let Some(url) = &config.jwt_jwks_url {
-            Keys::Jwks(Jwks::new(url.clone()))
+            Keys::Jwks(Jwks::new(url.clone(), Duration::from_secs(config.jwt_jwks_min_refresh_seconds)))
         } else {
             let secret: [u8; 32] = rand::random();
             dev_signer = Some(EncodingKey::from_secret(&secret));
@@ -205,6 +202,9 @@ fn read_pem(value: &str) -> Result<Vec<u8>, ConfigError> {
 /// Keys from a JWKS URL, cached by `kid`.
 struct Jwks {
     url: String,
+    /// A JWKS is refetched for an unknown `kid` at most this often, so a flood of forged
+    /// `kid`s cannot turn us into a load generator against the identity provider.
+    min_refresh: Duration,
     http: reqwest::Client,
     cache: RwLock<JwksCache>,
     /// Serialises refetches so concurrent handshakes with a new `kid` cause one request.
@@ -218,9 +218,9 @@ struct JwksCache {
 }
 
 impl Jwks {
-    fn new(url: String) -> Self {
+    fn new(url: String, min_refresh: Duration) -> Self {
         let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap_or_default();
-        Self { url, http, cache: RwLock::default(), fetch_lock: tokio::sync::Mutex::new(()) }
+        Self { url, min_refresh, http, cache: RwLock::default(), fetch_lock: tokio::sync::Mutex::new(()) }
     }
 
     async fn key_for(&self, kid: Option<&str>) -> Result<(DecodingKey, Algorithm), AuthFailure> {
@@ -232,7 +232,7 @@ impl Jwks {
         if let Some(found) = self.lookup(kid, JWKS_TTL) {
             return Ok(found);
         }
-        let recently = self.cache.read().unwrap_or_else(|p| p.into_inner()).fetched_at.is_some_and(|t| t.elapsed() < JWKS_MIN_REFRESH);
+        let recently = self.cache.read().unwrap_or_else(|p| p.into_inner()).fetched_at.is_some_and(|t| t.elapsed() < self.min_refresh);
         if !recently {
             match self.fetch().await {
                 Ok(keys) => {

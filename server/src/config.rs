@@ -73,6 +73,10 @@ pub struct AuthConfig {
     #[arg(long, env = "JWT_JWKS_URL")]
     pub jwt_jwks_url: Option<String>,
 
+    /// Least seconds between two JWKS fetches caused by unknown `kid`s (protects the provider).
+    #[arg(long, env = "JWT_JWKS_MIN_REFRESH_SECONDS", default_value_t = 10)]
+    pub jwt_jwks_min_refresh_seconds: u64,
+
     /// Required `iss` claim, when set.
     #[arg(long, env = "JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
@@ -256,6 +260,13 @@ impl Config {
             }
             Err(e) => return Err(one_line(&e)),
         };
+        let mut config = config;
+        // Kubernetes and compose files often set a variable to "" to mean "not set".
+        for value in [&mut config.auth.jwt_secret, &mut config.auth.jwt_public_key, &mut config.auth.jwt_jwks_url, &mut config.auth.jwt_issuer, &mut config.auth.jwt_audience] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
         config.validate().map_err(|e| format!("error: {e}"))?;
         Ok(config)
     }
