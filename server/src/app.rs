@@ -97,11 +97,14 @@ impl AppState {
         }
     }
 
-    /// Starts the drain: readiness turns 503, new connections are refused, and every socket
-    /// is closed at the transport level, which `socket.io-client` answers by reconnecting.
+    /// The drain: readiness turns 503 and new connections are refused; after
+    /// `SHUTDOWN_DELAY_SECONDS` every socket is closed at the transport level, which
+    /// `socket.io-client` answers by reconnecting (to another pod behind a load balancer).
     async fn drain(&self) {
         self.0.draining.store(true, Ordering::Relaxed);
-        tracing::info!("draining: refusing new connections and closing sockets");
+        let delay = Duration::from_secs(self.0.config.shutdown_delay_seconds);
+        tracing::info!(?delay, "draining: refusing new connections, then closing sockets");
+        tokio::time::sleep(delay).await;
         if let Some(io) = self.0.io.get() {
             io.close().await;
         }

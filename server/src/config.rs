@@ -53,6 +53,12 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
 
     /// Logging.
+    /// Seconds between SIGTERM and closing sockets, while `/ready` is 503 and new handshakes
+    /// are refused, so load balancers stop sending traffic first (an in-process preStop sleep).
+    #[arg(long, env = "SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
+
+    /// Logging.
     #[command(flatten)]
     pub log: LogConfig,
 }
@@ -294,6 +300,12 @@ impl Config {
             return Err(ConfigError {
                 setting: "CORS_ORIGINS",
                 reason: "each origin must be * or start with http:// or https://".into(),
+            });
+        }
+        if self.shutdown_delay_seconds >= self.shutdown_grace_seconds {
+            return Err(ConfigError {
+                setting: "SHUTDOWN_DELAY_SECONDS",
+                reason: "must be shorter than SHUTDOWN_GRACE_SECONDS".into(),
             });
         }
         if self.environment.is_empty() || self.environment.len() > 64 {

@@ -1,0 +1,68 @@
+// SIGTERM with connected clients: they are told to go (transport close, which
+// socket.io-client answers by reconnecting), the process exits 0, and the clients come
+// back on their own to a new process on the same address.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, freePort, token, connect, call, next, http, uid } from "./helpers.js";
+
+test("SIGTERM drains clients, exits 0, clients reconnect to the next process", async () => {
+  const port = await freePort();
+  const env = { SHUTDOWN_GRACE_SECONDS: "5" };
+  let server = await startServer(env, { port });
+  const alice = uid("alice");
+  const sockets = await Promise.all([
+    connect(server.url, "/chat", token(alice), { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500 }),
+    connect(server.url, "/chat", token(alice), { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500, transports: ["polling"] }),
+  ]);
+  try {
+    const reasons = sockets.map((s) => next(s, "disconnect", () => true, 10000));
+    const t0 = Date.now();
+    const exit = server.stop("SIGTERM");
+    for (const reason of await Promise.all(reasons)) {
+      // "io server disconnect" would stop socket.io-client from reconnecting.
+      assert.equal(reason, "transport close");
+    }
+    const { code } = await exit;
+    assert.equal(code, 0);
+    assert.ok(Date.now() - t0 < 5000 + 1000, "exits within the grace period");
+    assert.ok(server.logs.some((l) => l.includes("draining")));
+
+    // A new process on the same port: both clients reconnect without being told to.
+    const reconnected = sockets.map((s) => next(s, "connect", () => true, 10000));
+    server = await startServer(env, { port });
+    await Promise.all(reconnected);
+    // And they work: the in-memory store started empty (documented), rooms are new.
+    const res = await call(sockets[0], "getOrCreateRoom", { participantIds: [uid("bob")] });
+    assert.equal(res.ok, true);
+  } finally {
+    sockets.forEach((s) => s.close());
+    await server.stop();
+  }
+});
+
+test("while draining, /ready is 503 and new handshakes are refused", async () => {
+  // SHUTDOWN_DELAY_SECONDS keeps the listener up, refusing, before sockets are closed.
+  const server = await startServer({ SHUTDOWN_GRACE_SECONDS: "5", SHUTDOWN_DELAY_SECONDS: "2" });
+  try {
+    assert.equal((await http(server.url, "GET", "/ready")).status, 200);
+    server.child.kill("SIGTERM");
+    let sawDraining = false;
+    let refused = false;
+    for (let i = 0; i < 50 && server.child.exitCode === null; i++) {
+      try {
+        const r = await http(server.url, "GET", "/ready");
+        if (r.status === 503 && r.body.status === "draining") sawDraining = true;
+        const hs = await fetch(`${server.url}/socket.io/?EIO=4&transport=polling`);
+        if (hs.status === 503) refused = true;
+        if (sawDraining && refused) break;
+      } catch {
+        break; // listener closed
+      }
+    }
+    assert.ok(sawDraining, "readiness reported draining");
+    assert.ok(refused, "new Engine.IO sessions refused");
+    assert.equal((await server.exited).code, 0);
+  } finally {
+    await server.stop();
+  }
+});
