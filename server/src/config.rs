@@ -52,7 +52,6 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_grace_seconds: u64,
 
-    /// Logging.
     /// Seconds between SIGTERM and closing sockets, while `/ready` is 503 and new handshakes
     /// are refused, so load balancers stop sending traffic first (an in-process preStop sleep).
     #[arg(long, env = "SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]

@@ -1,0 +1,206 @@
+//! Test fixture: a server on port 0 in this process, tokens, and a small raw Socket.IO v5
+//! client over WebSocket. Raw on purpose: tests must be able to send what no well-behaved
+//! client library would (binary attachments, wrong argument lists, broken JSON).
+#![allow(dead_code)] // each test binary uses a different part of the fixture
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use jsonwebtoken::{EncodingKey, Header};
+use serde_json::{Value, json};
+use switchyard_server::Config;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &str = "integration-test-secret-of-enough-length";
+
+/// A running server; stops when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Server {
+    /// Starts a server with `--jwt-secret SECRET` plus `args`.
+    pub async fn start(args: &[&str]) -> Server {
+        let mut argv = vec!["switchyard-server", "--jwt-secret", SECRET, "--shutdown-grace-seconds", "2"];
+        argv.extend_from_slice(args);
+        let config = Config::load_from(argv).expect("valid test config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            switchyard_server::serve(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Server { addr, stop: Some(stop) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Connects to `/chat` as `user`.
+    pub async fn chat(&self, user: &str) -> Client {
+        Client::connect(self.addr, "/chat", Some(&token(user))).await.expect("connects")
+    }
+}
+
+/// An HS256 token for `user`, valid for an hour.
+pub fn token(user: &str) -> String {
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({ "sub": user, "iat": now, "exp": now + 3600 });
+    jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+}
+
+/// A Socket.IO client on one namespace.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ns: String,
+    next_id: u64,
+    /// Events received while waiting for something else.
+    events: VecDeque<(String, Value)>,
+}
+
+impl Client {
+    /// Opens a WebSocket session and connects to `ns`; `Err` carries the connect_error data.
+    pub async fn connect(addr: SocketAddr, ns: &str, token: Option<&str>) -> Result<Client, Value> {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")).await.unwrap();
+        let mut client = Client { ws, ns: ns.to_owned(), next_id: 0, events: VecDeque::new() };
+        let open = client.recv_text().await;
+        assert!(open.starts_with('0'), "engine.io open packet, got {open}");
+        let auth = token.map_or(json!({}), |t| json!({ "token": t }));
+        client.send(format!("40{},{}", ns, auth)).await;
+        loop {
+            let packet = client.recv_text().await;
+            if let Some(rest) = packet.strip_prefix(&format!("40{ns},")) {
+                let _: Value = serde_json::from_str(rest).unwrap();
+                return Ok(client);
+            }
+            if let Some(rest) = packet.strip_prefix(&format!("44{ns},")) {
+                return Err(serde_json::from_str(rest).unwrap());
+            }
+        }
+    }
+
+    async fn send(&mut self, text: String) {
+        self.ws.send(Frame::text(text)).await.expect("send");
+    }
+
+    /// Next text packet, answering pings on the way.
+    async fn recv_text(&mut self) -> String {
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("a packet within 10 s")
+                .expect("socket open")
+                .expect("frame");
+            match frame {
+                Frame::Text(t) if t.as_str() == "2" => self.send("3".into()).await,
+                Frame::Text(t) => return t.to_string(),
+                Frame::Close(_) => panic!("server closed the connection"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Emits `event` with `payload` and returns the ack.
+    pub async fn call(&mut self, event: &str, payload: Value) -> Value {
+        self.call_raw(&json!([event, payload]).to_string()).await
+    }
+
+    /// Emits a raw argument array (any JSON text) and returns the ack.
+    pub async fn call_raw(&mut self, args: &str) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(format!("42{},{}{}", self.ns, id, args)).await;
+        self.wait_ack(id).await
+    }
+
+    /// Emits `event` whose payload is a binary attachment, and returns the ack.
+    pub async fn call_binary(&mut self, event: &str, bytes: Vec<u8>) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let placeholder = json!([event, { "_placeholder": true, "num": 0 }]);
+        self.send(format!("451-{},{}{}", self.ns, id, placeholder)).await;
+        self.ws.send(Frame::binary(bytes)).await.unwrap();
+        self.wait_ack(id).await
+    }
+
+    async fn wait_ack(&mut self, id: u64) -> Value {
+        let prefix = format!("43{},{}", self.ns, id);
+        loop {
+            let packet = self.recv_text().await;
+            if let Some(rest) = packet.strip_prefix(&prefix) {
+                let mut args: Vec<Value> = serde_json::from_str(rest).unwrap();
+                return args.remove(0);
+            }
+            self.stash(&packet);
+        }
+    }
+
+    fn stash(&mut self, packet: &str) {
+        if let Some(rest) = packet.strip_prefix(&format!("42{},", self.ns)) {
+            let args: Vec<Value> = serde_json::from_str(rest).unwrap();
+            let name = args[0].as_str().unwrap().to_owned();
+            self.events.push_back((name, args.get(1).cloned().unwrap_or(Value::Null)));
+        }
+    }
+
+    /// The next `event` (earlier ones of other names stay queued).
+    pub async fn next_event(&mut self, event: &str) -> Value {
+        loop {
+            if let Some(pos) = self.events.iter().position(|(n, _)| n == event) {
+                return self.events.remove(pos).unwrap().1;
+            }
+            let packet = self.recv_text().await;
+            self.stash(&packet);
+        }
+    }
+
+    /// Events named `event` received within `wait`.
+    pub async fn drain_events(&mut self, event: &str, wait: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let Frame::Text(t) = frame {
+                if t.as_str() == "2" {
+                    self.send("3".into()).await;
+                } else {
+                    let t = t.to_string();
+                    self.stash(&t);
+                }
+            }
+        }
+        let (matching, rest): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(n, _)| n == event);
+        self.events = rest.into();
+        matching.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The ack is `{ ok: false }` with `code`; returns its message.
+    pub fn error_of(ack: &Value, code: &str) -> String {
+        assert_eq!(ack["ok"], json!(false), "expected an error ack, got {ack}");
+        assert_eq!(ack["error"]["code"], json!(code), "wrong code in {ack}");
+        ack["error"]["message"].as_str().unwrap().to_owned()
+    }
+
+    /// The ack is `{ ok: true }`; returns its data.
+    pub fn data_of(ack: &Value) -> Value {
+        assert_eq!(ack["ok"], json!(true), "expected success, got {ack}");
+        ack["data"].clone()
+    }
+}
