@@ -178,14 +178,19 @@ fn cors(origins: &[String]) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow)
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, "traceparent".parse().expect("static header name")])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            "traceparent".parse().expect("static header name"),
+        ])
         .expose_headers([header::RETRY_AFTER])
 }
 
 /// While draining, new Engine.IO sessions (requests without `sid`) get 503 so clients
 /// reconnect elsewhere; existing sessions keep working until they are closed.
 async fn refuse_while_draining(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let new_session = request.uri().path().starts_with("/socket.io") && !request.uri().query().unwrap_or_default().contains("sid=");
+    let new_session =
+        request.uri().path().starts_with("/socket.io") && !request.uri().query().unwrap_or_default().contains("sid=");
     if state.draining() && new_session {
         return ApiError::new(ErrorCode::Unavailable, "server is shutting down").into_response();
     }
@@ -193,7 +198,11 @@ async fn refuse_while_draining(State(state): State<AppState>, request: Request, 
 }
 
 /// Serves until `shutdown` completes, then drains within `SHUTDOWN_GRACE_SECONDS`.
-pub async fn serve(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let (router, state) = build(config)?;
     tracing::info!(addr = %listener.local_addr()?, "switchyard-server listening");

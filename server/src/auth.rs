@@ -83,7 +83,10 @@ struct Claims {
 
 enum Keys {
     /// One key and the algorithms it may verify (never mixing HMAC with public keys).
-    Static { key: DecodingKey, algorithms: Vec<Algorithm> },
+    Static {
+        key: DecodingKey,
+        algorithms: Vec<Algorithm>,
+    },
     Jwks(Jwks),
 }
 
@@ -113,7 +116,10 @@ impl Verifier {
             } else if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
                 Keys::Static { key, algorithms: vec![Algorithm::ES256] }
             } else {
-                return Err(ConfigError { setting: "JWT_PUBLIC_KEY", reason: "not an RSA or EC public key in PEM form".into() });
+                return Err(ConfigError {
+                    setting: "JWT_PUBLIC_KEY",
+                    reason: "not an RSA or EC public key in PEM form".into(),
+                });
             }
         } else if let Some(url) = &config.jwt_jwks_url {
             Keys::Jwks(Jwks::new(url.clone(), Duration::from_secs(config.jwt_jwks_min_refresh_seconds)))
@@ -148,12 +154,8 @@ impl Verifier {
     pub fn dev_token(&self, user_id: &str, name: Option<&str>) -> Option<String> {
         let key = self.inner.dev_signer.as_ref()?;
         let now = jsonwebtoken::get_current_timestamp();
-        let claims = Claims {
-            sub: user_id.into(),
-            name: name.map(str::to_owned),
-            iat: Some(now),
-            exp: Some(now + 24 * 3600),
-        };
+        let claims =
+            Claims { sub: user_id.into(), name: name.map(str::to_owned), iat: Some(now), exp: Some(now + 24 * 3600) };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key).ok()
     }
 
@@ -196,7 +198,8 @@ fn read_pem(value: &str) -> Result<Vec<u8>, ConfigError> {
     if value.trim_start().starts_with("-----BEGIN") {
         return Ok(value.as_bytes().to_vec());
     }
-    std::fs::read(value).map_err(|e| ConfigError { setting: "JWT_PUBLIC_KEY", reason: format!("cannot read {value}: {e}") })
+    std::fs::read(value)
+        .map_err(|e| ConfigError { setting: "JWT_PUBLIC_KEY", reason: format!("cannot read {value}: {e}") })
 }
 
 /// Keys from a JWKS URL, cached by `kid`.
@@ -232,7 +235,12 @@ impl Jwks {
         if let Some(found) = self.lookup(kid, JWKS_TTL) {
             return Ok(found);
         }
-        let recently = self.cache.read().unwrap_or_else(|p| p.into_inner()).fetched_at.is_some_and(|t| t.elapsed() < self.min_refresh);
+        let recently = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .fetched_at
+            .is_some_and(|t| t.elapsed() < self.min_refresh);
         if !recently {
             match self.fetch().await {
                 Ok(keys) => {
@@ -249,7 +257,7 @@ impl Jwks {
 
     fn lookup(&self, kid: Option<&str>, max_age: Duration) -> Option<(DecodingKey, Algorithm)> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
-        if !cache.fetched_at.is_some_and(|t| t.elapsed() < max_age) {
+        if cache.fetched_at.is_none_or(|t| t.elapsed() >= max_age) {
             return None;
         }
         match kid {

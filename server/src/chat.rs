@@ -43,7 +43,12 @@ pub struct Chat {
 
 impl Chat {
     /// A chat service over `store`, delivering through `emitter`.
-    pub fn new(store: Arc<dyn ChatStore>, emitter: Arc<dyn Emitter>, max_message_chars: usize, typing_timeout: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn ChatStore>,
+        emitter: Arc<dyn Emitter>,
+        max_message_chars: usize,
+        typing_timeout: Duration,
+    ) -> Self {
         let typing = Arc::new(TypingTimers { timeout: typing_timeout, generations: Mutex::default() });
         Self { store, emitter, max_message_chars, typing }
     }
@@ -82,10 +87,20 @@ impl Chat {
 
     /// `sendMessage`: stored first, then delivered to the room except `origin`. A retry with
     /// the same `clientMessageId` returns the stored message and delivers nothing.
-    pub async fn send_message(&self, user: &Identity, payload: SendMessage, origin: Option<Sid>) -> ApiResult<(Message, bool)> {
+    pub async fn send_message(
+        &self,
+        user: &Identity,
+        payload: SendMessage,
+        origin: Option<Sid>,
+    ) -> ApiResult<(Message, bool)> {
         let content = payload.normalise(self.max_message_chars)?;
         self.member_room(user, &payload.room_id).await?;
-        let new = NewMessage { room_id: payload.room_id, sender_id: user.user_id.clone(), content, client_message_id: payload.client_message_id };
+        let new = NewMessage {
+            room_id: payload.room_id,
+            sender_id: user.user_id.clone(),
+            content,
+            client_message_id: payload.client_message_id,
+        };
         let (message, created) = self.store.append(new).await?;
         if created {
             let data = serde_json::to_value(&message).map_err(ApiError::internal)?;
@@ -206,7 +221,12 @@ impl TypingTimers {
 
     /// Ends `user`'s typing in `room`; emits when they were typing here, or when `always`.
     async fn clear(&self, emitter: &Arc<dyn Emitter>, room: &str, user: &str, always: bool) {
-        let was_typing = self.generations.lock().unwrap_or_else(|p| p.into_inner()).remove(&(room.to_owned(), user.to_owned())).is_some();
+        let was_typing = self
+            .generations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(room.to_owned(), user.to_owned()))
+            .is_some();
         if was_typing || always {
             emit_typing(emitter, room, user, false).await;
         }

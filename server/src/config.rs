@@ -14,7 +14,11 @@ pub const EXIT_CONFIG: i32 = 64;
 
 /// The whole server configuration. `--help` prints one line per setting with its variable.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "switchyard-server", version, about = "Socket.IO-compatible realtime server: chat, notifications, presence")]
+#[command(
+    name = "switchyard-server",
+    version,
+    about = "Socket.IO-compatible realtime server: chat, notifications, presence"
+)]
 pub struct Config {
     /// Port for Socket.IO, the HTTP API, /health, /ready and /metrics.
     #[arg(long = "port", env = "WEBSOCKET_PORT", default_value_t = 3001)]
@@ -260,14 +264,22 @@ impl Config {
     {
         let config = match Self::try_parse_from(args) {
             Ok(config) => config,
-            Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            Err(e)
+                if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) =>
+            {
                 e.exit()
             }
             Err(e) => return Err(one_line(&e)),
         };
         let mut config = config;
         // Kubernetes and compose files often set a variable to "" to mean "not set".
-        for value in [&mut config.auth.jwt_secret, &mut config.auth.jwt_public_key, &mut config.auth.jwt_jwks_url, &mut config.auth.jwt_issuer, &mut config.auth.jwt_audience] {
+        for value in [
+            &mut config.auth.jwt_secret,
+            &mut config.auth.jwt_public_key,
+            &mut config.auth.jwt_jwks_url,
+            &mut config.auth.jwt_issuer,
+            &mut config.auth.jwt_audience,
+        ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
@@ -311,7 +323,10 @@ impl Config {
             return Err(ConfigError { setting: "ENVIRONMENT", reason: "must be 1 to 64 characters".into() });
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.log_level).is_err() {
-            return Err(ConfigError { setting: "LOG_LEVEL", reason: format!("not a log filter: {:?}", self.log.log_level) });
+            return Err(ConfigError {
+                setting: "LOG_LEVEL",
+                reason: format!("not a log filter: {:?}", self.log.log_level),
+            });
         }
         Ok(())
     }

@@ -51,7 +51,12 @@ impl FromRequestParts<AppState> for User {
 }
 
 /// Rate-limits and parses a JSON body with the socket events' rules.
-async fn admit_json<T: DeserializeOwned>(app: &AppState, user: &Identity, class: EventClass, body: &Bytes) -> ApiResult<T> {
+async fn admit_json<T: DeserializeOwned>(
+    app: &AppState,
+    user: &Identity,
+    class: EventClass,
+    body: &Bytes,
+) -> ApiResult<T> {
     admit(app, user, class).await?;
     if body.len() as u64 > app.config().limits.max_payload_bytes {
         return Err(ApiError::new(
@@ -94,10 +99,14 @@ struct DevTokenRequest {
 }
 
 async fn dev_token(State(app): State<AppState>, body: Bytes) -> ApiResult<Json<Value>> {
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
     let request: DevTokenRequest = parse(value, app.config().limits.max_payload_bytes)?;
     check_id("userId", &request.user_id)?;
-    let token = app.verifier().dev_token(&request.user_id, request.name.as_deref()).ok_or_else(|| ApiError::not_found("no such route"))?;
+    let token = app
+        .verifier()
+        .dev_token(&request.user_id, request.name.as_deref())
+        .ok_or_else(|| ApiError::not_found("no such route"))?;
     Ok(Json(json!({ "token": token })))
 }
 

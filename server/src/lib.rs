@@ -2,18 +2,18 @@
 //! presence) on axum and socketioxide.
 //!
 //! # Layout
-//! - [`config`]: every setting, parsed and validated once at start-up.
-//! - [`app`]: state, router, serve loop and SIGTERM drain.
-//! - [`auth`]: JWT verification (HS256, RS256/ES256 PEM, JWKS) and development tokens.
-//! - [`ns`]: Socket.IO namespaces and the steps every event handler shares.
-//! - [`http`]: health, readiness and the HTTP API.
-//! - [`chat`]: chat operations shared by socket events and HTTP routes.
-//! - [`protocol`]: contract payloads and their validation.
-//! - [`store`]: chat state behind a trait; in-memory default.
-//! - [`ratelimit`]: per-user budgets with the warning-then-block ladder.
-//! - [`emitter`]: delivery to Socket.IO rooms on every node.
-//! - [`error`]: the client-facing error shared by acks and HTTP responses.
-//! - [`telemetry`]: logging.
+//! - [`config`] — every setting, parsed and validated once at start-up.
+//! - [`app`] — state, router, serve loop and SIGTERM drain.
+//! - [`auth`] — JWT verification (HS256, RS256/ES256 PEM, JWKS) and development tokens.
+//! - [`ns`] — Socket.IO namespaces and the steps every event handler shares.
+//! - [`http`] — health, readiness and the HTTP API.
+//! - [`chat`] — chat operations shared by socket events and HTTP routes.
+//! - [`protocol`] — contract payloads and their validation.
+//! - [`store`] — chat state behind a trait; in-memory default.
+//! - [`ratelimit`] — per-user budgets with the warning-then-block ladder.
+//! - [`emitter`] — delivery to Socket.IO rooms on every node.
+//! - [`error`] — the client-facing error shared by acks and HTTP responses.
+//! - [`telemetry`] — logging.
 
 pub mod app;
 pub mod auth;

@@ -57,7 +57,9 @@ pub fn parse<T: DeserializeOwned>(value: Value, max_bytes: u64) -> ApiResult<T> 
 /// Checks an id: a non-empty string of at most [`MAX_ID_BYTES`] bytes.
 pub fn check_id(field: &str, id: &str) -> ApiResult<()> {
     if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!("{field}: must be 1 to {MAX_ID_BYTES} bytes without control characters")));
+        return Err(ApiError::invalid(format!(
+            "{field}: must be 1 to {MAX_ID_BYTES} bytes without control characters"
+        )));
     }
     Ok(())
 }
@@ -124,7 +126,10 @@ impl SendMessage {
             return Err(ApiError::invalid("content: must not be empty"));
         }
         if content.chars().count() > max_chars {
-            return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("content: longer than {max_chars} characters")));
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("content: longer than {max_chars} characters"),
+            ));
         }
         Ok(content.to_owned())
     }
@@ -152,7 +157,9 @@ impl GetMessages {
     pub fn cursor(&self) -> ApiResult<crate::store::Cursor> {
         check_id("roomId", &self.room_id)?;
         let seq = |field: &str, v: &Option<String>| -> ApiResult<Option<u64>> {
-            v.as_deref().map(|id| parse_message_id(id).ok_or_else(|| ApiError::invalid(format!("{field}: not a message id")))).transpose()
+            v.as_deref()
+                .map(|id| parse_message_id(id).ok_or_else(|| ApiError::invalid(format!("{field}: not a message id"))))
+                .transpose()
         };
         let limit = match self.limit {
             None => DEFAULT_PAGE,

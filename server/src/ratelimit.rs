@@ -30,7 +30,8 @@ pub enum EventClass {
 }
 
 impl EventClass {
-    const ALL: [EventClass; 5] = [EventClass::Message, EventClass::Typing, EventClass::Read, EventClass::Room, EventClass::Query];
+    const ALL: [EventClass; 5] =
+        [EventClass::Message, EventClass::Typing, EventClass::Read, EventClass::Room, EventClass::Query];
 
     fn index(self) -> usize {
         self as usize
@@ -137,7 +138,8 @@ impl LocalRateLimiter {
         }
         let now = Instant::now();
         let stale = self.block.max(self.windows.iter().copied().max().unwrap_or_default());
-        self.ladder.retain(|_, l| l.blocked_until.is_some_and(|(t, _)| t > now) || now.duration_since(l.last_strike) < stale);
+        self.ladder
+            .retain(|_, l| l.blocked_until.is_some_and(|(t, _)| t > now) || now.duration_since(l.last_strike) < stale);
     }
 }
 
@@ -210,9 +212,15 @@ mod tests {
         }
         assert!(matches!(limiter.check("u", EventClass::Message).await.unwrap(), Verdict::Warn { remaining: 1, .. }));
         assert!(matches!(limiter.check("u", EventClass::Message).await.unwrap(), Verdict::Warn { remaining: 0, .. }));
-        assert!(matches!(limiter.check("u", EventClass::Message).await.unwrap(), Verdict::Blocked { started: true, .. }));
+        assert!(matches!(
+            limiter.check("u", EventClass::Message).await.unwrap(),
+            Verdict::Blocked { started: true, .. }
+        ));
         // Blocked means blocked for everything, and the block is announced once.
-        assert!(matches!(limiter.check("u", EventClass::Query).await.unwrap(), Verdict::Blocked { started: false, .. }));
+        assert!(matches!(
+            limiter.check("u", EventClass::Query).await.unwrap(),
+            Verdict::Blocked { started: false, .. }
+        ));
         // Other users are untouched.
         assert_eq!(limiter.check("v", EventClass::Message).await.unwrap(), Verdict::Allow);
     }

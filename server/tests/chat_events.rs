@@ -27,7 +27,8 @@ async fn get_or_create_room() {
     assert_eq!(room_of(&mut bob, &["alice", "alice"]).await["id"], room["id"]);
     assert!(alice.drain_events("roomCreated", Duration::from_millis(200)).await.len() == 1);
 
-    let group = Client::data_of(&alice.call("getOrCreateRoom", json!({ "participantIds": ["bob"], "name": "pair" })).await);
+    let group =
+        Client::data_of(&alice.call("getOrCreateRoom", json!({ "participantIds": ["bob"], "name": "pair" })).await);
     assert_eq!(group["room"]["type"], "group");
     assert_ne!(group["room"]["id"], room["id"]);
 
@@ -38,11 +39,18 @@ async fn get_or_create_room() {
         (json!({ "participantIds": [] }), "participantIds: name at least one participant besides yourself"),
         (json!({ "participantIds": ["alice"] }), "participantIds: name at least one participant besides yourself"),
         (json!({ "participantIds": [""] }), "participantIds: must be 1 to 128 bytes without control characters"),
-        (json!({ "participantIds": ["x".repeat(129)] }), "participantIds: must be 1 to 128 bytes without control characters"),
+        (
+            json!({ "participantIds": ["x".repeat(129)] }),
+            "participantIds: must be 1 to 128 bytes without control characters",
+        ),
         (json!({ "participantIds": ["bob"], "name": "  " }), "name: must be 1 to 100 characters"),
         (json!({ "participantIds": ["bob"], "name": 7 }), "name: invalid type: integer `7`, expected a string"),
     ] {
-        assert_eq!(Client::error_of(&alice.call("getOrCreateRoom", payload.clone()).await, "invalid_payload"), message, "{payload}");
+        assert_eq!(
+            Client::error_of(&alice.call("getOrCreateRoom", payload.clone()).await, "invalid_payload"),
+            message,
+            "{payload}"
+        );
     }
     let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
     let ack = alice.call("getOrCreateRoom", json!({ "participantIds": many })).await;
@@ -66,21 +74,39 @@ async fn send_message() {
     assert_eq!(message["clientMessageId"], "k1");
     assert_eq!(bob.next_event("newMessage").await, message);
     // Idempotent on clientMessageId: same message back, nothing delivered.
-    let again = alice.call("sendMessage", json!({ "roomId": rid, "content": "changed", "clientMessageId": "k1" })).await;
+    let again =
+        alice.call("sendMessage", json!({ "roomId": rid, "content": "changed", "clientMessageId": "k1" })).await;
     assert_eq!(Client::data_of(&again)["message"], message);
     assert!(bob.drain_events("newMessage", Duration::from_millis(200)).await.is_empty());
     // Ids sort in send order.
-    let next = Client::data_of(&alice.call("sendMessage", json!({ "roomId": rid, "content": "2nd" })).await)["message"].clone();
+    let next = Client::data_of(&alice.call("sendMessage", json!({ "roomId": rid, "content": "2nd" })).await)["message"]
+        .clone();
     assert!(next["id"].as_str().unwrap() > message["id"].as_str().unwrap());
 
     let cases = [
         (json!({ "content": "x" }), "invalid_payload", "missing field `roomId`"),
-        (json!({ "roomId": 5, "content": "x" }), "invalid_payload", "roomId: invalid type: integer `5`, expected a string"),
+        (
+            json!({ "roomId": 5, "content": "x" }),
+            "invalid_payload",
+            "roomId: invalid type: integer `5`, expected a string",
+        ),
         (json!({ "roomId": rid }), "invalid_payload", "missing field `content`"),
-        (json!({ "roomId": rid, "content": null }), "invalid_payload", "content: invalid type: null, expected a string"),
+        (
+            json!({ "roomId": rid, "content": null }),
+            "invalid_payload",
+            "content: invalid type: null, expected a string",
+        ),
         (json!({ "roomId": rid, "content": "   " }), "invalid_payload", "content: must not be empty"),
-        (json!({ "roomId": rid, "content": "x", "clientMessageId": "" }), "invalid_payload", "clientMessageId: must be 1 to 128 bytes without control characters"),
-        (json!({ "roomId": rid, "content": "y".repeat(51) }), "payload_too_large", "content: longer than 50 characters"),
+        (
+            json!({ "roomId": rid, "content": "x", "clientMessageId": "" }),
+            "invalid_payload",
+            "clientMessageId: must be 1 to 128 bytes without control characters",
+        ),
+        (
+            json!({ "roomId": rid, "content": "y".repeat(51) }),
+            "payload_too_large",
+            "content: longer than 50 characters",
+        ),
         (json!({ "roomId": rid, "content": "z".repeat(2000) }), "payload_too_large", "payload exceeds 1024 bytes"),
         (json!({ "roomId": "nope", "content": "x" }), "not_found", "roomId: no such room"),
     ];
@@ -105,27 +131,45 @@ async fn get_messages() {
         let ack = alice.call("sendMessage", json!({ "roomId": rid, "content": format!("m{i}") })).await;
         ids.push(Client::data_of(&ack)["message"]["id"].as_str().unwrap().to_owned());
     }
-    let contents = |data: &Value| data["messages"].as_array().unwrap().iter().map(|m| m["content"].as_str().unwrap().to_owned()).collect::<Vec<_>>();
+    let contents = |data: &Value| {
+        data["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["content"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
 
     let all = Client::data_of(&alice.call("getMessages", json!({ "roomId": rid })).await);
     assert_eq!(contents(&all), ["m0", "m1", "m2", "m3", "m4"]);
     assert_eq!(all["hasMore"], false);
     let latest = Client::data_of(&alice.call("getMessages", json!({ "roomId": rid, "limit": 2 })).await);
     assert_eq!((contents(&latest), latest["hasMore"].clone()), (vec!["m3".into(), "m4".into()], json!(true)));
-    let before = Client::data_of(&alice.call("getMessages", json!({ "roomId": rid, "before": ids[3], "limit": 2 })).await);
+    let before =
+        Client::data_of(&alice.call("getMessages", json!({ "roomId": rid, "before": ids[3], "limit": 2 })).await);
     assert_eq!(contents(&before), ["m1", "m2"]);
-    let after = Client::data_of(&alice.call("getMessages", json!({ "roomId": rid, "after": ids[1], "limit": 2 })).await);
+    let after =
+        Client::data_of(&alice.call("getMessages", json!({ "roomId": rid, "after": ids[1], "limit": 2 })).await);
     assert_eq!((contents(&after), after["hasMore"].clone()), (vec!["m2".into(), "m3".into()], json!(true)));
-    let between = Client::data_of(&alice.call("getMessages", json!({ "roomId": rid, "after": ids[0], "before": ids[3] })).await);
+    let between =
+        Client::data_of(&alice.call("getMessages", json!({ "roomId": rid, "after": ids[0], "before": ids[3] })).await);
     assert_eq!(contents(&between), ["m1", "m2"]);
 
     let cases = [
         (json!({}), "invalid_payload", "missing field `roomId`"),
         (json!({ "roomId": rid, "limit": 0 }), "invalid_payload", "limit: must be 1 to 100"),
         (json!({ "roomId": rid, "limit": 101 }), "invalid_payload", "limit: must be 1 to 100"),
-        (json!({ "roomId": rid, "limit": "ten" }), "invalid_payload", "limit: invalid type: string \"ten\", expected i64"),
+        (
+            json!({ "roomId": rid, "limit": "ten" }),
+            "invalid_payload",
+            "limit: invalid type: string \"ten\", expected i64",
+        ),
         (json!({ "roomId": rid, "before": "abc" }), "invalid_payload", "before: not a message id"),
-        (json!({ "roomId": rid, "after": 3 }), "invalid_payload", "after: invalid type: integer `3`, expected a string"),
+        (
+            json!({ "roomId": rid, "after": 3 }),
+            "invalid_payload",
+            "after: invalid type: integer `3`, expected a string",
+        ),
         (json!({ "roomId": "nope" }), "not_found", "roomId: no such room"),
     ];
     for (payload, code, message) in cases {
@@ -211,13 +255,27 @@ async fn get_rooms() {
     let rooms = Client::data_of(&alice.call("getRooms", json!({})).await);
     assert_eq!(rooms["rooms"].as_array().unwrap().len(), 2);
     assert_eq!(rooms["rooms"][0]["unreadCount"], 0);
-    assert_eq!(Client::error_of(&alice.call("getRooms", json!([])).await, "invalid_payload"), "payload must be a JSON object");
-    assert_eq!(Client::error_of(&alice.call_raw(r#"["getRooms"]"#).await, "invalid_payload"), "payload must be a JSON object");
+    assert_eq!(
+        Client::error_of(&alice.call("getRooms", json!([])).await, "invalid_payload"),
+        "payload must be a JSON object"
+    );
+    assert_eq!(
+        Client::error_of(&alice.call_raw(r#"["getRooms"]"#).await, "invalid_payload"),
+        "payload must be a JSON object"
+    );
 }
 
 #[tokio::test]
 async fn rate_limit_warns_then_blocks_across_sockets() {
-    let server = Server::start(&["--rate-limit-message", "3/60s", "--rate-limit-warnings", "2", "--rate-limit-block-seconds", "60"]).await;
+    let server = Server::start(&[
+        "--rate-limit-message",
+        "3/60s",
+        "--rate-limit-warnings",
+        "2",
+        "--rate-limit-block-seconds",
+        "60",
+    ])
+    .await;
     let mut a1 = server.chat("alice").await;
     let mut a2 = server.chat("alice").await;
     let room = room_of(&mut a1, &["bob"]).await;
@@ -228,7 +286,10 @@ async fn rate_limit_warns_then_blocks_across_sockets() {
     Client::data_of(&a2.call("sendMessage", send.clone()).await);
     Client::data_of(&a1.call("sendMessage", send.clone()).await);
 
-    assert_eq!(Client::error_of(&a2.call("sendMessage", send.clone()).await, "rate_limited"), "rate limit exceeded; slow down");
+    assert_eq!(
+        Client::error_of(&a2.call("sendMessage", send.clone()).await, "rate_limited"),
+        "rate limit exceeded; slow down"
+    );
     let warning = a2.next_event("rateLimitWarning").await;
     assert_eq!(warning["event"], "sendMessage");
     assert_eq!(warning["remaining"], 1);

@@ -24,7 +24,8 @@ async fn garbage_never_panics_or_disconnects() {
     }
     let server = Server::start(&args).await;
     let mut c = server.chat("mallory").await;
-    let room = Client::data_of(&c.call("getOrCreateRoom", json!({ "participantIds": ["victim"] })).await)["room"].clone();
+    let room =
+        Client::data_of(&c.call("getOrCreateRoom", json!({ "participantIds": ["victim"] })).await)["room"].clone();
     let rid = room["id"].as_str().unwrap().to_owned();
 
     let huge = "h".repeat(200_000);
@@ -59,12 +60,9 @@ async fn garbage_never_panics_or_disconnects() {
             }
             assert_eq!(ack["ok"], json!(false), "{event} {}: {ack}", &payload[..payload.len().min(60)]);
             let code = ack["error"]["code"].as_str().unwrap();
-            let ok_codes: &[&str] = if payload.len() > 4096 { &["invalid_payload", "payload_too_large"] } else { &["invalid_payload"] };
-            assert!(
-                ok_codes.contains(&code),
-                "{event} {}: {ack}",
-                &payload[..payload.len().min(60)]
-            );
+            let ok_codes: &[&str] =
+                if payload.len() > 4096 { &["invalid_payload", "payload_too_large"] } else { &["invalid_payload"] };
+            assert!(ok_codes.contains(&code), "{event} {}: {ack}", &payload[..payload.len().min(60)]);
         }
         // Missing argument, and extra arguments after the payload.
         Client::error_of(&c.call_raw(&format!(r#"["{event}"]"#)).await, "invalid_payload");

@@ -26,25 +26,42 @@ pub async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     }
 }
 
-async fn on_get_or_create_room(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(app): State<AppState>) {
+async fn on_get_or_create_room(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(app): State<AppState>,
+) {
     let result = async {
-        let (user, payload): (_, GetOrCreateRoom) = prepare(&socket, &app, "getOrCreateRoom", EventClass::Room, data).await?;
+        let (user, payload): (_, GetOrCreateRoom) =
+            prepare(&socket, &app, "getOrCreateRoom", EventClass::Room, data).await?;
         let (room, _) = app.chat().get_or_create_room(&user, payload).await?;
         Ok(json!({ "room": room }))
     };
     reply(ack, result.await);
 }
 
-async fn on_send_message(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(app): State<AppState>) {
+async fn on_send_message(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(app): State<AppState>,
+) {
     let result = async {
-        let (user, payload): (_, SendMessage) = prepare(&socket, &app, "sendMessage", EventClass::Message, data).await?;
+        let (user, payload): (_, SendMessage) =
+            prepare(&socket, &app, "sendMessage", EventClass::Message, data).await?;
         let (message, _) = app.chat().send_message(&user, payload, Some(socket.id)).await?;
         Ok(json!({ "message": message }))
     };
     reply(ack, result.await);
 }
 
-async fn on_get_messages(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(app): State<AppState>) {
+async fn on_get_messages(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(app): State<AppState>,
+) {
     let result = async {
         let (user, payload): (_, GetMessages) = prepare(&socket, &app, "getMessages", EventClass::Query, data).await?;
         app.chat().get_messages(&user, payload).await
@@ -52,7 +69,12 @@ async fn on_get_messages(socket: SocketRef, TryData(data): TryData<Value>, ack: 
     reply(ack, result.await);
 }
 
-async fn on_mark_messages_read(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(app): State<AppState>) {
+async fn on_mark_messages_read(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(app): State<AppState>,
+) {
     let result = async {
         let (user, payload): (_, MarkRead) = prepare(&socket, &app, "markMessagesRead", EventClass::Read, data).await?;
         app.chat().mark_read(&user, payload).await

@@ -14,7 +14,11 @@ use crate::ratelimit::{EventClass, Verdict};
 
 /// Connect middleware: verifies the JWT from `auth.token` (or `Authorization: Bearer`) and
 /// stores the [`Identity`] on the socket. Its error text is the `connect_error` message.
-pub async fn authenticate(socket: SocketRef, TryData(auth): TryData<Value>, State(app): State<AppState>) -> Result<(), AuthFailure> {
+pub async fn authenticate(
+    socket: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(app): State<AppState>,
+) -> Result<(), AuthFailure> {
     let from_auth = auth.ok().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
     let token = from_auth.or_else(|| bearer(socket.req_parts().headers.get(axum::http::header::AUTHORIZATION)));
     let Some(token) = token else {
@@ -43,7 +47,10 @@ pub fn bearer(header: Option<&axum::http::HeaderValue>) -> Option<String> {
 
 /// The authenticated user of a socket (set by [`authenticate`]).
 pub fn identity(socket: &SocketRef) -> ApiResult<Identity> {
-    socket.extensions.get::<Identity>().ok_or_else(|| ApiError::new(crate::error::ErrorCode::Unauthorized, "not authenticated"))
+    socket
+        .extensions
+        .get::<Identity>()
+        .ok_or_else(|| ApiError::new(crate::error::ErrorCode::Unauthorized, "not authenticated"))
 }
 
 /// The steps before an event's own work: identify, rate-limit (telling the socket about a
@@ -59,7 +66,8 @@ pub async fn prepare<T: DeserializeOwned>(
     if let Err(refused) = app.admit(&user.user_id, class).await {
         match refused.verdict {
             Verdict::Warn { retry_after, remaining } => {
-                let body = json!({ "event": event, "retryAfterMs": retry_after.as_millis() as u64, "remaining": remaining });
+                let body =
+                    json!({ "event": event, "retryAfterMs": retry_after.as_millis() as u64, "remaining": remaining });
                 let _ = socket.emit("rateLimitWarning", &body);
             }
             Verdict::Blocked { until_ms, started: true } => {

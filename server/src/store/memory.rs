@@ -5,7 +5,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{ChatStore, Cursor, Message, NewMessage, Page, ReadState, Room, RoomSummary, StoreResult, message_id, now_rfc3339};
+use super::{
+    ChatStore, Cursor, Message, NewMessage, Page, ReadState, Room, RoomSummary, StoreResult, message_id, now_rfc3339,
+};
 
 /// In-memory [`ChatStore`] with a per-room history cap.
 pub struct MemoryStore {
@@ -46,7 +48,8 @@ impl RoomData {
 
     fn unread(&self, user: &str) -> u64 {
         let read = self.last_read.get(user).copied().unwrap_or(0);
-        self.messages.iter().rev().take_while(|(seq, _)| *seq > read).filter(|(_, m)| m.sender_id != user).count() as u64
+        self.messages.iter().rev().take_while(|(seq, _)| *seq > read).filter(|(_, m)| m.sender_id != user).count()
+            as u64
     }
 }
 
@@ -203,7 +206,12 @@ mod tests {
     }
 
     fn msg(room: &str, from: &str, text: &str, cid: Option<&str>) -> NewMessage {
-        NewMessage { room_id: room.into(), sender_id: from.into(), content: text.into(), client_message_id: cid.map(Into::into) }
+        NewMessage {
+            room_id: room.into(),
+            sender_id: from.into(),
+            content: text.into(),
+            client_message_id: cid.map(Into::into),
+        }
     }
 
     #[tokio::test]

@@ -80,7 +80,9 @@ pub struct Client {
 impl Client {
     /// Opens a WebSocket session and connects to `ns`; `Err` carries the connect_error data.
     pub async fn connect(addr: SocketAddr, ns: &str, token: Option<&str>) -> Result<Client, Value> {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"))
+            .await
+            .unwrap();
         let mut client = Client { ws, ns: ns.to_owned(), next_id: 0, events: VecDeque::new() };
         let open = client.recv_text().await;
         assert!(open.starts_with('0'), "engine.io open packet, got {open}");

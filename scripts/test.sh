@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test of the repository. Installs what the tests need first (idempotent), so a
+# fresh machine needs nothing but this command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export SWITCHYARD_TOOLS="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "generated files are fresh"
+if [[ -f scripts/k8s-check-generated.sh ]]; then bash scripts/k8s-check-generated.sh; fi
+
+step "Rust unit and integration tests"
+cargo build --workspace --quiet
+cargo test --workspace --quiet
+
+step "JS end-to-end tests (socket.io-client)"
+(cd tests/js && npm test)
+
+if [[ -f tests/cluster/run.sh ]]; then
+  step "operator against a real Kubernetes API server"
+  bash tests/cluster/run.sh
+fi
+
+step "all tests passed"
