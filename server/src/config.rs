@@ -52,6 +52,10 @@ pub struct Config {
     #[command(flatten)]
     pub rate_limit: RateLimitConfig,
 
+    /// Redis for scale-out.
+    #[command(flatten)]
+    pub redis: RedisConfig,
+
     /// Seconds a SIGTERM drain may take before the process exits.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_grace_seconds: u64,
@@ -215,6 +219,27 @@ pub struct RateLimitConfig {
     pub block_seconds: u64,
 }
 
+/// Redis: with `REDIS_URL` set, state, rate limits, presence and broadcasts are shared by
+/// every process using the same Redis; without it the process runs alone on memory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisConfig {
+    /// Redis URL (`redis://[:password@]host:6379[/db]`, `rediss://` for TLS); Redis 7 or later.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Milliseconds a Redis command may take before the event fails with `unavailable`.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub redis_timeout_ms: u64,
+
+    /// Longest wait between reconnect attempts, in milliseconds (back-off doubles up to it).
+    #[arg(long, env = "REDIS_RECONNECT_MAX_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub redis_reconnect_max_ms: u64,
+
+    /// Prefix of every key and channel, so several deployments can share one Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "sy")]
+    pub redis_key_prefix: String,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -312,6 +337,15 @@ impl Config {
                 setting: "CORS_ORIGINS",
                 reason: "each origin must be * or start with http:// or https://".into(),
             });
+        }
+        if let Some(url) = &self.redis.redis_url
+            && redis::Client::open(url.as_str()).is_err()
+        {
+            return Err(ConfigError { setting: "REDIS_URL", reason: "not a redis:// or rediss:// URL".into() });
+        }
+        let prefix = &self.redis.redis_key_prefix;
+        if prefix.is_empty() || prefix.len() > 32 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(ConfigError { setting: "REDIS_KEY_PREFIX", reason: "1 to 32 letters, digits, - or _".into() });
         }
         if self.shutdown_delay_seconds >= self.shutdown_grace_seconds {
             return Err(ConfigError {
