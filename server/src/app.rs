@@ -11,19 +11,24 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use socketioxide::SocketIo;
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::handler::ConnectHandler;
+use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Verifier;
 use crate::chat::Chat;
 use crate::config::Config;
-use crate::emitter::IoHandle;
+use crate::emitter::{Emitter, IoHandle};
 use crate::error::{ApiError, ErrorCode};
-use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, Verdict};
-use crate::store::{ChatStore, MemoryStore};
+use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, RedisRateLimiter, Verdict};
+use crate::redis::{ManagedDriver, Redis};
+use crate::store::{ChatStore, MemoryStore, RedisStore};
 use crate::{http, ns};
+
+/// The Socket.IO adapter used with `REDIS_URL`.
+type RedisAdapter<E> = CustomRedisAdapter<E, ManagedDriver>;
 
 /// Shared application state; cheap to clone.
 #[derive(Clone)]
@@ -34,7 +39,7 @@ struct Inner {
     verifier: Verifier,
     chat: Chat,
     limiter: Arc<dyn RateLimiter>,
-    io: Arc<IoHandle<LocalAdapter>>,
+    io: Arc<dyn Emitter>,
     draining: AtomicBool,
     started: Instant,
 }
@@ -105,14 +110,13 @@ impl AppState {
         let delay = Duration::from_secs(self.0.config.shutdown_delay_seconds);
         tracing::info!(?delay, "draining: refusing new connections, then closing sockets");
         tokio::time::sleep(delay).await;
-        if let Some(io) = self.0.io.get() {
-            io.close().await;
-        }
+        self.0.io.close().await;
     }
 }
 
-/// Builds the state and the router for `config`.
-pub fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
+/// Builds the state and the router for `config`: in-memory and alone without `REDIS_URL`,
+/// shared through Redis with it.
+pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
     let verifier = Verifier::from_config(&config.auth)?;
     if verifier.is_dev() {
         tracing::warn!(
@@ -120,12 +124,48 @@ pub fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
              and serving POST /dev/token. Do not expose this server."
         );
     }
-    tracing::warn!("no REDIS_URL: running as a single node with in-memory state; nothing survives a restart");
-    let store: Arc<dyn ChatStore> = Arc::new(MemoryStore::new(config.limits.history_limit as usize));
-    let limiter = Arc::new(LocalRateLimiter::new(&config.rate_limit));
-    let io_handle = Arc::new(IoHandle::<LocalAdapter>::default());
+    let history = config.limits.history_limit as usize;
+    if config.redis.redis_url.is_none() {
+        tracing::warn!("no REDIS_URL: running as a single node with in-memory state; nothing survives a restart");
+        let limiter = Arc::new(LocalRateLimiter::new(&config.rate_limit));
+        spawn_housekeeping(limiter.clone());
+        let backend = Backend { store: Arc::new(MemoryStore::new(history)), limiter };
+        return build_with::<LocalAdapter>(config, verifier, backend, ()).await;
+    }
+    let redis =
+        Redis::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
+    let driver =
+        ManagedDriver::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot subscribe on Redis: {e}"))?;
+    let adapter = RedisAdapterCtr::new_with_driver(
+        driver,
+        RedisAdapterConfig::new().with_prefix(format!("{}-sio", config.redis.redis_key_prefix)),
+    );
+    let backend = Backend {
+        store: Arc::new(RedisStore::new(redis.clone(), history)),
+        limiter: Arc::new(RedisRateLimiter::new(redis, &config.rate_limit)),
+    };
+    tracing::info!("REDIS_URL set: state, limits and broadcasts are shared through Redis");
+    build_with::<RedisAdapter<_>>(config, verifier, backend, adapter).await
+}
+
+/// The state implementations chosen by the configuration.
+struct Backend {
+    store: Arc<dyn ChatStore>,
+    limiter: Arc<dyn RateLimiter>,
+}
+
+async fn build_with<A: Adapter + socketioxide_core::adapter::DefinedAdapter>(
+    config: Config,
+    verifier: Verifier,
+    backend: Backend,
+    adapter: A::State,
+) -> anyhow::Result<(Router, AppState)>
+where
+    A::InitRes: AdapterInit,
+{
+    let io_handle = Arc::new(IoHandle::<A>::default());
     let chat = Chat::new(
-        store,
+        backend.store,
         io_handle.clone(),
         config.limits.max_message_length as usize,
         Duration::from_millis(config.socket.typing_timeout_ms),
@@ -133,22 +173,23 @@ pub fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
     let state = AppState(Arc::new(Inner {
         verifier,
         chat,
-        limiter: limiter.clone(),
+        limiter: backend.limiter,
         io: io_handle.clone(),
         draining: AtomicBool::new(false),
         started: Instant::now(),
         config,
     }));
-    spawn_housekeeping(limiter);
-
     let config = state.config();
-    let (layer, io) = SocketIo::builder()
+    let (layer, io): (SocketIoLayer<A>, SocketIo<A>) = SocketIo::builder()
         .ping_interval(Duration::from_millis(config.socket.ping_interval_ms))
         .ping_timeout(Duration::from_millis(config.socket.ping_timeout_ms))
         .max_payload(config.limits.engine_max_payload())
         .with_state(state.clone())
+        .with_adapter::<A>(adapter)
         .build_layer();
-    io.ns(crate::chat::NS, ns::chat::on_connect.with(ns::authenticate));
+    for init in ns::register(&io) {
+        init.await_ready().await?;
+    }
     io_handle.set(io);
 
     let router = http::routes(&state)
@@ -157,6 +198,24 @@ pub fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         .layer(cors(&config.cors_origins))
         .with_state(state.clone());
     Ok((router, state))
+}
+
+/// Waiting for a namespace's adapter to be ready: nothing to wait for locally; with Redis,
+/// its channels must be subscribed before the first client arrives.
+trait AdapterInit {
+    async fn await_ready(self) -> anyhow::Result<()>;
+}
+
+impl AdapterInit for () {
+    async fn await_ready(self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl<D: socketioxide_redis::drivers::Driver> AdapterInit for socketioxide_redis::InitRes<D> {
+    async fn await_ready(self) -> anyhow::Result<()> {
+        self.await.map_err(|e| anyhow::anyhow!("adapter init failed: {e}"))
+    }
 }
 
 fn spawn_housekeeping(limiter: Arc<LocalRateLimiter>) {
@@ -204,7 +263,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
-    let (router, state) = build(config)?;
+    let (router, state) = build(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "switchyard-server listening");
     let started_drain = Arc::new(tokio::sync::Notify::new());
     let graceful = {

@@ -47,6 +47,9 @@ pub trait Emitter: Send + Sync + 'static {
 
     /// Makes every socket in `members` (a `user:U` room) of `ns` join `room`.
     async fn join(&self, ns: &'static str, members: &str, room: &str);
+
+    /// Closes every local connection at the transport level (clients reconnect).
+    async fn close(&self);
 }
 
 /// The server's [`SocketIo`] handle, set once after the layer is built: handlers need the
@@ -93,6 +96,12 @@ impl<A: Adapter> Emitter for IoHandle<A> {
         let Some(ops) = self.get().and_then(|io| io.of(ns)) else { return };
         if let Err(e) = ops.to(members.to_owned()).join(room.to_owned()).await {
             tracing::warn!(ns, error = %e, "remote join failed");
+        }
+    }
+
+    async fn close(&self) {
+        if let Some(io) = self.get() {
+            io.close().await;
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`store`] — chat state behind a trait; in-memory default.
 //! - [`ratelimit`] — per-user budgets with the warning-then-block ladder.
 //! - [`emitter`] — delivery to Socket.IO rooms on every node.
+//! - [`redis`] — the shared Redis connection and the adapter's pub/sub driver.
 //! - [`error`] — the client-facing error shared by acks and HTTP responses.
 //! - [`telemetry`] — logging.
 
@@ -25,6 +26,7 @@ pub mod http;
 pub mod ns;
 pub mod protocol;
 pub mod ratelimit;
+pub mod redis;
 pub mod store;
 pub mod telemetry;
 

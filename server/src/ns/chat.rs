@@ -1,6 +1,7 @@
 //! The `/chat` namespace: joins on connect, then one free handler per contract event.
 
 use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
 use super::{identity, prepare, reply};
@@ -10,13 +11,13 @@ use crate::protocol::{Empty, GetMessages, GetOrCreateRoom, MarkRead, SendMessage
 use crate::ratelimit::EventClass;
 
 /// Joins `user:U` and `room:R` for each of the user's rooms, then registers the handlers.
-pub async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
-    socket.on("getOrCreateRoom", on_get_or_create_room);
-    socket.on("sendMessage", on_send_message);
-    socket.on("getMessages", on_get_messages);
-    socket.on("markMessagesRead", on_mark_messages_read);
-    socket.on("typing", on_typing);
-    socket.on("getRooms", on_get_rooms);
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
+    socket.on("getOrCreateRoom", on_get_or_create_room::<A>);
+    socket.on("sendMessage", on_send_message::<A>);
+    socket.on("getMessages", on_get_messages::<A>);
+    socket.on("markMessagesRead", on_mark_messages_read::<A>);
+    socket.on("typing", on_typing::<A>);
+    socket.on("getRooms", on_get_rooms::<A>);
     let Ok(user) = identity(&socket) else { return };
     socket.join(user_room(&user.user_id));
     match app.chat().store().room_ids_of(&user.user_id).await {
@@ -26,10 +27,10 @@ pub async fn on_connect(socket: SocketRef, State(app): State<AppState>) {
     }
 }
 
-async fn on_get_or_create_room(
-    socket: SocketRef,
+async fn on_get_or_create_room<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
     let result = async {
@@ -41,10 +42,10 @@ async fn on_get_or_create_room(
     reply(ack, result.await);
 }
 
-async fn on_send_message(
-    socket: SocketRef,
+async fn on_send_message<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
     let result = async {
@@ -56,10 +57,10 @@ async fn on_send_message(
     reply(ack, result.await);
 }
 
-async fn on_get_messages(
-    socket: SocketRef,
+async fn on_get_messages<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
     let result = async {
@@ -69,10 +70,10 @@ async fn on_get_messages(
     reply(ack, result.await);
 }
 
-async fn on_mark_messages_read(
-    socket: SocketRef,
+async fn on_mark_messages_read<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(data): TryData<Value>,
-    ack: AckSender,
+    ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
     let result = async {
@@ -82,7 +83,12 @@ async fn on_mark_messages_read(
     reply(ack, result.await);
 }
 
-async fn on_typing(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(app): State<AppState>) {
+async fn on_typing<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(app): State<AppState>,
+) {
     let result = async {
         let (user, payload): (_, Typing) = prepare(&socket, &app, "typing", EventClass::Typing, data).await?;
         app.chat().typing(&user, payload).await?;
@@ -91,7 +97,12 @@ async fn on_typing(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSen
     reply(ack, result.await);
 }
 
-async fn on_get_rooms(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(app): State<AppState>) {
+async fn on_get_rooms<A: Adapter>(
+    socket: SocketRef<A>,
+    TryData(data): TryData<Value>,
+    ack: AckSender<A>,
+    State(app): State<AppState>,
+) {
     let result = async {
         let (user, _): (_, Empty) = prepare(&socket, &app, "getRooms", EventClass::Query, data).await?;
         Ok(json!({ "rooms": app.chat().get_rooms(&user).await? }))

@@ -5,17 +5,28 @@ pub mod chat;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::app::AppState;
 use crate::auth::{AuthFailure, Identity};
 use crate::error::{ApiError, ApiResult, ack_json};
 use crate::ratelimit::{EventClass, Verdict};
 
+/// Registers every namespace on `io`. Handlers are generic over the adapter so the same code
+/// runs on the in-memory default and on Redis; the returned init results tell the caller
+/// whether a remote adapter subscribed.
+pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> Vec<A::InitRes> {
+    vec![io.ns(crate::chat::NS, chat::on_connect::<A>.with(authenticate::<A>))]
+}
+
 /// Connect middleware: verifies the JWT from `auth.token` (or `Authorization: Bearer`) and
 /// stores the [`Identity`] on the socket. Its error text is the `connect_error` message.
-pub async fn authenticate(
-    socket: SocketRef,
+pub async fn authenticate<A: Adapter>(
+    socket: SocketRef<A>,
     TryData(auth): TryData<Value>,
     State(app): State<AppState>,
 ) -> Result<(), AuthFailure> {
@@ -46,7 +57,7 @@ pub fn bearer(header: Option<&axum::http::HeaderValue>) -> Option<String> {
 }
 
 /// The authenticated user of a socket (set by [`authenticate`]).
-pub fn identity(socket: &SocketRef) -> ApiResult<Identity> {
+pub fn identity<A: Adapter>(socket: &SocketRef<A>) -> ApiResult<Identity> {
     socket
         .extensions
         .get::<Identity>()
@@ -55,8 +66,8 @@ pub fn identity(socket: &SocketRef) -> ApiResult<Identity> {
 
 /// The steps before an event's own work: identify, rate-limit (telling the socket about a
 /// warning or a block), and parse the payload.
-pub async fn prepare<T: DeserializeOwned>(
-    socket: &SocketRef,
+pub async fn prepare<T: DeserializeOwned, A: Adapter>(
+    socket: &SocketRef<A>,
     app: &AppState,
     event: &'static str,
     class: EventClass,
@@ -85,7 +96,7 @@ pub async fn prepare<T: DeserializeOwned>(
 }
 
 /// Sends the ack for `result`, if the client asked for one.
-pub fn reply<T: serde::Serialize>(ack: AckSender, result: ApiResult<T>) {
+pub fn reply<T: serde::Serialize, A: Adapter>(ack: AckSender<A>, result: ApiResult<T>) {
     if let Err(e) = &result {
         tracing::debug!(code = e.code.as_str(), message = %e.message, "event rejected");
     }

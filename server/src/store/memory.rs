@@ -109,7 +109,7 @@ impl ChatStore for MemoryStore {
                 last_message: data.messages.back().map(|(_, m)| m.clone()),
             })
             .collect();
-        rooms.sort_by(|a, b| activity(b).cmp(activity(a)));
+        rooms.sort_by(|a, b| super::activity(b).cmp(super::activity(a)));
         Ok(rooms)
     }
 
@@ -184,10 +184,6 @@ impl ChatStore for MemoryStore {
     async fn ready(&self) -> bool {
         true
     }
-}
-
-fn activity(s: &RoomSummary) -> &str {
-    s.last_message.as_ref().map_or(s.room.created_at.as_str(), |m| m.created_at.as_str())
 }
 
 #[cfg(test)]

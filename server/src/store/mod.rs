@@ -2,14 +2,16 @@
 //! embedded default; a Redis store shares the same contract across nodes.
 
 mod memory;
+mod redis;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 /// Direct (two people, no name) or group room.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RoomKind {
     /// Two participants, no name; one room per pair.
@@ -19,7 +21,7 @@ pub enum RoomKind {
 }
 
 /// A chat room as clients see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Room {
     /// Room id (`d-…` for direct rooms, derived from the pair; `g-…` for groups).
@@ -44,7 +46,7 @@ impl Room {
 }
 
 /// A stored chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
     /// Sorts in send order within its room (zero-padded sequence number).
@@ -188,6 +190,11 @@ pub trait ChatStore: Send + Sync + 'static {
 
     /// True when the store can serve (for `/ready`).
     async fn ready(&self) -> bool;
+}
+
+/// When a room last saw activity: its newest message, or its creation (sorts `getRooms`).
+fn activity(s: &RoomSummary) -> &str {
+    s.last_message.as_ref().map_or(s.room.created_at.as_str(), |m| m.created_at.as_str())
 }
 
 /// Current time as RFC 3339 UTC with milliseconds.
