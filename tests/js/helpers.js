@@ -2,6 +2,8 @@
 import { spawn } from "node:child_process";
 import { createHmac, createSign, randomBytes } from "node:crypto";
 import { createServer } from "node:net";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 import { io } from "socket.io-client";
@@ -20,6 +22,37 @@ export function freePort() {
     });
     srv.on("error", reject);
   });
+}
+
+/** Starts a real redis-server (AOF on, in a temp dir) on `port` (free one by default). */
+export async function startRedis({ port, dir } = {}) {
+  port = port || (await freePort());
+  dir = dir || mkdtempSync(path.join(tmpdir(), "sy-redis-"));
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", dir], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("redis-server did not start")), 10000);
+    child.stdout.on("data", (d) => {
+      if (d.toString().includes("Ready to accept connections")) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on("exit", (code) => reject(new Error(`redis-server exited with ${code}`)));
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    dir,
+    child,
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
 }
 
 /** Starts the server binary; resolves once it logs that it listens. */

@@ -1,0 +1,91 @@
+// Three server processes sharing one real Redis behave as one server: rooms, messages,
+// receipts, typing and rate limits cross nodes, over WebSocket and over polling.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, startRedis, token, connect, call, next, record, sleep, uid, http } from "./helpers.js";
+
+let redis;
+let nodes = [];
+before(async () => {
+  redis = await startRedis();
+  const env = { REDIS_URL: redis.url, TYPING_TIMEOUT_MS: "600", RATE_LIMIT_ROOM: "5/60s", RATE_LIMIT_WARNINGS: "1" };
+  nodes = await Promise.all([startServer(env), startServer(env), startServer(env)]);
+});
+after(async () => {
+  for (const n of nodes) assert.equal((await n.stop()).code, 0);
+  await redis.stop();
+});
+
+test("chat crosses nodes over websocket and polling", async () => {
+  const [alice, bob] = [uid("alice"), uid("bob")];
+  const a = await connect(nodes[0].url, "/chat", token(alice));
+  const b1 = await connect(nodes[1].url, "/chat", token(bob), { transports: ["polling"] });
+  const b2 = await connect(nodes[2].url, "/chat", token(bob));
+  try {
+    // The room is created on node 0; Bob's sockets on nodes 1 and 2 hear of it and join it.
+    const created = [next(b1, "roomCreated"), next(b2, "roomCreated")];
+    const room = (await call(a, "getOrCreateRoom", { participantIds: [bob] })).data.room;
+    for (const r of await Promise.all(created)) assert.deepEqual(r, room);
+    // Same pair from another node → same room.
+    assert.equal((await call(b2, "getOrCreateRoom", { participantIds: [alice] })).data.room.id, room.id);
+
+    const got = [next(b1, "newMessage"), next(b2, "newMessage")];
+    const aSeen = record(a, "newMessage");
+    const sent = await call(a, "sendMessage", { roomId: room.id, content: "across", clientMessageId: "x1" });
+    for (const m of await Promise.all(got)) assert.deepEqual(m, sent.data.message);
+    // Idempotent across nodes: a retry through node 2's HTTP API stores nothing new.
+    const retry = await http(nodes[2].url, "POST", "/api/chat/messages", {
+      token: token(alice),
+      body: { roomId: room.id, content: "across", clientMessageId: "x1" },
+    });
+    assert.equal(retry.status, 200);
+    assert.deepEqual(retry.body.message, sent.data.message);
+
+    // Read receipt from node 1 reaches Alice on node 0.
+    const receipt = next(a, "messagesRead");
+    const read = await call(b1, "markMessagesRead", { roomId: room.id, messageId: sent.data.message.id });
+    assert.equal(read.data.unreadCount, 0);
+    assert.equal((await receipt).userId, bob);
+
+    // Typing from node 0 reaches node 2, and the server timeout ends it.
+    const typing = next(b2, "userTyping");
+    await call(a, "typing", { roomId: room.id, isTyping: true });
+    assert.equal((await typing).isTyping, true);
+    assert.equal((await next(b2, "userTyping", (t) => !t.isTyping, 3000)).userId, alice);
+
+    // HTTP on node 2 reaches both of Bob's sockets and Alice's socket on node 0.
+    const viaHttp = [next(b1, "newMessage"), next(a, "newMessage")];
+    const posted = await http(nodes[2].url, "POST", "/api/chat/messages", { token: token(bob), body: { roomId: room.id, content: "from http" } });
+    assert.equal(posted.status, 201);
+    for (const m of await Promise.all(viaHttp)) assert.deepEqual(m, posted.body.message);
+
+    // History is shared: any node returns the same page.
+    const pages = await Promise.all(nodes.map((n) => http(n.url, "GET", `/api/chat/rooms/${room.id}/messages`, { token: token(bob) })));
+    for (const p of pages) assert.deepEqual(p.body, pages[0].body);
+    assert.equal(pages[0].body.messages.length, 2);
+    await sleep(100);
+    assert.equal(aSeen.filter((m) => m.id === sent.data.message.id).length, 0, "sender socket gets no echo");
+  } finally {
+    [a, b1, b2].forEach((s) => s.close());
+  }
+});
+
+test("a rate limit of N per window allows N in total across three nodes", async () => {
+  const carol = uid("carol");
+  const sockets = await Promise.all(nodes.map((n) => connect(n.url, "/chat", token(carol))));
+  try {
+    const results = [];
+    for (let i = 0; i < 9; i++) {
+      const s = sockets[i % 3];
+      results.push(await call(s, "getOrCreateRoom", { participantIds: [uid("x")] }));
+    }
+    assert.equal(results.filter((r) => r.ok).length, 5, "RATE_LIMIT_ROOM=5/60s across all nodes");
+    const codes = results.filter((r) => !r.ok).map((r) => r.error.code);
+    assert.deepEqual([...new Set(codes)], ["rate_limited"]);
+    // With one warning allowed, the 7th event blocked Carol everywhere.
+    const blocked = await call(sockets[2], "getRooms", {});
+    assert.equal(blocked.error.code, "rate_limited");
+  } finally {
+    sockets.forEach((s) => s.close());
+  }
+});
