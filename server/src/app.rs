@@ -41,6 +41,8 @@ struct Inner {
     limiter: Arc<dyn RateLimiter>,
     io: Arc<dyn Emitter>,
     draining: AtomicBool,
+    /// Last readiness probe of the store (Redis), refreshed every [`PROBE_INTERVAL`].
+    store_ok: AtomicBool,
     started: Instant,
 }
 
@@ -80,9 +82,14 @@ impl AppState {
         self.0.started.elapsed()
     }
 
+    /// True while the store (Redis) answered the last probe.
+    pub fn store_ok(&self) -> bool {
+        self.0.store_ok.load(Ordering::Relaxed)
+    }
+
     /// True when this process can serve: not draining and its store reachable.
-    pub async fn ready(&self) -> bool {
-        !self.draining() && self.0.chat.store().ready().await
+    pub fn ready(&self) -> bool {
+        !self.draining() && self.store_ok()
     }
 
     /// Counts one event against `user`'s budget for `class`.
@@ -176,6 +183,7 @@ where
         limiter: backend.limiter,
         io: io_handle.clone(),
         draining: AtomicBool::new(false),
+        store_ok: AtomicBool::new(true),
         started: Instant::now(),
         config,
     }));
@@ -191,10 +199,11 @@ where
         init.await_ready().await?;
     }
     io_handle.set(io);
+    spawn_store_probe(&state);
 
     let router = http::routes(&state)
         .layer(layer)
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_draining))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_new_sessions))
         .layer(cors(&config.cors_origins))
         .with_state(state.clone());
     Ok((router, state))
@@ -216,6 +225,30 @@ impl<D: socketioxide_redis::drivers::Driver> AdapterInit for socketioxide_redis:
     async fn await_ready(self) -> anyhow::Result<()> {
         self.await.map_err(|e| anyhow::anyhow!("adapter init failed: {e}"))
     }
+}
+
+/// How often readiness probes the store. Probing in the background keeps `/ready` and the
+/// handshake check free of Redis round trips.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+fn spawn_store_probe(state: &AppState) {
+    let weak = Arc::downgrade(&state.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+        loop {
+            tick.tick().await;
+            // Stop with the server: the task must not keep the state alive.
+            let Some(inner) = weak.upgrade() else { return };
+            let ok = inner.chat.store().ready().await;
+            if inner.store_ok.swap(ok, Ordering::Relaxed) != ok {
+                if ok {
+                    tracing::info!("store reachable again; ready");
+                } else {
+                    tracing::warn!("store unreachable; not ready, refusing new sessions");
+                }
+            }
+        }
+    });
 }
 
 fn spawn_housekeeping(limiter: Arc<LocalRateLimiter>) {
@@ -245,13 +278,15 @@ fn cors(origins: &[String]) -> CorsLayer {
         .expose_headers([header::RETRY_AFTER])
 }
 
-/// While draining, new Engine.IO sessions (requests without `sid`) get 503 so clients
-/// reconnect elsewhere; existing sessions keep working until they are closed.
-async fn refuse_while_draining(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// While draining or while the store is unreachable, new Engine.IO sessions (requests
+/// without `sid`) get 503: `socket.io-client` retries with back-off, reaching another node
+/// or this one once it recovers. Existing sessions keep working until they are closed.
+async fn refuse_new_sessions(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let new_session =
         request.uri().path().starts_with("/socket.io") && !request.uri().query().unwrap_or_default().contains("sid=");
-    if state.draining() && new_session {
-        return ApiError::new(ErrorCode::Unavailable, "server is shutting down").into_response();
+    if new_session && !state.ready() {
+        let why = if state.draining() { "server is shutting down" } else { "storage is temporarily unavailable" };
+        return ApiError::new(ErrorCode::Unavailable, why).into_response();
     }
     next.run(request).await
 }
@@ -259,9 +294,11 @@ async fn refuse_while_draining(State(state): State<AppState>, request: Request, 
 /// Serves until `shutdown` completes, then drains within `SHUTDOWN_GRACE_SECONDS`.
 pub async fn serve(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // With port 0 the OS picks; report the real one (in /health, for instance).
+    config.port = listener.local_addr()?.port();
     let grace = Duration::from_secs(config.shutdown_grace_seconds);
     let (router, state) = build(config).await?;
     tracing::info!(addr = %listener.local_addr()?, "switchyard-server listening");

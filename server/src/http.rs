@@ -82,7 +82,7 @@ async fn health(State(app): State<AppState>) -> Json<Value> {
 }
 
 async fn ready(State(app): State<AppState>) -> Response {
-    if app.ready().await {
+    if app.ready() {
         Json(json!({ "status": "ready" })).into_response()
     } else {
         let status = if app.draining() { "draining" } else { "unavailable" };

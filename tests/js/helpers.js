@@ -2,7 +2,7 @@
 import { spawn } from "node:child_process";
 import { createHmac, createSign, randomBytes } from "node:crypto";
 import { createServer } from "node:net";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
@@ -50,6 +50,52 @@ export async function startRedis({ port, dir } = {}) {
     exited,
     async stop(signal = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/**
+ * Starts real nginx in front of `nodes` with the repository's sticky-session config
+ * (deploy/nginx/nginx.conf), generating its node list.
+ */
+export async function startNginx(nodes) {
+  const dir = mkdtempSync(path.join(tmpdir(), "sy-nginx-"));
+  const port = await freePort();
+  const names = nodes.map((_, i) => `node${i}`);
+  const upstreams = nodes.map((n, i) => {
+    const backups = nodes.filter((_, j) => j !== i).map((b) => `  server 127.0.0.1:${b.port} backup;`);
+    return `upstream node${i} {\n  server 127.0.0.1:${n.port} max_fails=1 fail_timeout=5s;\n${backups.join("\n")}\n}`;
+  });
+  const share = (100 / nodes.length).toFixed(2);
+  const split = names.map((n, i) => (i === names.length - 1 ? `  * ${n};` : `  ${share}% ${n};`)).join("\n");
+  const nodesConf = [
+    ...upstreams,
+    `split_clients "\${remote_addr}\${request_id}" $sy_new_node {\n${split}\n}`,
+    `map $cookie_sy_node $sy_node {\n${names.map((n) => `  ${n} ${n};`).join("\n")}\n  default $sy_new_node;\n}`,
+  ].join("\n");
+  writeFileSync(path.join(dir, "nodes.conf"), nodesConf + "\n");
+  const template = readFileSync(path.join(root, "deploy/nginx/nginx.conf"), "utf8");
+  const conf = template.replaceAll("{{LISTEN}}", `127.0.0.1:${port}`).replaceAll("{{NODES}}", path.join(dir, "nodes.conf"));
+  writeFileSync(path.join(dir, "nginx.conf"), conf);
+  const child = spawn("nginx", ["-p", dir, "-c", path.join(dir, "nginx.conf"), "-g", "daemon off;"], { stdio: ["ignore", "pipe", "pipe"] });
+  const logs = [];
+  child.stderr.on("data", (d) => logs.push(d.toString()));
+  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
+  for (let i = 0; i < 100; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/health`);
+      if (res.ok) break;
+    } catch {
+      await sleep(50);
+    }
+    if (child.exitCode !== null) throw new Error("nginx exited:\n" + logs.join(""));
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    logs,
+    async stop() {
+      if (child.exitCode === null) child.kill("SIGTERM");
       return exited;
     },
   };

@@ -2,7 +2,7 @@
 // receipts, typing and rate limits cross nodes, over WebSocket and over polling.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, startRedis, token, connect, call, next, record, sleep, uid, http } from "./helpers.js";
+import { startServer, startRedis, startNginx, token, connect, call, next, record, sleep, uid, http } from "./helpers.js";
 
 let redis;
 let nodes = [];
@@ -87,5 +87,35 @@ test("a rate limit of N per window allows N in total across three nodes", async 
     assert.equal(blocked.error.code, "rate_limited");
   } finally {
     sockets.forEach((s) => s.close());
+  }
+});
+
+test("through the nginx sticky-session front, polling and websocket clients work across nodes", async () => {
+  const nginx = await startNginx(nodes);
+  const sockets = [];
+  try {
+    // Without a cookie, requests are spread over the nodes.
+    const ports = new Set();
+    for (let i = 0; i < 30; i++) ports.add((await http(nginx.url, "GET", "/health")).body.port);
+    assert.equal(ports.size, 3, "the front balances across all three nodes");
+
+    // Polling-only clients need every request of a session on one node: the cookie does it.
+    const users = Array.from({ length: 6 }, (_, i) => uid(`n${i}`));
+    for (const [i, u] of users.entries()) {
+      const opts = i % 2 ? { transports: ["polling"], withCredentials: true } : { transports: ["websocket"], withCredentials: true };
+      sockets.push(await connect(nginx.url, "/chat", token(u), opts));
+    }
+    const room = (await call(sockets[0], "getOrCreateRoom", { participantIds: users.slice(1), name: "front" })).data.room;
+    const got = sockets.slice(1).map((s) => next(s, "newMessage", () => true, 10000));
+    const sent = await call(sockets[0], "sendMessage", { roomId: room.id, content: "through nginx" });
+    for (const m of await Promise.all(got)) assert.deepEqual(m, sent.data.message);
+    // Several more round trips on the polling sockets: still the same session.
+    for (const s of sockets.filter((_, i) => i % 2)) {
+      for (let k = 0; k < 3; k++) assert.equal((await call(s, "getRooms", {})).ok, true);
+      assert.equal(s.io.engine.transport.name, "polling");
+    }
+  } finally {
+    sockets.forEach((s) => s.close());
+    await nginx.stop();
   }
 });
