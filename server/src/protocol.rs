@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::store::parse_message_id;
+use crate::store::{parse_cursor, parse_message_id};
 
 /// Longest id (user, room, clientMessageId) accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
@@ -158,7 +158,7 @@ impl GetMessages {
         check_id("roomId", &self.room_id)?;
         let seq = |field: &str, v: &Option<String>| -> ApiResult<Option<u64>> {
             v.as_deref()
-                .map(|id| parse_message_id(id).ok_or_else(|| ApiError::invalid(format!("{field}: not a message id"))))
+                .map(|id| parse_cursor(id).ok_or_else(|| ApiError::invalid(format!("{field}: not a message id"))))
                 .transpose()
         };
         let limit = match self.limit {

@@ -154,10 +154,16 @@ pub fn message_id(seq: u64) -> String {
 
 /// Parses a message id back to its sequence number.
 pub fn parse_message_id(id: &str) -> Option<u64> {
+    parse_cursor(id).filter(|&n| n > 0)
+}
+
+/// Parses a history cursor: a message id, or all zeros for "before the first message", so
+/// `after: "000000000000"` reads history from the oldest retained message.
+pub fn parse_cursor(id: &str) -> Option<u64> {
     if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    id.parse().ok().filter(|&n| n > 0)
+    id.parse().ok()
 }
 
 /// Chat persistence. Implementations must make `create_room` and `append` idempotent, and

@@ -1,0 +1,114 @@
+// Fault drills, each bounded and self-stopping, each ending with the delivery check:
+// kill -9 of a node, a Redis restart, and Redis paused.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, startRedis, startNginx, token, connect, call, sleep, http } from "./helpers.js";
+import { setupRoom, runTraffic, verify, closeAll } from "./traffic.js";
+
+const ENV = (redis) => ({
+  REDIS_URL: redis.url,
+  REDIS_TIMEOUT_MS: "500",
+  REDIS_RECONNECT_MAX_MS: "300",
+  RATE_LIMIT_MESSAGE: "1000/1s",
+  RATE_LIMIT_QUERY: "1000/1s",
+});
+
+async function cluster() {
+  const redis = await startRedis();
+  const nodes = await Promise.all([0, 1, 2].map(() => startServer(ENV(redis))));
+  const nginx = await startNginx(nodes);
+  return {
+    redis,
+    nodes,
+    nginx,
+    async stop() {
+      await nginx.stop();
+      for (const n of nodes) await n.stop("SIGKILL");
+      await this.redis.stop();
+    },
+  };
+}
+
+test("kill -9 of a node while messages flow: its clients reconnect elsewhere, nothing acked is lost", async () => {
+  const c = await cluster();
+  const { room, participants } = await setupRoom(c.nginx.url, 6, { prefix: "k" });
+  try {
+    const traffic = runTraffic(participants);
+    await sleep(1500);
+    c.nodes[0].child.kill("SIGKILL");
+    await sleep(3000);
+    await traffic.stop();
+    const reconnected = participants.reduce((n, p) => n + p.reconnects, 0);
+    assert.ok(reconnected > 0, "some clients were on the killed node and reconnected");
+    for (const p of participants) assert.equal(p.socket.connected, true, `${p.user} is connected again`);
+    await verify(c.nginx.url, room, participants, traffic.acked);
+  } finally {
+    closeAll(participants);
+    await c.stop();
+  }
+});
+
+test("Redis restarted (AOF on) while messages flow: history survives, traffic resumes", async () => {
+  const c = await cluster();
+  const { room, participants } = await setupRoom(c.nginx.url, 4, { prefix: "r" });
+  try {
+    const traffic = runTraffic(participants);
+    await sleep(1000);
+    const before = traffic.acked.size;
+    await c.redis.stop("SIGTERM");
+    await sleep(700);
+    c.redis = await startRedis({ port: c.redis.port, dir: c.redis.dir });
+    await sleep(2500);
+    await traffic.stop();
+    assert.ok(traffic.acked.size > before + 5, "sends succeed again after the restart");
+    assert.ok(traffic.failures.includes("unavailable") || traffic.failures.includes("timeout"), "the outage was seen");
+    const history = await verify(c.nginx.url, room, participants, traffic.acked);
+    assert.ok(history.length >= traffic.acked.size);
+    // Broadcasts work again after the restart: the adapter re-subscribed.
+    const [a, b] = participants;
+    const live = new Promise((resolve) => b.socket.once("newMessage", resolve));
+    await call(a.socket, "sendMessage", { roomId: room.id, content: "after restart" });
+    assert.equal((await live).content, "after restart");
+  } finally {
+    closeAll(participants);
+    await c.stop();
+  }
+});
+
+test("Redis paused: events fail fast with unavailable, /ready is 503, everything recovers", async () => {
+  const c = await cluster();
+  const direct = c.nodes[1];
+  const { room, participants } = await setupRoom(c.nginx.url, 4, { prefix: "z" });
+  const probe = await connect(direct.url, "/chat", token(participants[0].user));
+  try {
+    const traffic = runTraffic(participants);
+    await sleep(800);
+    c.redis.child.kill("SIGSTOP");
+    try {
+      const t0 = Date.now();
+      const res = await call(probe, "sendMessage", { roomId: room.id, content: "while paused" });
+      const took = Date.now() - t0;
+      assert.deepEqual(res.error, { code: "unavailable", message: "storage is temporarily unavailable" });
+      assert.ok(took < 4000, `failed fast (${took} ms), not hung`);
+      await sleep(1500);
+      const ready = await http(direct.url, "GET", "/ready");
+      assert.equal(ready.status, 503);
+      assert.deepEqual(ready.body, { status: "unavailable" });
+      // New sessions are turned away while the store is down (clients retry with back-off).
+      const hs = await fetch(`${direct.url}/socket.io/?EIO=4&transport=polling`);
+      assert.equal(hs.status, 503);
+      assert.equal(probe.connected, true, "existing sockets stay connected");
+    } finally {
+      c.redis.child.kill("SIGCONT");
+    }
+    await sleep(2500);
+    await traffic.stop();
+    assert.equal((await http(direct.url, "GET", "/ready")).status, 200, "ready again");
+    assert.equal((await call(probe, "getRooms", {})).ok, true);
+    await verify(c.nginx.url, room, participants, traffic.acked);
+  } finally {
+    probe.close();
+    closeAll(participants);
+    await c.stop();
+  }
+});
