@@ -168,7 +168,8 @@ pub async fn discover(client: &Client) -> Result<Capabilities> {
 async fn serves(client: &Client, group_version: &str, plural: &str) -> Result<bool> {
     match client.list_api_group_resources(group_version).await {
         Ok(list) => Ok(list.resources.iter().any(|r| r.name == plural)),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+        // An unknown group answers a plain-text 404, not a Status object.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(source) => Err(Error::Kube { action: format!("discovering {group_version}"), source }),
     }
 }
@@ -304,9 +305,12 @@ impl Children<'_> {
 
     async fn delete_if_owned(&self, ar: &ApiResource, kind: &str, name: &str) -> Result<()> {
         let api = self.dynamic_api(ar);
-        // A 404 here also covers "this kind's CRD is not installed": nothing to prune.
-        let Some(existing) = api.get_metadata_opt(name).await.context(|| format!("reading {kind} {name}"))? else {
-            return Ok(());
+        let existing = match api.get_metadata_opt(name).await {
+            Ok(Some(existing)) => existing,
+            Ok(None) => return Ok(()),
+            // The kind's CRD is not installed (a plain-text 404): nothing to prune.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+            Err(source) => return Err(Error::Kube { action: format!("reading {kind} {name}"), source }),
         };
         let uid = self.rtc.uid();
         let owned = existing.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true));

@@ -28,7 +28,7 @@ pub fn init(json: bool) -> anyhow::Result<TelemetryGuard> {
     let fmt = if json {
         tracing_subscriber::fmt::layer().json().flatten_event(true).boxed()
     } else {
-        tracing_subscriber::fmt::layer().boxed()
+        tracing_subscriber::fmt::layer().with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).boxed()
     };
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => {

@@ -1,0 +1,635 @@
+//! Tests against a real kube-apiserver + kube-controller-manager + etcd.
+//!
+//! They are `#[ignore]`d so that `cargo test` passes without a cluster; `tests/cluster/run.sh`
+//! starts the control plane and runs them with `--ignored --test-threads 1` (they share one
+//! cluster and each starts its own operator processes).
+
+use std::future::Future;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use switchyard_operator::crd::RealtimeCluster;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn var(name: &str) -> PathBuf {
+    PathBuf::from(std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run these tests through tests/cluster/run.sh")))
+}
+
+fn repo() -> PathBuf {
+    var("SWITCHYARD_REPO")
+}
+
+async fn client() -> Client {
+    Client::try_default().await.expect("kubeconfig from tests/cluster/run.sh")
+}
+
+/// Runs kubectl with the harness's KUBECONFIG.
+fn kubectl(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn kubectl_ok(args: &[&str], stdin: Option<&str>) -> String {
+    let out = kubectl(args, stdin);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Polls `f` every 250 ms until it returns `Some`, or panics after `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn install_crd() {
+    let crd = repo().join("crds/realtimecluster.yaml");
+    kubectl_ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
+    kubectl_ok(&["wait", "--for", "condition=established", "--timeout=60s", "crd/realtimeclusters.switchyard.dev"], None);
+}
+
+/// A namespace for one test, deleted afterwards.
+struct Namespace(String);
+
+impl Namespace {
+    fn create(name: &str) -> Self {
+        kubectl(&["delete", "namespace", name, "--wait=true", "--ignore-not-found"], None);
+        kubectl_ok(&["create", "namespace", name], None);
+        Namespace(name.into())
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        kubectl(&["delete", "namespace", &self.0, "--wait=false"], None);
+    }
+}
+
+/// An operator process; killed when dropped.
+struct Operator {
+    child: Child,
+    metrics_port: u16,
+}
+
+impl Operator {
+    fn start(name: &str, lease: &str) -> Self {
+        let metrics_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let log = var("SWITCHYARD_CLUSTER_WORK").join(format!("operator-{name}.log"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = Command::new(var("SWITCHYARD_OPERATOR_BIN"))
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--identity", name, "--lease-name", lease, "--lease-namespace", "default"])
+            .args(["--lease-duration", "6", "--lease-grace", "2"])
+            .env("RUST_LOG", "info,switchyard_operator=debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("operator binary starts");
+        Operator { child, metrics_port }
+    }
+
+    /// The value of an unlabelled metric, if the endpoint answers.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await.ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.ok()?;
+        body.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    async fn wait_leader(&self) {
+        eventually("operator becomes leader", WAIT, || async {
+            (self.metric("switchyard_operator_leader").await == Some(1.0)).then_some(())
+        })
+        .await;
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `kubectl get rtc NAME` as (column, value) pairs, cut at the header's column offsets so
+/// empty cells stay empty.
+fn printer_columns(ns: &str, name: &str) -> Vec<(String, String)> {
+    let table = kubectl_ok(&["get", "rtc", name, "-n", ns], None);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    let row = lines.next().unwrap();
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    starts
+        .iter()
+        .enumerate()
+        .map(|(n, &start)| {
+            let end = starts.get(n + 1).copied().unwrap_or(header.len().max(row.len()));
+            let cell = row.get(start..end.min(row.len())).unwrap_or("").trim();
+            let title = header[start..end.min(header.len())].trim();
+            (title.to_string(), cell.to_string())
+        })
+        .collect()
+}
+
+fn rtc_yaml(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: switchyard.dev/v1alpha1\nkind: RealtimeCluster\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{}",
+        spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    )
+}
+
+async fn get_opt<K>(api: &Api<K>, name: &str) -> Option<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.expect("API reachable")
+}
+
+fn condition<'a>(rtc: &'a RealtimeCluster, ty: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    rtc.status.as_ref()?.conditions.iter().find(|c| c.type_ == ty)
+}
+
+/// Plays kubelet for the pods in `ns`: binds them to a fake node and marks them running and
+/// ready, so the Deployment and StatefulSet controllers report them available.
+async fn fake_kubelet(client: &Client, ns: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    if get_opt(&nodes, "fake-node").await.is_none() {
+        let node: Node = serde_json::from_value(json!({"metadata": {"name": "fake-node"}})).unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+        let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Fake", "message": "test node"}],
+            "capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"}, "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"}}});
+        nodes.patch_status("fake-node", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    for pod in pods.list(&ListParams::default()).await.unwrap() {
+        let name = pod.name_any();
+        let spec = pod.spec.clone().unwrap();
+        if spec.node_name.is_none() {
+            let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": "fake-node"}});
+            let _: Result<serde_json::Value, _> = pods.create_subresource("binding", &name, &PostParams::default(), &binding).await;
+        }
+        let ready = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        if !ready {
+            let containers: Vec<_> = spec.containers.iter().map(|c| json!({"name": c.name, "ready": true, "started": true,
+                "image": c.image, "imageID": "", "restartCount": 0, "state": {"running": {"startedAt": now}}})).collect();
+            let status = json!({"status": {"phase": "Running", "podIP": "10.1.0.10", "hostIP": "127.0.0.1", "startTime": now,
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                    {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now}],
+                "containerStatuses": containers}});
+            let _ = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await;
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn crd_installs_and_explains() {
+    install_crd();
+    let out = eventually("kubectl explain serves the new schema", WAIT, || async {
+        let out = kubectl(&["explain", "rtc.spec.autoscaling"], None);
+        out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
+    })
+    .await;
+    for needle in [
+        "KIND:       RealtimeCluster",
+        "Scale the server on open connections per pod",
+        "targetConnectionsPerPod",
+        "Average open connections per pod the autoscaler aims for",
+        "minReplicas",
+        "scaleDown",
+        "mode",
+    ] {
+        assert!(out.contains(needle), "explain output lacks {needle:?}:\n{out}");
+    }
+    let short = kubectl_ok(&["api-resources", "--api-group", "switchyard.dev"], None);
+    assert!(short.contains("rtc") && short.contains("RealtimeCluster"), "{short}");
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn invalid_specs_are_rejected_with_the_field_named() {
+    install_crd();
+    let _ns = Namespace::create("invalid");
+    let cases = [
+        ("min-gt-max", "autoscaling:\n  minReplicas: 5\n  maxReplicas: 2", &["spec.autoscaling.minReplicas", "must be less than or equal to"][..]),
+        (
+            "both-redis",
+            "redis:\n  managed: {}\n  external:\n    secretRef: {name: r, key: url}",
+            &["spec.redis", "mutually exclusive"][..],
+        ),
+        ("zero-target", "autoscaling:\n  targetConnectionsPerPod: 0", &["spec.autoscaling.targetConnectionsPerPod"][..]),
+        ("bad-host", "routing:\n  host: Not_A_Host!", &["spec.routing.host", "DNS name"][..]),
+        ("keda-without-keda", "autoscaling:\n  mode: keda", &["spec.autoscaling.mode", "autoscaling.keda"][..]),
+        ("bad-rate", "rateLimits:\n  message: lots", &["spec.rateLimits.message", "30/10s"][..]),
+        ("bad-ratio", "tracing:\n  samplingRatio: 1.5", &["spec.tracing.samplingRatio"][..]),
+        (
+            "two-routes",
+            "routing:\n  host: chat.example.com\n  ingress: {}\n  gateway:\n    parentRef: {name: gw}",
+            &["spec.routing", "mutually exclusive"][..],
+        ),
+    ];
+    for (name, spec, needles) in cases {
+        let out = kubectl(&["apply", "-f", "-"], Some(&rtc_yaml("invalid", name, spec)));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}: invalid spec was accepted");
+        for needle in needles {
+            assert!(stderr.contains(needle), "{name}: error does not mention {needle:?}: {stderr}");
+        }
+    }
+    // And the valid neighbours of those cases pass.
+    let ok = "autoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n  targetConnectionsPerPod: 1\nrouting:\n  host: chat.example.com\nrateLimits:\n  message: 30/10s";
+    kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", "valid", ok)));
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
+    install_crd();
+    let ns = Namespace::create("life");
+    let ns = ns.0.as_str();
+    let client = client().await;
+    let _op = Operator::start("life", "life-lease");
+
+    let spec = "replicas: 2\ncorsOrigins: [\"https://app.example.com\"]\nrouting:\n  host: chat.example.com\n  ingress:\n    className: nginx\nauth:\n  jwtSecretRef: {name: jwt, key: secret}\nserver:\n  shutdownGraceSeconds: 20\n  preStopSleepSeconds: 3";
+    kubectl_ok(&["apply", "-f", "-"], Some(&rtc_yaml(ns, "chat", spec)));
+
+    let rtcs: Api<RealtimeCluster> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+
+    // --- create: every child exists with the expected fields
+    let dep = eventually("Deployment chat", WAIT, || get_opt(&deployments, "chat")).await;
+    let rtc = rtcs.get("chat").await.unwrap();
+    let uid = rtc.uid().unwrap();
+    let dspec = dep.spec.clone().unwrap();
+    assert_eq!(dspec.replicas, Some(2));
+    let pod = dspec.template.spec.clone().unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some(concat!("ghcr.io/switchyard-dev/switchyard-server:", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(pod.termination_grace_period_seconds, Some(33));
+    assert_eq!(c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap().sleep.as_ref().unwrap().seconds, 3);
+    let env = c.env.clone().unwrap();
+    assert!(env.iter().any(|e| e.name == "JWT_SECRET" && e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name == "jwt"));
+    let hash1 = dspec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["switchyard.dev/config-hash"].clone();
+    let owner = &dep.owner_references()[0];
+    assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("RealtimeCluster", uid.as_str(), Some(true)));
+    let managers: Vec<_> = dep.managed_fields().iter().filter(|m| m.operation.as_deref() == Some("Apply")).map(|m| m.manager.clone().unwrap()).collect();
+    assert_eq!(managers, ["switchyard-operator"]);
+
+    let cm = eventually("ConfigMap chat-config", WAIT, || get_opt(&configmaps, "chat-config")).await;
+    let data = cm.data.unwrap();
+    assert_eq!(data["REDIS_URL"], "redis://chat-redis:6379");
+    assert_eq!(data["CORS_ORIGINS"], "https://app.example.com");
+    assert_eq!(data["SHUTDOWN_GRACE_SECONDS"], "20");
+    assert!(!data.contains_key("JWT_SECRET"));
+    let svc = eventually("Service chat", WAIT, || get_opt(&services, "chat")).await;
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 3001);
+    let sts = eventually("StatefulSet chat-redis", WAIT, || get_opt(&statefulsets, "chat-redis")).await;
+    assert!(sts.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap().join(" ").contains("--appendonly yes"));
+    eventually("Service chat-redis", WAIT, || get_opt(&services, "chat-redis")).await;
+    eventually("PodDisruptionBudget chat", WAIT, || get_opt(&pdbs, "chat")).await;
+    let ing = eventually("Ingress chat", WAIT, || get_opt(&ingresses, "chat")).await;
+    let ann = ing.metadata.annotations.clone().unwrap();
+    assert_eq!(ann["nginx.ingress.kubernetes.io/affinity"], "cookie");
+    assert_eq!(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"], "3600");
+    assert_eq!(ing.spec.unwrap().ingress_class_name.as_deref(), Some("nginx"));
+    let dash = eventually("dashboard ConfigMap", WAIT, || get_opt(&configmaps, "chat-dashboard")).await;
+    assert_eq!(dash.labels()["grafana_dashboard"], "1");
+    let on_disk = std::fs::read_to_string(repo().join("monitoring/grafana/dashboards/socket-dashboard.json")).unwrap();
+    assert_eq!(dash.data.unwrap()["switchyard-socket-dashboard.json"], on_disk);
+    assert!(get_opt(&hpas, "chat").await.is_none(), "no HPA without autoscaling");
+
+    // --- status tells the truth: no node runs the pods yet
+    let rtc = eventually("status with conditions", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        condition(&r, "Ready").is_some().then_some(r)
+    })
+    .await;
+    let st = rtc.status.clone().unwrap();
+    assert_eq!(st.observed_generation, rtc.metadata.generation);
+    assert_eq!(st.endpoint.as_deref(), Some("http://chat.example.com"));
+    assert_eq!(condition(&rtc, "Ready").unwrap().status, "False");
+    assert_eq!(condition(&rtc, "ServerAvailable").unwrap().status, "False");
+    assert_eq!(condition(&rtc, "RoutingReady").unwrap().reason, "WaitingForAddress");
+    assert_eq!(condition(&rtc, "AutoscalingReady").unwrap().reason, "Disabled");
+    let table = printer_columns(ns, "chat");
+    let names: Vec<_> = table.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(names, ["NAME", "READY", "REPLICAS", "CONNECTIONS", "ENDPOINT", "AGE"]);
+    let values: Vec<_> = table.iter().take(5).map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, ["chat", "False", "0", "", "http://chat.example.com"]);
+
+    // --- pods come up (fake kubelet) and an ingress controller assigns an address
+    let rtc = eventually("server and redis ready", WAIT, || async {
+        fake_kubelet(&client, ns).await;
+        let r = rtcs.get("chat").await.ok()?;
+        (condition(&r, "ServerAvailable")?.status == "True" && condition(&r, "RedisReady")?.status == "True").then_some(r)
+    })
+    .await;
+    assert_eq!(rtc.status.as_ref().unwrap().ready_replicas, 2);
+    assert_eq!(condition(&rtc, "Ready").unwrap().status, "False", "routing still has no address");
+    let lb = json!({"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.10"}]}}});
+    ingresses.patch_status("chat", &PatchParams::default(), &Patch::Merge(&lb)).await.unwrap();
+    let rtc = eventually("Ready=True", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        (condition(&r, "Ready")?.status == "True").then_some(r)
+    })
+    .await;
+    assert!(condition(&rtc, "RoutingReady").unwrap().message.contains("192.0.2.10"));
+    let values: Vec<_> = printer_columns(ns, "chat").into_iter().take(3).map(|(_, v)| v).collect();
+    assert_eq!(values, ["chat", "True", "2"]);
+    let events = kubectl_ok(&["get", "events", "-n", ns, "--field-selector", "involvedObject.name=chat,involvedObject.kind=RealtimeCluster", "-o", "jsonpath={.items[*].reason}"], None);
+    assert!(events.contains("Created") && events.contains("Ready"), "events: {events}");
+
+    // --- change the spec: children follow, config change rolls the pods
+    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"corsOrigins":["https://new.example.com"],"image":"registry.example/switchyard:test"}}"#], None);
+    let dep = eventually("Deployment follows the spec", WAIT, || async {
+        let d = deployments.get("chat").await.ok()?;
+        let t = d.spec.clone()?.template;
+        (t.spec?.containers[0].image.as_deref() == Some("registry.example/switchyard:test")).then_some(d)
+    })
+    .await;
+    let hash2 = dep.spec.unwrap().template.metadata.unwrap().annotations.unwrap()["switchyard.dev/config-hash"].clone();
+    assert_ne!(hash1, hash2, "config change must change the pod template hash");
+    let data = configmaps.get("chat-config").await.unwrap().data.unwrap();
+    assert_eq!(data["CORS_ORIGINS"], "https://new.example.com");
+
+    // --- kubectl scale works while autoscaling is off
+    kubectl_ok(&["scale", "rtc/chat", "-n", ns, "--replicas=3"], None);
+    eventually("Deployment scaled to 3", WAIT, || async {
+        (deployments.get("chat").await.ok()?.spec?.replicas == Some(3)).then_some(())
+    })
+    .await;
+    let rtc = eventually("status shows 3 replicas", WAIT, || async {
+        fake_kubelet(&client, ns).await;
+        let r = rtcs.get("chat").await.ok()?;
+        let s = r.status.clone()?;
+        (s.replicas == 3 && s.ready_replicas == 3 && s.observed_generation == r.metadata.generation).then_some(r)
+    })
+    .await;
+    assert_eq!(rtc.spec.replicas, 3);
+    // The scale subresource reads the same fields (the rollout may still be settling).
+    let scale = eventually("scale subresource shows 3/3", WAIT, || async {
+        fake_kubelet(&client, ns).await;
+        let raw = kubectl_ok(&["get", "--raw", &format!("/apis/switchyard.dev/v1alpha1/namespaces/{ns}/realtimeclusters/chat/scale")], None);
+        let scale: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        (scale["spec"]["replicas"] == 3 && scale["status"]["replicas"] == 3).then_some(scale)
+    })
+    .await;
+    assert!(scale["status"]["selector"].as_str().unwrap().contains("app.kubernetes.io/instance=chat"));
+
+    // --- drift: a deleted child comes back, an edited managed field is restored
+    let old_uid = services.get("chat").await.unwrap().uid();
+    kubectl_ok(&["delete", "service", "chat", "-n", ns], None);
+    eventually("Service chat recreated", WAIT, || async {
+        let s = services.get_opt("chat").await.ok()??;
+        (s.uid() != old_uid).then_some(())
+    })
+    .await;
+    kubectl_ok(&["set", "image", "deployment/chat", "-n", ns, "server=evil.example/miner:1"], None);
+    kubectl_ok(&["annotate", "ingress", "chat", "-n", ns, "--overwrite", "nginx.ingress.kubernetes.io/proxy-read-timeout=5"], None);
+    eventually("Deployment image restored", WAIT, || async {
+        let d = deployments.get("chat").await.ok()?;
+        (d.spec?.template.spec?.containers[0].image.as_deref() == Some("registry.example/switchyard:test")).then_some(())
+    })
+    .await;
+    eventually("Ingress annotation restored", WAIT, || async {
+        let i = ingresses.get("chat").await.ok()?;
+        (i.annotations().get("nginx.ingress.kubernetes.io/proxy-read-timeout").map(String::as_str) == Some("3600")).then_some(())
+    })
+    .await;
+
+    // --- remove routing: the Ingress goes, the endpoint becomes the in-cluster Service
+    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/routing"}]"#], None);
+    eventually("Ingress pruned", WAIT, || async { get_opt(&ingresses, "chat").await.is_none().then_some(()) }).await;
+    eventually("endpoint switches to the Service", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        (r.status?.endpoint.as_deref() == Some("http://chat.life.svc:3001")).then_some(())
+    })
+    .await;
+
+    // --- autoscaling on: an HPA on socket_active_connections; Deployment replicas left to it
+    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":6,"targetConnectionsPerPod":800}}}"#], None);
+    let hpa = eventually("HPA created", WAIT, || get_opt(&hpas, "chat")).await;
+    let hspec = hpa.spec.unwrap();
+    assert_eq!((hspec.min_replicas, hspec.max_replicas), (Some(2), 6));
+    let metric = hspec.metrics.unwrap()[0].pods.clone().unwrap();
+    assert_eq!(metric.metric.name, "socket_active_connections");
+    assert_eq!(metric.target.average_value.unwrap().0, "800");
+    // No custom-metrics adapter runs here, and the status says so with the HPA's own reason.
+    let rtc = eventually("AutoscalingReady reports the HPA's problem", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        let c = condition(&r, "AutoscalingReady")?;
+        (c.status == "False" && c.reason != "Pending" && c.reason != "Disabled").then(|| r.clone())
+    })
+    .await;
+    let c = condition(&rtc, "AutoscalingReady").unwrap();
+    assert!(c.reason.contains("Failed") || c.message.contains("metric"), "{c:?}");
+    let dep = deployments.get("chat").await.unwrap();
+    assert!(
+        !dep.managed_fields().iter().any(|m| m.manager.as_deref() == Some("switchyard-operator")
+            && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())),
+        "operator must not own spec.replicas while autoscaling"
+    );
+    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/autoscaling"}]"#], None);
+    eventually("HPA pruned", WAIT, || async { get_opt(&hpas, "chat").await.is_none().then_some(()) }).await;
+
+    // --- external Redis: the managed Redis is pruned, REDIS_URL comes from the Secret
+    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"redis":{"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#], None);
+    eventually("managed Redis pruned", WAIT, || async {
+        (get_opt(&statefulsets, "chat-redis").await.is_none() && get_opt(&services, "chat-redis").await.is_none()).then_some(())
+    })
+    .await;
+    let dep = deployments.get("chat").await.unwrap();
+    let env = dep.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    assert!(env.iter().any(|e| e.name == "REDIS_URL" && e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name == "redis"));
+
+    // --- delete the RealtimeCluster: the garbage collector removes every child
+    kubectl_ok(&["delete", "rtc", "chat", "-n", ns, "--wait=true"], None);
+    eventually("children garbage-collected", WAIT, || async {
+        let gone = get_opt(&deployments, "chat").await.is_none()
+            && get_opt(&services, "chat").await.is_none()
+            && get_opt(&configmaps, "chat-config").await.is_none()
+            && get_opt(&configmaps, "chat-dashboard").await.is_none()
+            && get_opt(&pdbs, "chat").await.is_none();
+        gone.then_some(())
+    })
+    .await;
+}
+
+fn dynamic(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn optional_kinds_follow_their_crds() {
+    install_crd();
+    let ns = Namespace::create("optional");
+    let ns = ns.0.as_str();
+    let client = client().await;
+    let _op = Operator::start("optional", "optional-lease");
+    let spec = "routing:\n  host: chat.example.com\n  gateway:\n    parentRef: {name: public, namespace: gateways}\nautoscaling:\n  mode: keda\n  keda: {prometheusServerAddress: \"http://prometheus:9090\"}\nmonitoring:\n  serviceMonitor:\n    labels: {release: kps}";
+    kubectl_ok(&["apply", "-f", "-"], Some(&rtc_yaml(ns, "chat", spec)));
+    let rtcs: Api<RealtimeCluster> = Api::namespaced(client.clone(), ns);
+
+    // Without the CRDs: nothing is created, and the conditions and events say why.
+    let rtc = eventually("status explains the missing APIs", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        (condition(&r, "RoutingReady")?.reason == "GatewayAPINotInstalled"
+            && condition(&r, "AutoscalingReady")?.reason == "KEDANotInstalled")
+            .then_some(r)
+    })
+    .await;
+    assert_eq!(condition(&rtc, "Ready").unwrap().status, "False");
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+    assert!(get_opt(&hpas, "chat").await.is_none(), "keda mode never creates an HPA of its own");
+    let ingresses: Api<Ingress> = Api::namespaced(client.clone(), ns);
+    assert!(get_opt(&ingresses, "chat").await.is_none(), "gateway routing never creates an Ingress");
+    let events = kubectl_ok(&["get", "events", "-n", ns, "-o", "jsonpath={.items[*].reason}"], None);
+    assert!(events.contains("GatewayAPINotInstalled") && events.contains("KEDANotInstalled"), "{events}");
+
+    // Install stand-in CRDs for the three optional APIs, then nudge a reconcile.
+    let fixtures = repo().join("tests/cluster/fixtures/optional-crds.yaml");
+    kubectl_ok(&["apply", "-f", fixtures.to_str().unwrap()], None);
+    for crd in ["servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io", "scaledobjects.keda.sh"] {
+        kubectl_ok(&["wait", "--for", "condition=established", "--timeout=60s", &format!("crd/{crd}")], None);
+    }
+    kubectl_ok(&["annotate", "rtc", "chat", "-n", ns, "--overwrite", "test/nudge=1"], None);
+
+    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &dynamic("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"));
+    let route = eventually("HTTPRoute created", WAIT, || async { routes.get_opt("chat").await.ok()? }).await;
+    assert_eq!(route.data["spec"]["parentRefs"][0]["name"], "public");
+    assert_eq!(route.data["spec"]["rules"][0]["sessionPersistence"]["type"], "Cookie");
+    let scaled: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"));
+    let so = eventually("ScaledObject created", WAIT, || async { scaled.get_opt("chat").await.ok()? }).await;
+    assert_eq!(so.data["spec"]["triggers"][0]["metadata"]["serverAddress"], "http://prometheus:9090");
+    let monitors: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &dynamic("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"));
+    let sm = eventually("ServiceMonitor created", WAIT, || async { monitors.get_opt("chat").await.ok()? }).await;
+    assert_eq!(sm.labels()["release"], "kps");
+    assert_eq!(sm.owner_references()[0].kind, "RealtimeCluster");
+
+    // Stand-in statuses as KEDA and a Gateway would write them.
+    let accepted = json!({"status": {"parents": [{"parentRef": {"name": "public"}, "controllerName": "example.com/gw",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}]}});
+    routes.patch_status("chat", &PatchParams::default(), &Patch::Merge(&accepted)).await.unwrap();
+    let so_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "ScaledObjectReady", "message": "ok"}]}});
+    scaled.patch_status("chat", &PatchParams::default(), &Patch::Merge(&so_ready)).await.unwrap();
+    kubectl_ok(&["annotate", "rtc", "chat", "-n", ns, "--overwrite", "test/nudge=2"], None);
+    eventually("routing and autoscaling ready", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        (condition(&r, "RoutingReady")?.status == "True" && condition(&r, "AutoscalingReady")?.status == "True").then_some(())
+    })
+    .await;
+
+    // Switching back to an Ingress and an HPA prunes the HTTPRoute and the ScaledObject;
+    // turning the ServiceMonitor off prunes it.
+    let back = r#"{"spec":{"routing":{"gateway":null,"ingress":{"kind":"traefik"}},"autoscaling":{"mode":"hpa","keda":null},"monitoring":{"serviceMonitor":{"enabled":false}}}}"#;
+    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", back], None);
+    eventually("HTTPRoute, ScaledObject and ServiceMonitor pruned; Ingress and HPA created", WAIT, || async {
+        let done = routes.get_opt("chat").await.ok()?.is_none()
+            && scaled.get_opt("chat").await.ok()?.is_none()
+            && monitors.get_opt("chat").await.ok()?.is_none()
+            && ingresses.get_opt("chat").await.ok()?.is_some()
+            && hpas.get_opt("chat").await.ok()?.is_some();
+        done.then_some(())
+    })
+    .await;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let svc = services.get("chat").await.unwrap();
+    assert_eq!(svc.annotations()["traefik.ingress.kubernetes.io/service.sticky.cookie"], "true");
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn only_the_leader_reconciles_and_a_standby_takes_over() {
+    install_crd();
+    let ns = Namespace::create("leader");
+    let ns = ns.0.as_str();
+    let client = client().await;
+    let mut a = Operator::start("leader-a", "ha-lease");
+    a.wait_leader().await;
+    let b = Operator::start("leader-b", "ha-lease");
+    // B is up (serves metrics) but stays a standby.
+    eventually("standby serves metrics", WAIT, || async { b.metric("switchyard_operator_leader").await }).await;
+
+    kubectl_ok(&["apply", "-f", "-"], Some(&rtc_yaml(ns, "ha", "replicas: 1")));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    eventually("leader creates the Deployment", WAIT, || get_opt(&deployments, "ha")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.metric("switchyard_operator_leader").await, Some(0.0));
+    assert_eq!(b.metric("switchyard_operator_reconciliations_total").await, Some(0.0), "standby must not reconcile");
+    assert!(a.metric("switchyard_operator_reconciliations_total").await.unwrap() >= 1.0);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "default");
+    let holder = leases.get("ha-lease").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some("leader-a"));
+
+    // Kill the leader without letting it release the Lease: B takes over after expiry.
+    a.kill();
+    b.wait_leader().await;
+    let holder = leases.get("ha-lease").await.unwrap().spec.unwrap().holder_identity;
+    assert_eq!(holder.as_deref(), Some("leader-b"));
+    kubectl_ok(&["delete", "deployment", "ha", "-n", ns], None);
+    eventually("new leader restores the Deployment", WAIT, || get_opt(&deployments, "ha")).await;
+    assert!(b.metric("switchyard_operator_reconciliations_total").await.unwrap() >= 1.0);
+}
