@@ -83,6 +83,15 @@ fn install_crd() {
     kubectl_ok(&["wait", "--for", "condition=established", "--timeout=60s", "crd/realtimeclusters.switchyard.dev"], None);
 }
 
+/// Stand-in CRDs for ServiceMonitor, HTTPRoute and ScaledObject.
+fn install_optional_crds() {
+    let fixtures = repo().join("tests/cluster/fixtures/optional-crds.yaml");
+    kubectl_ok(&["apply", "-f", fixtures.to_str().unwrap()], None);
+    for crd in ["servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io", "scaledobjects.keda.sh"] {
+        kubectl_ok(&["wait", "--for", "condition=established", "--timeout=60s", &format!("crd/{crd}")], None);
+    }
+}
+
 /// A namespace for one test, deleted afterwards.
 struct Namespace(String);
 
@@ -108,15 +117,24 @@ struct Operator {
 
 impl Operator {
     fn start(name: &str, lease: &str) -> Self {
+        Self::start_with(name, lease, "default", None)
+    }
+
+    /// Starts an operator with its Lease in `lease_ns`, optionally with another kubeconfig.
+    fn start_with(name: &str, lease: &str, lease_ns: &str, kubeconfig: Option<&std::path::Path>) -> Self {
         let metrics_port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
         let log = var("SWITCHYARD_CLUSTER_WORK").join(format!("operator-{name}.log"));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new(var("SWITCHYARD_OPERATOR_BIN"))
+        let mut cmd = Command::new(var("SWITCHYARD_OPERATOR_BIN"));
+        if let Some(path) = kubeconfig {
+            cmd.env("KUBECONFIG", path);
+        }
+        let child = cmd
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--identity", name, "--lease-name", lease, "--lease-namespace", "default"])
+            .args(["--identity", name, "--lease-name", lease, "--lease-namespace", lease_ns])
             .args(["--lease-duration", "6", "--lease-grace", "2"])
             .env("RUST_LOG", "info,switchyard_operator=debug")
             .stdout(log.try_clone().unwrap())
@@ -550,11 +568,7 @@ async fn optional_kinds_follow_their_crds() {
     assert!(events.contains("GatewayAPINotInstalled") && events.contains("KEDANotInstalled"), "{events}");
 
     // Install stand-in CRDs for the three optional APIs, then nudge a reconcile.
-    let fixtures = repo().join("tests/cluster/fixtures/optional-crds.yaml");
-    kubectl_ok(&["apply", "-f", fixtures.to_str().unwrap()], None);
-    for crd in ["servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io", "scaledobjects.keda.sh"] {
-        kubectl_ok(&["wait", "--for", "condition=established", "--timeout=60s", &format!("crd/{crd}")], None);
-    }
+    install_optional_crds();
     kubectl_ok(&["annotate", "rtc", "chat", "-n", ns, "--overwrite", "test/nudge=1"], None);
 
     let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &dynamic("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"));
@@ -632,4 +646,192 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     kubectl_ok(&["delete", "deployment", "ha", "-n", ns], None);
     eventually("new leader restores the Deployment", WAIT, || get_opt(&deployments, "ha")).await;
     assert!(b.metric("switchyard_operator_reconciliations_total").await.unwrap() >= 1.0);
+}
+
+fn helm(args: &[&str]) -> Output {
+    Command::new(var("HELM_BIN")).args(args).output().expect("helm runs")
+}
+
+fn helm_ok(args: &[&str]) -> String {
+    let out = helm(args);
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (kind, name) of every object in a multi-document YAML stream.
+fn kinds_and_names(yaml: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = yaml
+        .split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
+        .filter(|v| v.is_object())
+        .map(|v| (v["kind"].as_str().unwrap_or_default().to_string(), v["metadata"]["name"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
+    install_crd();
+    let chart = repo().join("charts/switchyard");
+    let chart = chart.to_str().unwrap();
+    let all_on = repo().join("charts/switchyard/ci/all-on-values.yaml");
+    let all_on = all_on.to_str().unwrap();
+
+    // --- lint and render, default values and every option on
+    helm_ok(&["lint", "--strict", chart]);
+    helm_ok(&["lint", "--strict", chart, "-f", all_on]);
+    let names = |v: &[(String, String)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let default = kinds_and_names(&helm_ok(&["template", "sy", chart, "-n", "switchyard-system"]));
+    assert_eq!(
+        names(&default),
+        ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    );
+    let full = helm_ok(&["template", "sy", chart, "-n", "switchyard-system", "-f", all_on]);
+    assert_eq!(
+        names(&kinds_and_names(&full)),
+        ["ClusterRole", "ClusterRoleBinding", "Deployment", "RealtimeCluster", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
+    );
+    assert!(full.contains("--leader-election=true") && full.contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
+    // The chart's CRD is the generated one, byte for byte.
+    let chart_crd = std::fs::read_to_string(repo().join("charts/switchyard/crds/realtimecluster.yaml")).unwrap();
+    assert_eq!(chart_crd, std::fs::read_to_string(repo().join("crds/realtimecluster.yaml")).unwrap());
+
+    // --- invalid values fail at install with a message naming the value
+    for (set, needle) in [
+        ("replicaCount=many", "replicaCount"),
+        ("unknownKey=1", "unknownKey"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("metrics.serviceMonitor.interval=soon", "interval"),
+    ] {
+        let out = helm(&["install", "bad", chart, "-n", "switchyard-bad", "--create-namespace", "--set", set]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--set {set} was accepted");
+        assert!(stderr.contains(needle) && stderr.contains("schema"), "--set {set}: unclear error: {stderr}");
+    }
+
+    // --- install: exactly the expected objects
+    kubectl(&["delete", "namespace", "switchyard-system", "--wait=true", "--ignore-not-found"], None);
+    helm_ok(&["install", "sy", chart, "-n", "switchyard-system", "--create-namespace"]);
+    let manifest = kinds_and_names(&helm_ok(&["get", "manifest", "sy", "-n", "switchyard-system"]));
+    let expected: Vec<(String, String)> = [
+        ("ClusterRole", "sy-switchyard"),
+        ("ClusterRoleBinding", "sy-switchyard"),
+        ("Deployment", "sy-switchyard"),
+        ("Role", "sy-switchyard-leader"),
+        ("RoleBinding", "sy-switchyard-leader"),
+        ("Service", "sy-switchyard-metrics"),
+        ("ServiceAccount", "sy-switchyard"),
+    ]
+    .iter()
+    .map(|(k, n)| (k.to_string(), n.to_string()))
+    .collect();
+    assert_eq!(manifest, expected);
+    let client = client().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "switchyard-system");
+    let dep = deployments.get("sy-switchyard").await.unwrap();
+    let pod = dep.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("ghcr.io/switchyard-dev/switchyard-operator:0.1.0"));
+    assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
+    assert_eq!(c.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
+    assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+
+    // --- RBAC: enough for every kind the operator manages, nothing more. kubectl resolves
+    // resource names through discovery, so the optional kinds' stand-in CRDs must exist.
+    install_optional_crds();
+    let sa = "system:serviceaccount:switchyard-system:sy-switchyard";
+    let can = |verb: &str, resource: &str, ns: &str| {
+        let out = kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", sa], None);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    for resource in [
+        "configmaps", "services", "deployments.apps", "statefulsets.apps", "poddisruptionbudgets.policy",
+        "ingresses.networking.k8s.io", "horizontalpodautoscalers.autoscaling", "httproutes.gateway.networking.k8s.io",
+        "scaledobjects.keda.sh", "servicemonitors.monitoring.coreos.com",
+    ] {
+        for verb in ["get", "list", "watch", "create", "patch", "delete"] {
+            assert!(can(verb, resource, "apps"), "operator cannot {verb} {resource}");
+        }
+        assert!(!can("update", resource, "apps"), "operator should not need update on {resource}");
+    }
+    for verb in ["get", "list", "watch"] {
+        assert!(can(verb, "realtimeclusters.switchyard.dev", "apps"));
+    }
+    let status = kubectl(&["auth", "can-i", "patch", "realtimeclusters.switchyard.dev", "--subresource", "status", "-n", "apps", "--as", sa], None);
+    assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "yes", "operator cannot patch realtimeclusters/status");
+    assert!(can("create", "events.events.k8s.io", "apps"));
+    assert!(can("patch", "leases.coordination.k8s.io", "switchyard-system"));
+    for (verb, resource, ns) in [
+        ("get", "secrets", "apps"),
+        ("list", "secrets", "switchyard-system"),
+        ("delete", "pods", "apps"),
+        ("update", "realtimeclusters.switchyard.dev", "apps"),
+        ("delete", "realtimeclusters.switchyard.dev", "apps"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io", "apps"),
+        ("patch", "leases.coordination.k8s.io", "apps"),
+        ("delete", "namespaces", "apps"),
+    ] {
+        assert!(!can(verb, resource, ns), "operator must not {verb} {resource} in {ns}");
+    }
+
+    // --- the example RealtimeCluster applies cleanly and an operator running with exactly the
+    // chart's permissions (impersonating its ServiceAccount) reconciles it
+    let work = var("SWITCHYARD_CLUSTER_WORK");
+    let admin = std::fs::read_to_string(std::env::var("KUBECONFIG").unwrap()).unwrap();
+    let impersonating = work.join("kubeconfig-operator-sa");
+    std::fs::write(&impersonating, admin.replace("  user:\n", &format!("  user:\n    as: {sa}\n"))).unwrap();
+    // kube-rs honours the kubeconfig's `as`: this client is refused Secrets, like the operator.
+    let kc = kube::config::Kubeconfig::read_from(&impersonating).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let as_sa = Client::try_from(config).unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(as_sa, "default");
+    match secrets.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403),
+        other => panic!("impersonated client should be forbidden to list Secrets: {other:?}"),
+    }
+    let _ns = Namespace::create("helm-example");
+    let _op = Operator::start_with("helm-sa", "sy-switchyard", "switchyard-system", Some(&impersonating));
+    let example = repo().join("examples/realtimecluster.yaml");
+    kubectl_ok(&["apply", "-n", "helm-example", "-f", example.to_str().unwrap()], None);
+    let rtcs: Api<RealtimeCluster> = Api::namespaced(client.clone(), "helm-example");
+    let example_deps: Api<Deployment> = Api::namespaced(client.clone(), "helm-example");
+    let example_hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), "helm-example");
+    eventually("the operator reconciles the example with the chart's RBAC", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        let reconciled = get_opt(&example_deps, "chat").await.is_some()
+            && get_opt(&example_hpas, "chat").await.is_some()
+            && r.status.as_ref()?.observed_generation == r.metadata.generation;
+        reconciled.then_some(())
+    })
+    .await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "switchyard-system");
+    assert_eq!(leases.get("sy-switchyard").await.unwrap().spec.unwrap().holder_identity.as_deref(), Some("helm-sa"));
+    let events = kubectl_ok(&["get", "events", "-n", "helm-example", "-o", "jsonpath={.items[*].reason}"], None);
+    assert!(events.contains("Created"), "events: {events}");
+
+    // --- upgrade with changed values
+    helm_ok(&["upgrade", "sy", chart, "-n", "switchyard-system", "--set", "replicaCount=2", "--set", "logLevel=debug", "--set", "leaderElection.enabled=false"]);
+    let dep = deployments.get("sy-switchyard").await.unwrap();
+    let spec = dep.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let c = &spec.template.spec.unwrap().containers[0];
+    assert!(c.args.as_ref().unwrap().iter().any(|a| a == "--leader-election=true"), "two replicas force leader election");
+    assert!(c.env.as_ref().unwrap().iter().any(|e| e.name == "RUST_LOG" && e.value.as_deref() == Some("debug")));
+
+    // --- uninstall leaves nothing behind but the CRD
+    helm_ok(&["uninstall", "sy", "-n", "switchyard-system", "--wait"]);
+    let leftovers = kubectl_ok(
+        &["get", "deployments,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings", "-A", "-l", "app.kubernetes.io/instance=sy", "-o", "name"],
+        None,
+    );
+    assert_eq!(leftovers.trim(), "", "orphans after uninstall");
+    kubectl_ok(&["get", "crd", "realtimeclusters.switchyard.dev"], None);
+    kubectl(&["delete", "namespace", "switchyard-system", "switchyard-bad", "--wait=false"], None);
 }
