@@ -20,15 +20,17 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::Verifier;
 use crate::chat::Chat;
 use crate::config::Config;
-use crate::emitter::{Emitter, IoHandle};
+use crate::emitter::{Emitter, Instrumented, IoHandle};
 use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Metrics;
 use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, RedisRateLimiter, Verdict};
 use crate::redis::{ManagedDriver, Redis};
 use crate::store::{ChatStore, MemoryStore, RedisStore};
+use crate::telemetry::TracedDriver;
 use crate::{http, ns};
 
 /// The Socket.IO adapter used with `REDIS_URL`.
-type RedisAdapter<E> = CustomRedisAdapter<E, ManagedDriver>;
+type RedisAdapter<E> = CustomRedisAdapter<E, TracedDriver<ManagedDriver>>;
 
 /// Shared application state; cheap to clone.
 #[derive(Clone)]
@@ -40,6 +42,7 @@ struct Inner {
     chat: Chat,
     limiter: Arc<dyn RateLimiter>,
     io: Arc<dyn Emitter>,
+    metrics: Metrics,
     draining: AtomicBool,
     /// Last readiness probe of the store (Redis), refreshed every [`PROBE_INTERVAL`].
     store_ok: AtomicBool,
@@ -60,6 +63,11 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// The Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
     }
 
     /// The token verifier.
@@ -132,19 +140,20 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         );
     }
     let history = config.limits.history_limit as usize;
+    let metrics = Metrics::new(&config.environment);
     if config.redis.redis_url.is_none() {
         tracing::warn!("no REDIS_URL: running as a single node with in-memory state; nothing survives a restart");
         let limiter = Arc::new(LocalRateLimiter::new(&config.rate_limit));
         spawn_housekeeping(limiter.clone());
         let backend = Backend { store: Arc::new(MemoryStore::new(history)), limiter };
-        return build_with::<LocalAdapter>(config, verifier, backend, ()).await;
+        return build_with::<LocalAdapter>(config, verifier, backend, metrics, ()).await;
     }
     let redis =
         Redis::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
     let driver =
         ManagedDriver::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot subscribe on Redis: {e}"))?;
     let adapter = RedisAdapterCtr::new_with_driver(
-        driver,
+        TracedDriver::new(driver, metrics.clone()),
         RedisAdapterConfig::new().with_prefix(format!("{}-sio", config.redis.redis_key_prefix)),
     );
     let backend = Backend {
@@ -152,7 +161,7 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         limiter: Arc::new(RedisRateLimiter::new(redis, &config.rate_limit)),
     };
     tracing::info!("REDIS_URL set: state, limits and broadcasts are shared through Redis");
-    build_with::<RedisAdapter<_>>(config, verifier, backend, adapter).await
+    build_with::<RedisAdapter<_>>(config, verifier, backend, metrics, adapter).await
 }
 
 /// The state implementations chosen by the configuration.
@@ -165,15 +174,18 @@ async fn build_with<A: Adapter + socketioxide_core::adapter::DefinedAdapter>(
     config: Config,
     verifier: Verifier,
     backend: Backend,
+    metrics: Metrics,
     adapter: A::State,
 ) -> anyhow::Result<(Router, AppState)>
 where
     A::InitRes: AdapterInit,
 {
     let io_handle = Arc::new(IoHandle::<A>::default());
+    // Domain code emits through the instrumented emitter: a span and a count per emit.
+    let emitter: Arc<dyn Emitter> = Arc::new(Instrumented::new(io_handle.clone(), metrics.clone()));
     let chat = Chat::new(
         backend.store,
-        io_handle.clone(),
+        emitter,
         config.limits.max_message_length as usize,
         Duration::from_millis(config.socket.typing_timeout_ms),
     );
@@ -182,6 +194,7 @@ where
         chat,
         limiter: backend.limiter,
         io: io_handle.clone(),
+        metrics,
         draining: AtomicBool::new(false),
         store_ok: AtomicBool::new(true),
         started: Instant::now(),
@@ -198,10 +211,13 @@ where
     for init in ns::register(&io) {
         init.await_ready().await?;
     }
+    let census = io.clone();
+    state.metrics().set_census(move || crate::metrics::local_rooms_and_users(&census));
     io_handle.set(io);
     spawn_store_probe(&state);
 
     let router = http::routes(&state)
+        .layer(middleware::from_fn(crate::telemetry::trace_http))
         .layer(layer)
         .layer(middleware::from_fn_with_state(state.clone(), refuse_new_sessions))
         .layer(cors(&config.cors_origins))

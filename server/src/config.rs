@@ -68,6 +68,10 @@ pub struct Config {
     /// Logging.
     #[command(flatten)]
     pub log: LogConfig,
+
+    /// Distributed tracing.
+    #[command(flatten)]
+    pub tracing: TracingConfig,
 }
 
 /// JWT verification. With none of `JWT_SECRET`, `JWT_PUBLIC_KEY`, `JWT_JWKS_URL` set the
@@ -265,6 +269,37 @@ pub struct LogConfig {
     pub log_dir: Option<PathBuf>,
 }
 
+/// OTLP transport for spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (collector port 4317).
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies (collector port 4318, path `/v1/traces`).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+}
+
+/// Distributed tracing with OpenTelemetry. Trace and span ids are in every log line either
+/// way; spans leave the process only when an endpoint is set.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TracingConfig {
+    /// OTLP collector to export spans to, e.g. `http://otel-collector:4317`; no export when unset.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport: `grpc` or `http/protobuf`.
+    #[arg(long = "otlp-protocol", env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_enum, default_value_t = OtlpProtocol::Grpc)]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// `service.name` of exported spans.
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME", default_value = "switchyard-server")]
+    pub service_name: String,
+
+    /// Fraction of new traces sampled, 0 to 1; a sampled parent (`traceparent`) is always followed.
+    #[arg(long = "otel-sample-ratio", env = "OTEL_TRACES_SAMPLER_ARG", default_value_t = 1.0)]
+    pub sample_ratio: f64,
+}
+
 /// A setting that parsed but does not make sense.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid value for {setting}: {reason}")]
@@ -304,6 +339,7 @@ impl Config {
             &mut config.auth.jwt_jwks_url,
             &mut config.auth.jwt_issuer,
             &mut config.auth.jwt_audience,
+            &mut config.tracing.otlp_endpoint,
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
@@ -344,7 +380,10 @@ impl Config {
             return Err(ConfigError { setting: "REDIS_URL", reason: "not a redis:// or rediss:// URL".into() });
         }
         let prefix = &self.redis.redis_key_prefix;
-        if prefix.is_empty() || prefix.len() > 32 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if prefix.is_empty()
+            || prefix.len() > 32
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(ConfigError { setting: "REDIS_KEY_PREFIX", reason: "1 to 32 letters, digits, - or _".into() });
         }
         if self.shutdown_delay_seconds >= self.shutdown_grace_seconds {
@@ -355,6 +394,20 @@ impl Config {
         }
         if self.environment.is_empty() || self.environment.len() > 64 {
             return Err(ConfigError { setting: "ENVIRONMENT", reason: "must be 1 to 64 characters".into() });
+        }
+        if let Some(endpoint) = &self.tracing.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError {
+                setting: "OTEL_EXPORTER_OTLP_ENDPOINT",
+                reason: "must be an http(s) URL".into(),
+            });
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            return Err(ConfigError { setting: "OTEL_TRACES_SAMPLER_ARG", reason: "must be between 0 and 1".into() });
+        }
+        if self.tracing.service_name.trim().is_empty() {
+            return Err(ConfigError { setting: "OTEL_SERVICE_NAME", reason: "must not be empty".into() });
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.log_level).is_err() {
             return Err(ConfigError {

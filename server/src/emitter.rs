@@ -105,3 +105,44 @@ impl<A: Adapter> Emitter for IoHandle<A> {
         }
     }
 }
+
+/// An [`Emitter`] that gives every emit and remote join a producer span (its trace context
+/// travels with the adapter message to the other nodes) and counts emits as outbound
+/// messages.
+pub struct Instrumented<E> {
+    inner: std::sync::Arc<E>,
+    metrics: crate::metrics::Metrics,
+}
+
+impl<E> Instrumented<E> {
+    /// Wraps `inner`.
+    pub fn new(inner: std::sync::Arc<E>, metrics: crate::metrics::Metrics) -> Self {
+        Self { inner, metrics }
+    }
+}
+
+#[async_trait]
+impl<E: Emitter> Emitter for Instrumented<E> {
+    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) {
+        use tracing::Instrument;
+        self.metrics.outbound(target.ns, event);
+        let span = tracing::info_span!(
+            "socket.emit",
+            otel.name = %format!("emit {event}"),
+            otel.kind = "producer",
+            socketio.namespace = target.ns,
+            socketio.event = event,
+        );
+        self.inner.emit(target, event, data).instrument(span).await;
+    }
+
+    async fn join(&self, ns: &'static str, members: &str, room: &str) {
+        use tracing::Instrument;
+        let span = tracing::info_span!("socket.join", otel.kind = "producer", socketio.namespace = ns);
+        self.inner.join(ns, members, room).instrument(span).await;
+    }
+
+    async fn close(&self) {
+        self.inner.close().await;
+    }
+}

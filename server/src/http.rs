@@ -25,6 +25,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let mut router = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/api/chat/rooms", post(create_room).get(list_rooms))
         .route("/api/chat/rooms/{room_id}/messages", get(list_messages))
         .route("/api/chat/messages", post(send_message))
@@ -44,9 +45,20 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let token = crate::ns::bearer(parts.headers.get(axum::http::header::AUTHORIZATION))
-            .ok_or_else(|| ApiError::new(crate::error::ErrorCode::Unauthorized, "missing bearer token"))?;
-        Ok(User(app.verifier().verify(&token).await?))
+        let Some(token) = crate::ns::bearer(parts.headers.get(axum::http::header::AUTHORIZATION)) else {
+            app.metrics().auth_failed(&crate::auth::AuthFailure::Unauthorized("missing bearer token"));
+            return Err(ApiError::new(crate::error::ErrorCode::Unauthorized, "missing bearer token"));
+        };
+        match app.verifier().verify(&token).await {
+            Ok(identity) => {
+                app.metrics().auth_succeeded();
+                Ok(User(identity))
+            }
+            Err(failure) => {
+                app.metrics().auth_failed(&failure);
+                Err(failure.into())
+            }
+        }
     }
 }
 
@@ -79,6 +91,12 @@ async fn health(State(app): State<AppState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSeconds": app.uptime().as_secs(),
     }))
+}
+
+/// Prometheus scrape endpoint (OpenMetrics text).
+async fn metrics(State(app): State<AppState>) -> Response {
+    let body = app.metrics().encode(app.ready());
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
 
 async fn ready(State(app): State<AppState>) -> Response {

@@ -14,7 +14,8 @@
 //! - [`emitter`] — delivery to Socket.IO rooms on every node.
 //! - [`redis`] — the shared Redis connection and the adapter's pub/sub driver.
 //! - [`error`] — the client-facing error shared by acks and HTTP responses.
-//! - [`telemetry`] — logging.
+//! - [`metrics`] — Prometheus metrics (`GET /metrics`) and the API other modules record with.
+//! - [`telemetry`] — logs, OpenTelemetry spans and trace-context propagation.
 
 pub mod app;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod emitter;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod ns;
 pub mod protocol;
 pub mod ratelimit;

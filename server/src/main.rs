@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let _log_guard = switchyard_server::telemetry::init(&config.log)?;
+    let _telemetry = switchyard_server::telemetry::init(&config.log, &config.tracing)?;
     let listener = tokio::net::TcpListener::bind((config.host, config.port)).await?;
     switchyard_server::serve(listener, config, switchyard_server::shutdown_signal()).await
 }

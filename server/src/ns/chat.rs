@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
 
-use super::{identity, prepare, reply};
+use super::{handle, identity, track};
 use crate::app::AppState;
 use crate::emitter::{chat_room, user_room};
 use crate::protocol::{Empty, GetMessages, GetOrCreateRoom, MarkRead, SendMessage, Typing};
@@ -12,6 +12,7 @@ use crate::ratelimit::EventClass;
 
 /// Joins `user:U` and `room:R` for each of the user's rooms, then registers the handlers.
 pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
+    track(&socket, &app);
     socket.on("getOrCreateRoom", on_get_or_create_room::<A>);
     socket.on("sendMessage", on_send_message::<A>);
     socket.on("getMessages", on_get_messages::<A>);
@@ -33,13 +34,11 @@ async fn on_get_or_create_room<A: Adapter>(
     ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
-    let result = async {
-        let (user, payload): (_, GetOrCreateRoom) =
-            prepare(&socket, &app, "getOrCreateRoom", EventClass::Room, data).await?;
+    handle(&socket, &app, ack, "getOrCreateRoom", EventClass::Room, data, async |user, payload: GetOrCreateRoom| {
         let (room, _) = app.chat().get_or_create_room(&user, payload).await?;
         Ok(json!({ "room": room }))
-    };
-    reply(ack, result.await);
+    })
+    .await;
 }
 
 async fn on_send_message<A: Adapter>(
@@ -48,13 +47,11 @@ async fn on_send_message<A: Adapter>(
     ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
-    let result = async {
-        let (user, payload): (_, SendMessage) =
-            prepare(&socket, &app, "sendMessage", EventClass::Message, data).await?;
+    handle(&socket, &app, ack, "sendMessage", EventClass::Message, data, async |user, payload: SendMessage| {
         let (message, _) = app.chat().send_message(&user, payload, Some(socket.id)).await?;
         Ok(json!({ "message": message }))
-    };
-    reply(ack, result.await);
+    })
+    .await;
 }
 
 async fn on_get_messages<A: Adapter>(
@@ -63,11 +60,10 @@ async fn on_get_messages<A: Adapter>(
     ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
-    let result = async {
-        let (user, payload): (_, GetMessages) = prepare(&socket, &app, "getMessages", EventClass::Query, data).await?;
+    handle(&socket, &app, ack, "getMessages", EventClass::Query, data, async |user, payload: GetMessages| {
         app.chat().get_messages(&user, payload).await
-    };
-    reply(ack, result.await);
+    })
+    .await;
 }
 
 async fn on_mark_messages_read<A: Adapter>(
@@ -76,11 +72,10 @@ async fn on_mark_messages_read<A: Adapter>(
     ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
-    let result = async {
-        let (user, payload): (_, MarkRead) = prepare(&socket, &app, "markMessagesRead", EventClass::Read, data).await?;
+    handle(&socket, &app, ack, "markMessagesRead", EventClass::Read, data, async |user, payload: MarkRead| {
         app.chat().mark_read(&user, payload).await
-    };
-    reply(ack, result.await);
+    })
+    .await;
 }
 
 async fn on_typing<A: Adapter>(
@@ -89,12 +84,11 @@ async fn on_typing<A: Adapter>(
     ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
-    let result = async {
-        let (user, payload): (_, Typing) = prepare(&socket, &app, "typing", EventClass::Typing, data).await?;
+    handle(&socket, &app, ack, "typing", EventClass::Typing, data, async |user, payload: Typing| {
         app.chat().typing(&user, payload).await?;
         Ok(json!({}))
-    };
-    reply(ack, result.await);
+    })
+    .await;
 }
 
 async fn on_get_rooms<A: Adapter>(
@@ -103,9 +97,8 @@ async fn on_get_rooms<A: Adapter>(
     ack: AckSender<A>,
     State(app): State<AppState>,
 ) {
-    let result = async {
-        let (user, _): (_, Empty) = prepare(&socket, &app, "getRooms", EventClass::Query, data).await?;
+    handle(&socket, &app, ack, "getRooms", EventClass::Query, data, async |user, _: Empty| {
         Ok(json!({ "rooms": app.chat().get_rooms(&user).await? }))
-    };
-    reply(ack, result.await);
+    })
+    .await;
 }

@@ -1,0 +1,477 @@
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
+//!
+//! The names and labels are a contract: the Grafana dashboard, the alert rules in
+//! `monitoring/prometheus/rules.yaml` and the operator's HPA (on `socket_active_connections`)
+//! query exactly these. Every series carries `environment` (from `ENVIRONMENT`); label values
+//! come from small fixed sets (namespaces, event names, error codes, disconnect reasons,
+//! channels, job states), never from user or room ids.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `socket_active_connections` | gauge | `namespace` |
+//! | `socket_connections_total` | counter | `namespace` |
+//! | `socket_disconnects_total` | counter | `namespace`, `reason` |
+//! | `socket_messages_total` | counter | `namespace`, `event`, `direction` (`inbound`/`outbound`) |
+//! | `socket_message_duration_seconds` | histogram | `namespace`, `event` |
+//! | `socket_message_size_bytes` | histogram | `namespace`, `event` |
+//! | `socket_active_rooms` | gauge | |
+//! | `socket_active_users` | gauge | |
+//! | `socket_errors_total` | counter | `namespace`, `type` |
+//! | `socket_auth_events_total` | counter | `status` (`success`/`failed`/`expired`) |
+//! | `socket_server_uptime_seconds` | gauge | |
+//! | `switchyard_server_ready` | gauge | |
+//! | `switchyard_queue_jobs` | gauge | `state` (`queued`/`active`/`delayed`/`dead`) |
+//! | `switchyard_queue_job_retries_total` | counter | `channel` |
+//! | `switchyard_queue_dead_letters_total` | counter | `channel` |
+//! | `switchyard_redis_command_errors_total` | counter | |
+//! | `switchyard_redis_command_duration_seconds` | histogram | |
+//!
+//! # Recording from other modules
+//!
+//! [`Metrics`] is a cheap-to-clone handle, reached through `AppState::metrics()`:
+//!
+//! - sockets: [`Metrics::connected`] / [`Metrics::disconnected`] (done by `ns::track`), inbound
+//!   and outbound events and errors (done by `ns::handle` and the instrumented emitter),
+//!   [`Metrics::auth_succeeded`] / [`Metrics::auth_failed`] (handshake and HTTP API).
+//! - the notification queue: [`Metrics::set_queue_jobs`] with the current count per
+//!   [`JobState`] (call it whenever the counts change or on a timer), [`Metrics::job_retried`]
+//!   and [`Metrics::job_dead_lettered`] with the channel name.
+//! - Redis: [`Metrics::redis_command`] with the elapsed time and whether the command
+//!   succeeded, for every command or pub/sub publish.
+//!
+//! Channels are `&'static str` on purpose: pass the channel's fixed name (`browser`,
+//! `webhook`, `email`), never something built from input.
+
+use std::borrow::Cow;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::socket::DisconnectReason;
+
+use crate::auth::AuthFailure;
+use crate::error::ErrorCode;
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Namespaces whose connection series exist from start-up (at 0), so the autoscaler and the
+/// dashboard see a value before the first client arrives.
+const NAMESPACES: [&str; 2] = ["/chat", "/notifications"];
+/// Channels of the notification queue (pre-created at 0 for the same reason).
+const CHANNELS: [&str; 3] = ["browser", "webhook", "email"];
+
+/// Seconds; from a fast in-memory event to a slow Redis round trip.
+const DURATION_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Seconds; a healthy Redis answers in well under a millisecond on the same network.
+const REDIS_BUCKETS: [f64; 11] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+
+/// Where a message went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Sent by a client.
+    Inbound,
+    /// Emitted by this server.
+    Outbound,
+}
+
+impl Direction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// States of notification jobs, the `state` label of `switchyard_queue_jobs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// Being delivered.
+    Active,
+    /// Waiting for a retry (backoff) or a rate-limit slot.
+    Delayed,
+    /// Gave up; in the dead-letter list.
+    Dead,
+}
+
+impl JobState {
+    /// Every state, in label order.
+    pub const ALL: [JobState; 4] = [JobState::Queued, JobState::Active, JobState::Delayed, JobState::Dead];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Active => "active",
+            JobState::Delayed => "delayed",
+            JobState::Dead => "dead",
+        }
+    }
+}
+
+/// The `reason` label of `socket_disconnects_total`.
+pub fn disconnect_reason(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport_close",
+        DisconnectReason::MultipleHttpPollingError => "multiple_http_polling_error",
+        DisconnectReason::PacketParsingError => "packet_parsing_error",
+        DisconnectReason::TransportError => "transport_error",
+        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
+        DisconnectReason::ClientNSDisconnect => "client_namespace_disconnect",
+        DisconnectReason::ServerNSDisconnect => "server_namespace_disconnect",
+        DisconnectReason::ClosingServer => "closing_server",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NsLabels {
+    namespace: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DisconnectLabels {
+    namespace: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    namespace: &'static str,
+    event: &'static str,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    namespace: &'static str,
+    event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    namespace: &'static str,
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Counts local rooms and users at scrape time (see [`local_rooms_and_users`]).
+type SocketCensus = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
+
+/// The server's metrics; cheap to clone. One per server instance (tests run several in one
+/// process), never global.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+struct Inner {
+    registry: Registry,
+    started: Instant,
+    census: OnceLock<SocketCensus>,
+    active_connections: Family<NsLabels, Gauge>,
+    connections: Family<NsLabels, Counter>,
+    disconnects: Family<DisconnectLabels, Counter>,
+    messages: Family<MessageLabels, Counter>,
+    duration: HistogramFamily<EventLabels>,
+    size: HistogramFamily<EventLabels>,
+    active_rooms: Gauge,
+    active_users: Gauge,
+    errors: Family<ErrorLabels, Counter>,
+    auth: Family<StatusLabels, Counter>,
+    uptime: Gauge<f64, AtomicU64>,
+    ready: Gauge,
+    queue_jobs: Family<StateLabels, Gauge>,
+    retries: Family<ChannelLabels, Counter>,
+    dead_letters: Family<ChannelLabels, Counter>,
+    redis_errors: Counter,
+    redis_duration: Histogram,
+}
+
+impl Metrics {
+    /// Registers every family, labelled with `environment`.
+    pub fn new(environment: &str) -> Self {
+        let labels = [(Cow::Borrowed("environment"), Cow::Owned(environment.to_owned()))];
+        let mut r = Registry::with_labels(labels.into_iter());
+        let inner = Inner {
+            registry: Registry::default(),
+            started: Instant::now(),
+            census: OnceLock::new(),
+            active_connections: Family::default(),
+            connections: Family::default(),
+            disconnects: Family::default(),
+            messages: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS)),
+            size: Family::new_with_constructor(|| Histogram::new(exponential_buckets(64.0, 4.0, 8))),
+            active_rooms: Gauge::default(),
+            active_users: Gauge::default(),
+            errors: Family::default(),
+            auth: Family::default(),
+            uptime: Gauge::default(),
+            ready: Gauge::default(),
+            queue_jobs: Family::default(),
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            redis_errors: Counter::default(),
+            redis_duration: Histogram::new(REDIS_BUCKETS),
+        };
+        // Counters are registered without `_total`: the OpenMetrics encoder appends it.
+        r.register("socket_active_connections", "Sockets connected to this process", inner.active_connections.clone());
+        r.register("socket_connections", "Namespace connections accepted", inner.connections.clone());
+        r.register("socket_disconnects", "Namespace disconnections by reason", inner.disconnects.clone());
+        r.register("socket_messages", "Socket.IO events received and emitted", inner.messages.clone());
+        r.register(
+            "socket_message_duration_seconds",
+            "Time from receiving an event to sending its ack",
+            inner.duration.clone(),
+        );
+        r.register("socket_message_size_bytes", "Size of received event payloads as JSON", inner.size.clone());
+        r.register("socket_active_rooms", "Chat rooms with a socket on this process", inner.active_rooms.clone());
+        r.register("socket_active_users", "Users with a socket on this process", inner.active_users.clone());
+        r.register("socket_errors", "Events answered with an error, by error code", inner.errors.clone());
+        r.register("socket_auth_events", "Token verifications by outcome", inner.auth.clone());
+        r.register("socket_server_uptime_seconds", "Seconds since this process started", inner.uptime.clone());
+        r.register("switchyard_server_ready", "1 when /ready answers 200, else 0", inner.ready.clone());
+        r.register("switchyard_queue_jobs", "Notification jobs by state", inner.queue_jobs.clone());
+        r.register("switchyard_queue_job_retries", "Notification deliveries scheduled again", inner.retries.clone());
+        r.register("switchyard_queue_dead_letters", "Notification jobs given up", inner.dead_letters.clone());
+        r.register("switchyard_redis_command_errors", "Redis commands that failed", inner.redis_errors.clone());
+        r.register(
+            "switchyard_redis_command_duration_seconds",
+            "Redis command round-trip time",
+            inner.redis_duration.clone(),
+        );
+        // Series with a known, small label set start at 0 so rates and alerts have data.
+        for namespace in NAMESPACES {
+            let _ = inner.active_connections.get_or_create(&NsLabels { namespace });
+            let _ = inner.connections.get_or_create(&NsLabels { namespace });
+        }
+        for status in ["success", "failed", "expired"] {
+            let _ = inner.auth.get_or_create(&StatusLabels { status });
+        }
+        for state in JobState::ALL {
+            let _ = inner.queue_jobs.get_or_create(&StateLabels { state: state.as_str() });
+        }
+        for channel in CHANNELS {
+            let _ = inner.retries.get_or_create(&ChannelLabels { channel });
+            let _ = inner.dead_letters.get_or_create(&ChannelLabels { channel });
+        }
+        Self(Arc::new(Inner { registry: r, ..inner }))
+    }
+
+    /// Counts `rooms` and `users` at each scrape with `census` (set once, after the
+    /// Socket.IO layer exists; see [`local_rooms_and_users`]).
+    pub fn set_census(&self, census: impl Fn() -> (usize, usize) + Send + Sync + 'static) {
+        let _ = self.0.census.set(Box::new(census));
+    }
+
+    /// A socket joined `namespace` (after authentication).
+    pub fn connected(&self, namespace: &'static str) {
+        let labels = NsLabels { namespace };
+        self.0.active_connections.get_or_create(&labels).inc();
+        self.0.connections.get_or_create(&labels).inc();
+    }
+
+    /// A socket counted by [`Metrics::connected`] is gone (once per socket).
+    pub fn gone(&self, namespace: &'static str) {
+        self.0.active_connections.get_or_create(&NsLabels { namespace }).dec();
+    }
+
+    /// A socket of `namespace` disconnected for `reason` (the gauge moves in [`Metrics::gone`]).
+    pub fn disconnected(&self, namespace: &'static str, reason: DisconnectReason) {
+        let reason = disconnect_reason(reason);
+        self.0.disconnects.get_or_create(&DisconnectLabels { namespace, reason }).inc();
+    }
+
+    /// A client event arrived; `bytes` is the size of its payload as JSON.
+    pub fn inbound(&self, namespace: &'static str, event: &'static str, bytes: usize) {
+        let direction = Direction::Inbound.as_str();
+        self.0.messages.get_or_create(&MessageLabels { namespace, event, direction }).inc();
+        self.0.size.get_or_create(&EventLabels { namespace, event }).observe(bytes as f64);
+    }
+
+    /// This process emitted `event` (once per emit, whatever the number of recipients).
+    pub fn outbound(&self, namespace: &'static str, event: &'static str) {
+        let direction = Direction::Outbound.as_str();
+        self.0.messages.get_or_create(&MessageLabels { namespace, event, direction }).inc();
+    }
+
+    /// A client event was answered after `elapsed`, with `error` when it failed.
+    pub fn handled(&self, namespace: &'static str, event: &'static str, elapsed: Duration, error: Option<ErrorCode>) {
+        self.0.duration.get_or_create(&EventLabels { namespace, event }).observe(elapsed.as_secs_f64());
+        if let Some(code) = error {
+            self.error(namespace, code.as_str());
+        }
+    }
+
+    /// Counts an error of `kind` (an [`ErrorCode::as_str`], or a `connect_error` message).
+    pub fn error(&self, namespace: &'static str, kind: &'static str) {
+        self.0.errors.get_or_create(&ErrorLabels { namespace, r#type: kind }).inc();
+    }
+
+    /// A token verified.
+    pub fn auth_succeeded(&self) {
+        self.0.auth.get_or_create(&StatusLabels { status: "success" }).inc();
+    }
+
+    /// A token was refused (`expired` for an expired one, `failed` otherwise).
+    pub fn auth_failed(&self, failure: &AuthFailure) {
+        self.0.auth.get_or_create(&StatusLabels { status: failure.metric_status() }).inc();
+    }
+
+    /// Sets the number of notification jobs in `state` (the queue's own count, not a delta).
+    pub fn set_queue_jobs(&self, state: JobState, count: i64) {
+        self.0.queue_jobs.get_or_create(&StateLabels { state: state.as_str() }).set(count);
+    }
+
+    /// A delivery on `channel` failed and was scheduled again.
+    pub fn job_retried(&self, channel: &'static str) {
+        self.0.retries.get_or_create(&ChannelLabels { channel }).inc();
+    }
+
+    /// A job on `channel` was moved to the dead-letter list.
+    pub fn job_dead_lettered(&self, channel: &'static str) {
+        self.0.dead_letters.get_or_create(&ChannelLabels { channel }).inc();
+    }
+
+    /// One Redis command (or publish) took `elapsed` and succeeded when `ok`.
+    pub fn redis_command(&self, elapsed: Duration, ok: bool) {
+        self.0.redis_duration.observe(elapsed.as_secs_f64());
+        if !ok {
+            self.0.redis_errors.inc();
+        }
+    }
+
+    /// Refreshes the scrape-time gauges and returns the exposition text.
+    pub fn encode(&self, ready: bool) -> String {
+        let inner = &self.0;
+        inner.uptime.set(inner.started.elapsed().as_secs_f64());
+        inner.ready.set(i64::from(ready));
+        if let Some(census) = inner.census.get() {
+            let (rooms, users) = census();
+            inner.active_rooms.set(rooms as i64);
+            inner.active_users.set(users as i64);
+        }
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &inner.registry);
+        text
+    }
+}
+
+/// Chat rooms and users with at least one socket on this process, from the rooms local
+/// sockets are in: `room:R` rooms of `/chat`, and distinct `user:U` rooms of any namespace.
+/// Per process on purpose: with Redis, every pod reports its own share.
+pub fn local_rooms_and_users<A: Adapter>(io: &SocketIo<A>) -> (usize, usize) {
+    let (room_prefix, user_prefix) = (crate::emitter::chat_room(""), crate::emitter::user_room(""));
+    let mut rooms = std::collections::HashSet::new();
+    let mut users = std::collections::HashSet::new();
+    for ns in NAMESPACES {
+        let Some(ops) = io.of(ns) else { continue };
+        for socket in ops.sockets() {
+            for room in socket.rooms() {
+                if ns == crate::chat::NS && room.starts_with(&room_prefix) {
+                    rooms.insert(room);
+                } else if room.starts_with(&user_prefix) {
+                    users.insert(room);
+                }
+            }
+        }
+    }
+    (rooms.len(), users.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contract names, as Prometheus sees them after scraping.
+    const CONTRACT: [&str; 17] = [
+        "socket_active_connections",
+        "socket_connections_total",
+        "socket_disconnects_total",
+        "socket_messages_total",
+        "socket_message_duration_seconds_bucket",
+        "socket_message_size_bytes_bucket",
+        "socket_active_rooms",
+        "socket_active_users",
+        "socket_errors_total",
+        "socket_auth_events_total",
+        "socket_server_uptime_seconds",
+        "switchyard_server_ready",
+        "switchyard_queue_jobs",
+        "switchyard_queue_job_retries_total",
+        "switchyard_queue_dead_letters_total",
+        "switchyard_redis_command_errors_total",
+        "switchyard_redis_command_duration_seconds_bucket",
+    ];
+
+    #[test]
+    fn exposition_has_every_contract_series_with_the_environment_label() {
+        let m = Metrics::new("test-env");
+        m.connected("/chat");
+        m.inbound("/chat", "sendMessage", 120);
+        m.outbound("/chat", "newMessage");
+        m.handled("/chat", "sendMessage", Duration::from_millis(3), Some(ErrorCode::RateLimited));
+        m.disconnected("/chat", DisconnectReason::TransportClose);
+        m.gone("/chat");
+        m.redis_command(Duration::from_micros(300), false);
+        let text = m.encode(true);
+        for name in CONTRACT {
+            let line = text.lines().find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
+            let line = line.unwrap_or_else(|| panic!("{name} missing from:\n{text}"));
+            assert!(line.contains("environment=\"test-env\""), "{line}");
+        }
+        assert!(text.contains(r#"socket_messages_total{environment="test-env",namespace="/chat",event="sendMessage",direction="inbound"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"socket_errors_total{environment="test-env",namespace="/chat",type="rate_limited"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"socket_disconnects_total{environment="test-env",namespace="/chat",reason="transport_close"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"socket_active_connections{environment="test-env",namespace="/chat"} 0"#), "{text}");
+        assert!(text.contains(r#"switchyard_server_ready{environment="test-env"} 1"#), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn queue_and_auth_series_exist_before_anything_happens() {
+        let text = Metrics::new("e").encode(false);
+        for state in ["queued", "active", "delayed", "dead"] {
+            assert!(text.contains(&format!(r#"switchyard_queue_jobs{{environment="e",state="{state}"}} 0"#)), "{text}");
+        }
+        for status in ["success", "failed", "expired"] {
+            assert!(text.contains(&format!(r#"socket_auth_events_total{{environment="e",status="{status}"}} 0"#)));
+        }
+        assert!(text.contains(r#"switchyard_queue_dead_letters_total{environment="e",channel="webhook"} 0"#));
+        assert!(text.contains(r#"socket_active_connections{environment="e",namespace="/notifications"} 0"#));
+    }
+}
