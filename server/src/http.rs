@@ -33,6 +33,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     if state.verifier().is_dev() {
         router = router.route("/dev/token", post(dev_token));
     }
+    // The web app at `/`, its files compiled into the binary.
+    router = router.merge(crate::webapp::routes());
     // Bodies up to the Engine.IO frame limit are read so that anything over
     // MAX_PAYLOAD_BYTES gets the contract's `payload_too_large` rather than a bare 413.
     router.fallback(not_found).layer(DefaultBodyLimit::max(state.config().limits.engine_max_payload() as usize))

@@ -16,6 +16,7 @@
 //! - [`error`] — the client-facing error shared by acks and HTTP responses.
 //! - [`metrics`] — Prometheus metrics (`GET /metrics`) and the API other modules record with.
 //! - [`telemetry`] — logs, OpenTelemetry spans and trace-context propagation.
+//! - [`webapp`] — the chat and notifications web app served at `/`, embedded in the binary.
 
 pub mod app;
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod store;
 pub mod telemetry;
+pub mod webapp;
 
 pub use app::{serve, shutdown_signal};
 pub use config::Config;
