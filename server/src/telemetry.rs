@@ -65,8 +65,10 @@ use crate::metrics::Metrics;
 /// Days of log files kept under `LOG_DIR` (the seed's retention).
 const LOG_RETENTION_DAYS: usize = 14;
 
-/// Crates that log raw packets (tokens, message content) below `info`.
-const PACKET_LOGGERS: [&str; 3] = ["socketioxide", "engineioxide", "socketioxide_redis"];
+/// Crates that log raw packets (tokens, message content) below `info`; `tungstenite`
+/// through the `log` bridge.
+const PACKET_LOGGERS: [&str; 5] =
+    ["socketioxide", "engineioxide", "socketioxide_redis", "tungstenite", "tokio_tungstenite"];
 
 /// Keeps file logging and span export alive; flushes both when dropped (end of `main`).
 pub struct TelemetryGuard {

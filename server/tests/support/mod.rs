@@ -80,13 +80,17 @@ pub struct Client {
 impl Client {
     /// Opens a WebSocket session and connects to `ns`; `Err` carries the connect_error data.
     pub async fn connect(addr: SocketAddr, ns: &str, token: Option<&str>) -> Result<Client, Value> {
+        Self::connect_with_auth(addr, ns, token.map_or(json!({}), |t| json!({ "token": t }))).await
+    }
+
+    /// [`Client::connect`] with any handshake `auth` object (a `traceparent` next to the token, say).
+    pub async fn connect_with_auth(addr: SocketAddr, ns: &str, auth: Value) -> Result<Client, Value> {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"))
             .await
             .unwrap();
         let mut client = Client { ws, ns: ns.to_owned(), next_id: 0, events: VecDeque::new() };
         let open = client.recv_text().await;
         assert!(open.starts_with('0'), "engine.io open packet, got {open}");
-        let auth = token.map_or(json!({}), |t| json!({ "token": t }));
         client.send(format!("40{},{}", ns, auth)).await;
         loop {
             let packet = client.recv_text().await;
