@@ -41,6 +41,8 @@ const PENDING_REQUEUE: Duration = Duration::from_secs(30);
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// Longest retry delay.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Field manager that only bridges `spec.replicas` from the operator to an autoscaler.
+const HANDOFF_MANAGER: &str = "switchyard-operator-replicas-handoff";
 /// Label selector for the owned-kind watches: only objects this operator labelled.
 const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=switchyard-operator";
 
@@ -222,6 +224,9 @@ impl Children<'_> {
             observed.redis = Some(self.apply(self.api(), "StatefulSet", sts).await?);
         }
         self.apply(self.api::<Service>(), "Service", &d.service).await?;
+        if d.deployment.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
+            self.hand_replicas_to_autoscaler(&d.deployment).await?;
+        }
         observed.deployment = Some(self.apply(self.api(), "Deployment", &d.deployment).await?);
         if let Some(pdb) = &d.pdb {
             self.apply(self.api::<PodDisruptionBudget>(), "PodDisruptionBudget", pdb).await?;
@@ -277,6 +282,42 @@ impl Children<'_> {
             debug!(kind, name, "unchanged");
         }
         Ok(after)
+    }
+
+    /// When autoscaling is turned on, the operator stops applying `spec.replicas`. Server-side
+    /// apply would then delete a field the operator owned alone, and the Deployment would fall
+    /// back to 1 replica until the HPA reacts. So first a second, short-lived manager
+    /// co-owns the current value; the autoscaler takes it over on its first scale.
+    async fn hand_replicas_to_autoscaler(&self, desired: &Deployment) -> Result<()> {
+        let name = desired.metadata.name.clone().unwrap_or_default();
+        let api: Api<Deployment> = self.api();
+        let Some(current) = api.get_opt(&name).await.context(|| format!("reading Deployment {name}"))? else {
+            return Ok(());
+        };
+        let we_own_replicas = current.managed_fields().iter().any(|m| {
+            m.manager.as_deref() == Some(MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+        });
+        let Some(replicas) = current.spec.as_ref().and_then(|s| s.replicas) else { return Ok(()) };
+        if !we_own_replicas {
+            return Ok(());
+        }
+        let patch = json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": { "name": name },
+            "spec": { "replicas": replicas },
+        });
+        // Not forced: if someone else already owns a different value, there is nothing to keep.
+        match api.patch(&name, &PatchParams::apply(HANDOFF_MANAGER), &Patch::Apply(&patch)).await {
+            Ok(_) => {
+                info!(name, replicas, "handed spec.replicas over to the autoscaler");
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.is_conflict() => Ok(()),
+            Err(source) => Err(Error::Kube { action: format!("handing over replicas of Deployment {name}"), source }),
+        }
     }
 
     /// Deletes the optional children the spec no longer asks for.

@@ -489,6 +489,9 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     // --- autoscaling on: an HPA on socket_active_connections; Deployment replicas left to it
     kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":6,"targetConnectionsPerPod":800}}}"#], None);
     let hpa = eventually("HPA created", WAIT, || get_opt(&hpas, "chat")).await;
+    // The hand-over keeps the 3 running pods (within 2..6) instead of dropping to 1.
+    let replicas = deployments.get("chat").await.unwrap().spec.unwrap().replicas;
+    assert_eq!(replicas, Some(3), "enabling autoscaling must not reset the Deployment's replicas");
     let hspec = hpa.spec.unwrap();
     assert_eq!((hspec.min_replicas, hspec.max_replicas), (Some(2), 6));
     let metric = hspec.metrics.unwrap()[0].pods.clone().unwrap();
@@ -546,6 +549,9 @@ async fn optional_kinds_follow_their_crds() {
     let ns = Namespace::create("optional");
     let ns = ns.0.as_str();
     let client = client().await;
+    // Start from a cluster without the optional APIs (other tests may have installed them).
+    let fixtures = repo().join("tests/cluster/fixtures/optional-crds.yaml");
+    kubectl_ok(&["delete", "--ignore-not-found", "--wait=true", "-f", fixtures.to_str().unwrap()], None);
     let _op = Operator::start("optional", "optional-lease");
     let spec = "routing:\n  host: chat.example.com\n  gateway:\n    parentRef: {name: public, namespace: gateways}\nautoscaling:\n  mode: keda\n  keda: {prometheusServerAddress: \"http://prometheus:9090\"}\nmonitoring:\n  serviceMonitor:\n    labels: {release: kps}";
     kubectl_ok(&["apply", "-f", "-"], Some(&rtc_yaml(ns, "chat", spec)));
