@@ -269,6 +269,10 @@ impl Metrics {
         for namespace in NAMESPACES {
             let _ = inner.active_connections.get_or_create(&NsLabels { namespace });
             let _ = inner.connections.get_or_create(&NsLabels { namespace });
+            // Server-side error codes, so the error-rate alert has a 0 to divide.
+            for code in [ErrorCode::Internal, ErrorCode::Unavailable] {
+                let _ = inner.errors.get_or_create(&ErrorLabels { namespace, r#type: code.as_str() });
+            }
         }
         for status in ["success", "failed", "expired"] {
             let _ = inner.auth.get_or_create(&StatusLabels { status });
@@ -473,5 +477,6 @@ mod tests {
         }
         assert!(text.contains(r#"switchyard_queue_dead_letters_total{environment="e",channel="webhook"} 0"#));
         assert!(text.contains(r#"socket_active_connections{environment="e",namespace="/notifications"} 0"#));
+        assert!(text.contains(r#"socket_errors_total{environment="e",namespace="/chat",type="internal"} 0"#));
     }
 }
