@@ -22,6 +22,11 @@ use crate::chat::Chat;
 use crate::config::Config;
 use crate::emitter::{Emitter, Instrumented, IoHandle};
 use crate::error::{ApiError, ErrorCode};
+use crate::notifications::Notifications;
+use crate::notifications::queue::{JobQueue, MemoryQueue, RedisQueue};
+use crate::notifications::redis_store::RedisNotificationStore;
+use crate::notifications::store::{MemoryNotificationStore, NotificationStore};
+use crate::presence::{LocalPresence, Presence};
 use crate::metrics::Metrics;
 use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, RedisRateLimiter, Verdict};
 use crate::redis::{ManagedDriver, Redis};
@@ -40,6 +45,8 @@ struct Inner {
     config: Config,
     verifier: Verifier,
     chat: Chat,
+    notifications: Notifications,
+    presence: Presence,
     limiter: Arc<dyn RateLimiter>,
     io: Arc<dyn Emitter>,
     metrics: Metrics,
@@ -78,6 +85,16 @@ impl AppState {
     /// The chat service.
     pub fn chat(&self) -> &Chat {
         &self.0.chat
+    }
+
+    /// The notification pipeline and the per-user notification lists.
+    pub fn notifications(&self) -> &Notifications {
+        &self.0.notifications
+    }
+
+    /// Presence tracking.
+    pub fn presence(&self) -> &Presence {
+        &self.0.presence
     }
 
     /// True once SIGTERM started the drain.
@@ -124,8 +141,13 @@ impl AppState {
         self.0.draining.store(true, Ordering::Relaxed);
         let delay = Duration::from_secs(self.0.config.shutdown_delay_seconds);
         tracing::info!(?delay, "draining: refusing new connections, then closing sockets");
-        tokio::time::sleep(delay).await;
-        self.0.io.close().await;
+        // Queue workers stop taking jobs at once and finish or hand back the ones in
+        // flight, while sockets get the delay.
+        let sockets = async {
+            tokio::time::sleep(delay).await;
+            self.0.io.close().await;
+        };
+        tokio::join!(self.0.notifications.shutdown(), sockets);
     }
 }
 
@@ -145,7 +167,14 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         tracing::warn!("no REDIS_URL: running as a single node with in-memory state; nothing survives a restart");
         let limiter = Arc::new(LocalRateLimiter::new(&config.rate_limit));
         spawn_housekeeping(limiter.clone());
-        let backend = Backend { store: Arc::new(MemoryStore::new(history)), limiter };
+        let backend = Backend {
+            store: Arc::new(MemoryStore::new(history)),
+            limiter,
+            notification_store: Arc::new(MemoryNotificationStore::new(
+                config.notifications.notifications_per_user as usize,
+            )),
+            queue: Arc::new(MemoryQueue::new(config.queue.queue_dead_letter_limit as usize)),
+        };
         return build_with::<LocalAdapter>(config, verifier, backend, metrics, ()).await;
     }
     let redis =
@@ -158,6 +187,11 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
     );
     let backend = Backend {
         store: Arc::new(RedisStore::new(redis.clone(), history)),
+        notification_store: Arc::new(RedisNotificationStore::new(
+            redis.clone(),
+            config.notifications.notifications_per_user,
+        )),
+        queue: Arc::new(RedisQueue::new(redis.clone(), &config.queue)),
         limiter: Arc::new(RedisRateLimiter::new(redis, &config.rate_limit)),
     };
     tracing::info!("REDIS_URL set: state, limits and broadcasts are shared through Redis");
@@ -168,6 +202,8 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
 struct Backend {
     store: Arc<dyn ChatStore>,
     limiter: Arc<dyn RateLimiter>,
+    notification_store: Arc<dyn NotificationStore>,
+    queue: Arc<dyn JobQueue>,
 }
 
 async fn build_with<A: Adapter + socketioxide_core::adapter::DefinedAdapter>(
@@ -185,13 +221,17 @@ where
     let emitter: Arc<dyn Emitter> = Arc::new(Instrumented::new(io_handle.clone(), metrics.clone()));
     let chat = Chat::new(
         backend.store,
-        emitter,
+        emitter.clone(),
         config.limits.max_message_length as usize,
         Duration::from_millis(config.socket.typing_timeout_ms),
     );
+    let notifications = Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone())?;
+    let presence = Presence::new(Arc::new(LocalPresence::default()), emitter.clone());
     let state = AppState(Arc::new(Inner {
         verifier,
         chat,
+        notifications,
+        presence,
         limiter: backend.limiter,
         io: io_handle.clone(),
         metrics,

@@ -56,6 +56,22 @@ pub struct Config {
     #[command(flatten)]
     pub redis: RedisConfig,
 
+    /// Notifications: event rules and the service credential.
+    #[command(flatten)]
+    pub notifications: NotificationsConfig,
+
+    /// The notification job queue.
+    #[command(flatten)]
+    pub queue: QueueConfig,
+
+    /// The webhook channel.
+    #[command(flatten)]
+    pub webhook: WebhookConfig,
+
+    /// The email channel.
+    #[command(flatten)]
+    pub smtp: SmtpConfig,
+
     /// Seconds a SIGTERM drain may take before the process exits.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub shutdown_grace_seconds: u64,
@@ -244,6 +260,133 @@ pub struct RedisConfig {
     pub redis_key_prefix: String,
 }
 
+/// Notifications: which events make which notifications, and who may send events.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NotificationsConfig {
+    /// Event rules file (YAML); the built-in rules (a welcome notification on
+    /// `user.registered`) apply when unset.
+    #[arg(long, env = "RULES_FILE")]
+    pub rules_file: Option<PathBuf>,
+
+    /// Keys that backends present as `Authorization: Bearer <key>` on `POST /api/events` and
+    /// the dead-letter routes, comma-separated, each at least 16 characters.
+    #[arg(long, env = "SERVICE_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub service_api_keys: Vec<String>,
+
+    /// Largest `data` object of an event, in bytes of JSON.
+    #[arg(long, env = "MAX_EVENT_DATA_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    pub max_event_data_bytes: u64,
+
+    /// Notifications kept per user; older ones are dropped.
+    #[arg(long, env = "NOTIFICATIONS_PER_USER", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=100_000))]
+    pub notifications_per_user: u64,
+}
+
+/// The notification job queue: in-process without `REDIS_URL`, durable in Redis with it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueConfig {
+    /// Attempts per job (the first delivery included) before it becomes a dead letter.
+    #[arg(long, env = "QUEUE_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub queue_max_attempts: u32,
+
+    /// Delay before the first retry, in milliseconds; each further retry doubles it (with jitter).
+    #[arg(long, env = "QUEUE_BACKOFF_BASE_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub queue_backoff_base_ms: u64,
+
+    /// Longest delay between two attempts, in milliseconds.
+    #[arg(long, env = "QUEUE_BACKOFF_MAX_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub queue_backoff_max_ms: u64,
+
+    /// Jobs delivered at the same time, per channel and process.
+    #[arg(long, env = "QUEUE_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub queue_concurrency: u32,
+
+    /// Deliveries per process on the `browser` channel (`<count>/<window>`).
+    #[arg(long, env = "QUEUE_RATE_LIMIT_BROWSER", default_value = "500/1s")]
+    pub queue_rate_limit_browser: Budget,
+
+    /// Deliveries per process on the `webhook` channel.
+    #[arg(long, env = "QUEUE_RATE_LIMIT_WEBHOOK", default_value = "50/1s")]
+    pub queue_rate_limit_webhook: Budget,
+
+    /// Deliveries per process on the `email` channel.
+    #[arg(long, env = "QUEUE_RATE_LIMIT_EMAIL", default_value = "10/1s")]
+    pub queue_rate_limit_email: Budget,
+
+    /// Dead letters kept; the oldest are dropped beyond this.
+    #[arg(long, env = "QUEUE_DEAD_LETTER_LIMIT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub queue_dead_letter_limit: u64,
+
+    /// With Redis: how often an idle worker looks for due jobs, in milliseconds.
+    #[arg(long, env = "QUEUE_POLL_INTERVAL_MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub queue_poll_interval_ms: u64,
+
+    /// With Redis: worker heartbeat in milliseconds; the jobs of a worker silent for three
+    /// heartbeats (a killed process) go back to the queue.
+    #[arg(long, env = "QUEUE_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub queue_heartbeat_ms: u64,
+}
+
+/// The webhook channel: where rules without their own URL post, and the signing key.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookConfig {
+    /// URL for rules on the `webhook` channel that name none.
+    #[arg(long, env = "WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+
+    /// Key of the `X-Switchyard-Signature` HMAC-SHA256 (at least 16 bytes); required when a
+    /// rule uses the `webhook` channel.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+
+    /// Milliseconds a webhook call may take; a timeout is retried.
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
+    pub webhook_timeout_ms: u64,
+}
+
+/// How the email channel talks to its SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SmtpTls {
+    /// Plain text (a local relay only).
+    None,
+    /// Plain connection upgraded with STARTTLS; refuses servers that cannot.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+}
+
+/// The email channel: an SMTP server and the sender address.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SmtpConfig {
+    /// SMTP server host; rules on the `email` channel need it.
+    #[arg(long, env = "SMTP_HOST")]
+    pub smtp_host: Option<String>,
+
+    /// SMTP server port.
+    #[arg(long, env = "SMTP_PORT", default_value_t = 587)]
+    pub smtp_port: u16,
+
+    /// Transport security: `none`, `starttls` or `tls`.
+    #[arg(long, env = "SMTP_TLS", value_enum, default_value_t = SmtpTls::Starttls)]
+    pub smtp_tls: SmtpTls,
+
+    /// SMTP user name; with a password, the channel authenticates.
+    #[arg(long, env = "SMTP_USERNAME")]
+    pub smtp_username: Option<String>,
+
+    /// SMTP password.
+    #[arg(long, env = "SMTP_PASSWORD", hide_env_values = true)]
+    pub smtp_password: Option<String>,
+
+    /// Sender (`From`) address, `Name <addr>` or `addr`.
+    #[arg(long, env = "SMTP_FROM", default_value = "Switchyard <notifications@localhost>")]
+    pub smtp_from: String,
+
+    /// Milliseconds an SMTP exchange may take; a timeout is retried.
+    #[arg(long, env = "SMTP_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
+    pub smtp_timeout_ms: u64,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -386,6 +529,7 @@ impl Config {
         {
             return Err(ConfigError { setting: "REDIS_KEY_PREFIX", reason: "1 to 32 letters, digits, - or _".into() });
         }
+        crate::notifications::check_config(self)?;
         if self.shutdown_delay_seconds >= self.shutdown_grace_seconds {
             return Err(ConfigError {
                 setting: "SHUTDOWN_DELAY_SECONDS",

@@ -37,7 +37,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     router = router.merge(crate::webapp::routes());
     // Bodies up to the Engine.IO frame limit are read so that anything over
     // MAX_PAYLOAD_BYTES gets the contract's `payload_too_large` rather than a bare 413.
-    router.fallback(not_found).layer(DefaultBodyLimit::max(state.config().limits.engine_max_payload() as usize))
+    router
+        .merge(crate::notifications::http::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config().limits.engine_max_payload() as usize))
 }
 
 /// The caller of an API route, from `Authorization: Bearer <jwt>`.
@@ -65,7 +68,7 @@ impl FromRequestParts<AppState> for User {
 }
 
 /// Rate-limits and parses a JSON body with the socket events' rules.
-async fn admit_json<T: DeserializeOwned>(
+pub(crate) async fn admit_json<T: DeserializeOwned>(
     app: &AppState,
     user: &Identity,
     class: EventClass,
@@ -82,7 +85,7 @@ async fn admit_json<T: DeserializeOwned>(
     parse(value, app.config().limits.max_payload_bytes)
 }
 
-async fn admit(app: &AppState, user: &Identity, class: EventClass) -> ApiResult<()> {
+pub(crate) async fn admit(app: &AppState, user: &Identity, class: EventClass) -> ApiResult<()> {
     app.admit(&user.user_id, class).await.map_err(|refused| refused.error)
 }
 

@@ -8,6 +8,8 @@
 //! - [`ns`] — Socket.IO namespaces and the steps every event handler shares.
 //! - [`http`] — health, readiness and the HTTP API.
 //! - [`chat`] — chat operations shared by socket events and HTTP routes.
+//! - [`notifications`] — notification lists, event rules, the job queue and its channels.
+//! - [`presence`] — who is online, and `presence` announcements to subscribers.
 //! - [`protocol`] — contract payloads and their validation.
 //! - [`store`] — chat state behind a trait; in-memory default.
 //! - [`ratelimit`] — per-user budgets with the warning-then-block ladder.
@@ -26,7 +28,9 @@ pub mod emitter;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod notifications;
 pub mod ns;
+pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
 pub mod redis;

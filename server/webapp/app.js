@@ -140,6 +140,7 @@ function signIn(token) {
 
 function signOut(message) {
   localStorage.removeItem(TOKEN_KEY);
+  if (S.me.id) localStorage.removeItem(readsKey());
   if (message) sessionStorage.setItem("switchyard.signout", message);
   S.conn?.close();
   location.hash = "";
@@ -157,6 +158,7 @@ function start(token) {
   $("app").hidden = false;
   setChildren($("me-avatar"), avatar(S.me.id, S.me.name, { size: "sm" }));
   $("me-name").textContent = S.me.name;
+  loadReads();
   $("me").title = `Signed in as ${S.me.name} (${S.me.id})`;
 
   const conn = (S.conn = new Connection(token));
@@ -369,6 +371,7 @@ async function openRoom(roomId, { focus = true } = {}) {
     $("composer-input").value = "";
     autosize();
   }
+  $("message-list").dataset.roomType = entry.room.type;
   renderRooms();
   renderHeader();
   renderTyping();
@@ -501,7 +504,10 @@ function onNewMessage(message) {
 function onMessagesRead({ roomId, userId, lastReadMessageId }) {
   let reads = S.reads.get(roomId);
   if (!reads) S.reads.set(roomId, (reads = new Map()));
-  if ((reads.get(userId) ?? "") < lastReadMessageId) reads.set(userId, lastReadMessageId);
+  if ((reads.get(userId) ?? "") < lastReadMessageId) {
+    reads.set(userId, lastReadMessageId);
+    saveReads();
+  }
   if (userId === S.me.id) {
     // Read in another tab: recount what is still unread.
     const entry = S.rooms.get(roomId);
@@ -516,6 +522,27 @@ function onMessagesRead({ roomId, userId, lastReadMessageId }) {
     }
   }
   if (roomId === S.current) renderReceipts();
+}
+
+/** Read positions are only announced live; remembering them keeps receipts across reloads. */
+const readsKey = () => `switchyard.reads.${S.me.id}`;
+
+function saveReads() {
+  const plain = Object.fromEntries([...S.reads].map(([room, users]) => [room, Object.fromEntries(users)]));
+  try {
+    localStorage.setItem(readsKey(), JSON.stringify(plain));
+  } catch {
+    /* storage full or disabled: receipts just won't survive a reload */
+  }
+}
+
+function loadReads() {
+  try {
+    const plain = JSON.parse(localStorage.getItem(readsKey()) || "{}");
+    for (const [room, users] of Object.entries(plain)) S.reads.set(room, new Map(Object.entries(users)));
+  } catch {
+    /* ignore a corrupt entry */
+  }
 }
 
 let markTimer = null;
@@ -847,7 +874,7 @@ function renderNotifications() {
           "button",
           {
             type: "button",
-            class: `notif${n.read ? "" : " unread"}`,
+            class: `notif${n.read ? "" : " is-unread"}`,
             dataset: { id: n.id, type: n.type },
             onclick: () => markNotification(n),
           },

@@ -85,7 +85,7 @@ export function avatar(id, label, { size = "md", group = false, presence } = {})
   return el;
 }
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: "long", month: "long", day: "numeric" });
 const shortDayFmt = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric" });
 

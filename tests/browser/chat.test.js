@@ -69,9 +69,9 @@ test("group rooms: create, everyone sees it, messages reach all members", async 
   }
   await roomButton(carol.page, "Launch crew").click();
   await carol.page.locator(".msg.theirs .sender", { hasText: "alice" }).waitFor();
-  await carol.page.getByLabel("Message", { exact: true }).fill("On it 🚀");
+  await carol.page.getByLabel("Message", { exact: true }).fill("On it — checklist done ✓");
   await carol.page.getByLabel("Message", { exact: true }).press("Enter");
-  await alice.page.locator(".msg.theirs .msg-text", { hasText: "On it 🚀" }).waitFor();
+  await alice.page.locator(".msg.theirs .msg-text", { hasText: "On it — checklist done ✓" }).waitFor();
   // In a group the receipt names who read it.
   await alice.page.locator('.msg.mine .receipt[data-status="read"]', { hasText: "Read by carol" }).waitFor();
   await shot(alice.page, "group-conversation");
@@ -169,6 +169,8 @@ test("phone-sized screen: one pane at a time, back button, nothing overflows", a
   await roomButton(page, "alice").click();
   await page.locator("#room-title", { hasText: "alice" }).waitFor();
   assert.equal(await page.locator(".sidebar").isVisible(), false);
+  // Receipts seen before the reload are still there.
+  await page.locator('.msg.mine .receipt[data-status="read"]').waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
   assert.equal(overflow, false, "no horizontal scrolling on a phone");
   await shot(page, "phone-conversation");

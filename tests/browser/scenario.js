@@ -85,11 +85,11 @@ export async function notificationScenario({ server, alice, shot }) {
   await page.locator(".toast", { hasText: "Welcome to Switchyard, Alice!" }).waitFor();
   await shot(page, "notification-arrives");
   await page.getByRole("button", { name: "Notifications, 1 unread" }).click();
-  await page.locator(".notif.unread .notif-title", { hasText: "Welcome to Switchyard, Alice!" }).waitFor();
+  await page.locator(".notif.is-unread .notif-title", { hasText: "Welcome to Switchyard, Alice!" }).waitFor();
   await shot(page, "notification-panel");
   await page.getByRole("button", { name: "Mark all read" }).click();
   await page.locator("#bell-badge").waitFor({ state: "hidden" });
-  await page.locator(".notif:not(.unread) .notif-title", { hasText: "Welcome to Switchyard" }).waitFor();
+  await page.locator(".notif:not(.is-unread) .notif-title", { hasText: "Welcome to Switchyard" }).waitFor();
   await shot(page, "notification-read");
   await page.keyboard.press("Escape");
   await page.locator("#notif-panel").waitFor({ state: "hidden" });

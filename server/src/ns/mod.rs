@@ -8,6 +8,7 @@
 //! `track` in its connect handler and writes its handlers with `handle`.
 
 pub mod chat;
+pub mod notifications;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -33,7 +34,10 @@ use crate::ratelimit::{EventClass, Verdict};
 /// runs on the in-memory default and on Redis; the returned init results tell the caller
 /// whether a remote adapter subscribed.
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> Vec<A::InitRes> {
-    vec![io.ns(crate::chat::NS, chat::on_connect::<A>.with(authenticate::<A>))]
+    vec![
+        io.ns(crate::chat::NS, chat::on_connect::<A>.with(authenticate::<A>)),
+        io.ns(crate::notifications::NS, notifications::on_connect::<A>.with(authenticate::<A>)),
+    ]
 }
 
 /// Connect middleware: verifies the JWT from `auth.token` (or `Authorization: Bearer`) and
@@ -86,6 +90,9 @@ pub async fn authenticate<A: Adapter>(
     match &verdict {
         Ok(()) => {
             app.metrics().auth_succeeded();
+            if let Ok(user) = identity(&socket) {
+                app.presence().connected(&user.user_id, &presence_key(&socket)).await;
+            }
             span.record("auth.status", "success");
             socket.extensions.insert(HandshakeTrace(span.context().span().span_context().clone()));
         }
@@ -143,6 +150,14 @@ pub fn track<A: Adapter>(socket: &SocketRef<A>, app: &AppState) {
 
 async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason, State(app): State<AppState>) {
     count_disconnect(&socket, &app, reason);
+    if let Ok(user) = identity(&socket) {
+        app.presence().disconnected(&user.user_id, &presence_key(&socket)).await;
+    }
+}
+
+/// A socket's presence key: unique per namespace and socket.
+fn presence_key<A: Adapter>(socket: &SocketRef<A>) -> String {
+    format!("{}#{}", socket.ns(), socket.id)
 }
 
 /// Counts a disconnect of `socket` by `reason`.

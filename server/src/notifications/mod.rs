@@ -1,0 +1,380 @@
+//! Notifications: per-user lists with unread counts (the `/notifications` namespace and its
+//! HTTP fallback), and the pipeline behind them (the seed's Bull integration): an event from
+//! a backend is matched by [`rules`], each matching rule makes one job per channel on the
+//! [`queue`], and the [`worker`] delivers them on the [`channels`].
+//!
+//! # Layout
+//! - [`store`] — per-user lists behind a trait; memory and Redis.
+//! - [`rules`] — the rules file and its templates.
+//! - [`queue`] — the job queue behind a trait; in-process and Redis (apalis).
+//! - [`redis_store`] — the Redis implementation of the store.
+//! - [`worker`] — one attempt of a job under the rate limit and retry policy.
+//! - [`channels`] — browser, webhook, email.
+//! - [`http`] — `POST /api/events`, the notification routes and the dead-letter routes.
+//! - [`service_keys`] — the backend credential.
+
+pub mod channels;
+pub mod http;
+pub mod queue;
+pub mod redis_store;
+pub mod rules;
+pub mod service_keys;
+pub mod store;
+pub mod worker;
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::{Config, ConfigError};
+use crate::emitter::{Emitter, Target, user_room};
+use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::protocol::{check_id, json_size};
+use crate::store::{StoreResult, now_rfc3339};
+use channels::{Channel, Email, Webhook};
+use queue::{DeadLetter, EmailMessage, Job, JobQueue, Workers};
+use rules::{Rules, check_name, configured};
+use service_keys::ServiceKeys;
+use store::{ListQuery, Marking, Notification, NotificationStore};
+use worker::Deliverer;
+
+/// The `/notifications` namespace path.
+pub const NS: &str = "/notifications";
+/// Default and largest `getNotifications` page.
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 100;
+/// Most ids in one `markNotificationsRead`.
+const MAX_MARK_IDS: usize = 100;
+/// Most dead letters in one listing.
+pub const MAX_DEAD_LETTER_PAGE: usize = 1000;
+
+/// Checks the notification settings and loads the rules once, so that a bad rules file
+/// stops start-up with exit code 64 like any other setting.
+pub fn check_config(config: &Config) -> Result<(), ConfigError> {
+    for key in config.notifications.service_api_keys.iter().filter(|k| !k.is_empty()) {
+        if key.len() < 16 {
+            return Err(ConfigError {
+                setting: "SERVICE_API_KEYS",
+                reason: "each key must be at least 16 characters".into(),
+            });
+        }
+    }
+    if configured(&config.webhook.webhook_secret).is_some_and(|s| s.len() < 16) {
+        return Err(ConfigError { setting: "WEBHOOK_SECRET", reason: "must be at least 16 bytes".into() });
+    }
+    if let Some(url) = configured(&config.webhook.webhook_url)
+        && !reqwest::Url::parse(&url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+    {
+        return Err(ConfigError { setting: "WEBHOOK_URL", reason: "must be an http(s) URL".into() });
+    }
+    channels::email_sender(&config.smtp).map_err(|reason| ConfigError { setting: "SMTP_FROM", reason })?;
+    if config.queue.queue_backoff_max_ms < config.queue.queue_backoff_base_ms {
+        return Err(ConfigError {
+            setting: "QUEUE_BACKOFF_MAX_MS",
+            reason: "must not be shorter than QUEUE_BACKOFF_BASE_MS".into(),
+        });
+    }
+    Rules::load(config).map(drop)
+}
+
+/// `getNotifications` and `GET /api/notifications`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetNotifications {
+    /// 1..=100, default 50.
+    #[serde(default)]
+    pub limit: Option<i64>,
+    /// Only notifications older than this id.
+    #[serde(default)]
+    pub before: Option<String>,
+    /// Only unread ones.
+    #[serde(default)]
+    pub unread_only: Option<bool>,
+}
+
+impl GetNotifications {
+    fn query(self) -> ApiResult<ListQuery> {
+        if let Some(before) = &self.before {
+            check_id("before", before)?;
+        }
+        let limit = match self.limit {
+            None => DEFAULT_PAGE,
+            Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
+            Some(_) => return Err(ApiError::invalid(format!("limit: must be 1 to {MAX_PAGE}"))),
+        };
+        Ok(ListQuery { limit, before: self.before, unread_only: self.unread_only.unwrap_or(false) })
+    }
+}
+
+/// `markNotificationsRead` and `PATCH /api/notifications/read`: `{ ids }` or `{ all: true }`.
+#[derive(Debug, Deserialize)]
+pub struct MarkNotificationsRead {
+    /// Ids to mark.
+    #[serde(default)]
+    pub ids: Option<Vec<String>>,
+    /// Mark everything.
+    #[serde(default)]
+    pub all: Option<bool>,
+}
+
+impl MarkNotificationsRead {
+    fn marking(self) -> ApiResult<Marking> {
+        match (self.ids, self.all) {
+            (Some(_), Some(true)) => Err(ApiError::invalid("give either ids or all: true, not both")),
+            (None, Some(true)) => Ok(Marking::All),
+            (Some(ids), _) => {
+                if ids.is_empty() || ids.len() > MAX_MARK_IDS {
+                    return Err(ApiError::invalid(format!("ids: must hold 1 to {MAX_MARK_IDS} ids")));
+                }
+                for id in &ids {
+                    check_id("ids", id)?;
+                }
+                Ok(Marking::Ids(ids))
+            }
+            (None, _) => Err(ApiError::invalid("give ids: [..] or all: true")),
+        }
+    }
+}
+
+/// Per-user notification lists and their socket events; what the browser channel delivers
+/// into and what the `/notifications` events and routes read.
+pub struct Inbox {
+    store: Arc<dyn NotificationStore>,
+    emitter: Arc<dyn Emitter>,
+}
+
+impl Inbox {
+    /// An inbox over `store`, announcing through `emitter`.
+    pub fn new(store: Arc<dyn NotificationStore>, emitter: Arc<dyn Emitter>) -> Self {
+        Self { store, emitter }
+    }
+
+    /// `getNotifications`: `{ notifications (newest first), unreadCount }`.
+    pub async fn list(&self, user: &str, payload: GetNotifications) -> ApiResult<Value> {
+        let query = payload.query()?;
+        let (notifications, unread) = self.store.list(user, &query).await?;
+        Ok(json!({ "notifications": notifications, "unreadCount": unread }))
+    }
+
+    /// `markNotificationsRead`: `{ unreadCount }`, also sent as `unreadCount` to every
+    /// socket of the user.
+    pub async fn mark_read(&self, user: &str, payload: MarkNotificationsRead) -> ApiResult<Value> {
+        let marking = payload.marking()?;
+        let unread = self.store.mark_read(user, &marking).await?;
+        self.announce_count(user, unread).await;
+        Ok(json!({ "unreadCount": unread }))
+    }
+
+    /// The unread count (sent on connect).
+    pub async fn unread(&self, user: &str) -> ApiResult<u64> {
+        Ok(self.store.unread(user).await?)
+    }
+
+    /// The browser channel: stores `notification` once, then emits `newNotification` and
+    /// `unreadCount` to `user:U`. A redelivery stores and emits nothing; returns whether it
+    /// was new.
+    pub async fn deliver(&self, user: &str, notification: Notification) -> StoreResult<bool> {
+        let data =
+            serde_json::to_value(&notification).map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
+        let inserted = self.store.insert(user, notification).await?;
+        if inserted.created {
+            let room = user_room(user);
+            self.emitter.emit(Target::room(NS, &room), "newNotification", &data).await;
+            self.announce_count(user, inserted.unread).await;
+        }
+        Ok(inserted.created)
+    }
+
+    async fn announce_count(&self, user: &str, count: u64) {
+        let room = user_room(user);
+        self.emitter.emit(Target::room(NS, &room), "unreadCount", &json!({ "count": count })).await;
+    }
+}
+
+/// `POST /api/events` body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Event {
+    /// Event type, matched against the rules.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The user the notifications are for.
+    pub user_id: String,
+    /// Free-form object the templates read.
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// The sender's idempotency key: resubmitting an event with the same id queues nothing
+    /// new. Generated when absent.
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+/// A job as `POST /api/events` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRef {
+    /// Job id.
+    pub id: String,
+    /// Rule that made it.
+    pub rule: String,
+    /// Channel.
+    pub channel: Channel,
+}
+
+/// The `202` answer of `POST /api/events`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// The event id (generated unless given).
+    pub event_id: String,
+    /// The queued jobs.
+    pub jobs: Vec<JobRef>,
+}
+
+/// The notification pipeline: rules, queue, workers, and the inbox they deliver into.
+pub struct Notifications {
+    inbox: Arc<Inbox>,
+    rules: Rules,
+    queue: Arc<dyn JobQueue>,
+    keys: ServiceKeys,
+    max_data_bytes: u64,
+    workers: Mutex<Option<Workers>>,
+}
+
+impl Notifications {
+    /// Loads the rules, builds the channels and starts the workers.
+    pub fn start(
+        config: &Config,
+        store: Arc<dyn NotificationStore>,
+        queue: Arc<dyn JobQueue>,
+        emitter: Arc<dyn Emitter>,
+    ) -> anyhow::Result<Self> {
+        let rules = Rules::load(config)?;
+        let inbox = Arc::new(Inbox::new(store, emitter));
+        let webhook = Webhook::new(&config.webhook)?;
+        let email = Email::new(&config.smtp)?;
+        let deliverer = Arc::new(Deliverer::new(inbox.clone(), webhook, email, &config.queue));
+        let workers = queue.start(deliverer, &config.queue);
+        let keys = ServiceKeys::new(&config.notifications.service_api_keys);
+        if keys.is_empty() {
+            tracing::warn!("no SERVICE_API_KEYS: POST /api/events and the dead-letter routes answer 403");
+        }
+        tracing::info!(rules = rules.len(), "notification rules loaded");
+        Ok(Self {
+            inbox,
+            rules,
+            queue,
+            keys,
+            max_data_bytes: config.notifications.max_event_data_bytes,
+            workers: Mutex::new(Some(workers)),
+        })
+    }
+
+    /// The per-user lists.
+    pub fn inbox(&self) -> &Inbox {
+        &self.inbox
+    }
+
+    /// The backend credential.
+    pub fn keys(&self) -> &ServiceKeys {
+        &self.keys
+    }
+
+    /// `POST /api/events`: validates the event, renders every matching rule (any error
+    /// rejects the whole event, so nothing is queued), then queues one job per rule and
+    /// channel.
+    pub async fn submit(&self, event: Event) -> ApiResult<Accepted> {
+        check_name(&event.kind).map_err(|e| ApiError::invalid(format!("type: {e}")))?;
+        check_id("userId", &event.user_id)?;
+        if let Some(id) = &event.event_id {
+            check_name(id).map_err(|e| ApiError::invalid(format!("eventId: {e}")))?;
+        }
+        match &event.data {
+            None | Some(Value::Object(_)) => {}
+            Some(_) => return Err(ApiError::invalid("data: must be an object")),
+        }
+        if let Some(data) = &event.data
+            && json_size(data) > self.max_data_bytes
+        {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("data: larger than {} bytes", self.max_data_bytes),
+            ));
+        }
+        let rules: Vec<_> = self.rules.matching(&event.kind).collect();
+        if rules.is_empty() {
+            return Err(ApiError::invalid(format!("type: no rule for event type {:?}", event.kind)));
+        }
+        let event_id = event.event_id.unwrap_or_else(new_event_id);
+        let context = json!({
+            "userId": event.user_id,
+            "type": event.kind,
+            "eventId": event_id,
+            "data": event.data.clone().unwrap_or_else(|| json!({})),
+        });
+        let created_at = now_rfc3339();
+        let mut jobs = Vec::new();
+        for rule in rules {
+            let rendered = rule.render(&context).map_err(ApiError::invalid)?;
+            let notification = Notification {
+                id: format!("{event_id}.{}", rule.name),
+                kind: rule.kind.clone(),
+                title: rendered.title,
+                body: rendered.body,
+                data: event.data.clone(),
+                created_at: created_at.clone(),
+                read: false,
+            };
+            for &channel in &rule.channels {
+                jobs.push(Job {
+                    id: format!("{}.{}", notification.id, channel.as_str()),
+                    event_id: event_id.clone(),
+                    event_type: event.kind.clone(),
+                    rule: rule.name.clone(),
+                    channel,
+                    user_id: event.user_id.clone(),
+                    notification: notification.clone(),
+                    webhook_url: (channel == Channel::Webhook).then(|| rule.webhook_url.clone()).flatten(),
+                    email: match (&rendered.email, channel) {
+                        (Some((to, subject)), Channel::Email) => {
+                            Some(EmailMessage { to: to.clone(), subject: subject.clone() })
+                        }
+                        _ => None,
+                    },
+                    attempts: 0,
+                    redrives: 0,
+                });
+            }
+        }
+        self.queue.enqueue(&jobs).await?;
+        tracing::info!(event = %event_id, kind = %event.kind, jobs = jobs.len(), "event accepted");
+        let jobs = jobs.into_iter().map(|j| JobRef { id: j.id, rule: j.rule, channel: j.channel }).collect();
+        Ok(Accepted { event_id, jobs })
+    }
+
+    /// Dead letters, newest first.
+    pub async fn dead_letters(&self, limit: usize) -> ApiResult<Vec<DeadLetter>> {
+        Ok(self.queue.dead_letters(limit.min(MAX_DEAD_LETTER_PAGE)).await?)
+    }
+
+    /// Re-drives dead letter `id` with a fresh attempt count.
+    pub async fn redrive(&self, id: &str) -> ApiResult<Job> {
+        check_id("id", id)?;
+        self.queue.redrive(id).await?.ok_or_else(|| ApiError::not_found("no dead letter with this id"))
+    }
+
+    /// Stops the workers: no new jobs are taken; those in flight finish or go back to the
+    /// queue. Later calls do nothing.
+    pub async fn shutdown(&self) {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(workers) = workers {
+            workers.shutdown().await;
+            tracing::info!("notification workers stopped");
+        }
+    }
+}
+
+/// `evt_` + milliseconds since the epoch + randomness, in hex: unique and sorting by time.
+fn new_event_id() -> String {
+    format!("evt_{:012x}{:016x}", crate::ratelimit::epoch_ms(), rand::random::<u64>())
+}

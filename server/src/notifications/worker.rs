@@ -1,0 +1,82 @@
+//! The work both queue backends share: wait for the channel's rate limit, attempt the
+//! delivery, and turn the outcome into a [`Disposition`] under the retry policy.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota};
+
+use super::Inbox;
+use super::channels::{Channel, Email, Outcome, Webhook};
+use super::queue::{DeadLetter, Disposition, Job, RetryPolicy};
+use crate::config::{Budget, QueueConfig};
+use crate::store::now_rfc3339;
+
+/// Delivers jobs on every channel. One per process, shared by the workers.
+pub struct Deliverer {
+    inbox: Arc<Inbox>,
+    webhook: Option<Webhook>,
+    email: Option<Email>,
+    /// Per-channel budgets, indexed by [`Channel::index`]; per process.
+    limits: Vec<DefaultDirectRateLimiter>,
+    policy: RetryPolicy,
+}
+
+impl Deliverer {
+    /// A deliverer over the given channels.
+    pub fn new(inbox: Arc<Inbox>, webhook: Option<Webhook>, email: Option<Email>, config: &QueueConfig) -> Self {
+        let budgets = [config.queue_rate_limit_browser, config.queue_rate_limit_webhook, config.queue_rate_limit_email];
+        let limits = budgets.iter().map(|b| DefaultDirectRateLimiter::direct(quota(*b))).collect();
+        Self { inbox, webhook, email, limits, policy: RetryPolicy::from_config(config) }
+    }
+
+    /// One attempt of `job`, after waiting for its channel's rate limit.
+    pub async fn process(&self, mut job: Job) -> Disposition {
+        self.limits[job.channel.index()].until_ready().await;
+        let outcome = match job.channel {
+            Channel::Browser => match self.inbox.deliver(&job.user_id, job.notification.clone()).await {
+                Ok(_) => Outcome::Delivered,
+                Err(e) => Outcome::Retry(e.to_string()),
+            },
+            Channel::Webhook => match &self.webhook {
+                Some(webhook) => webhook.deliver(&job).await,
+                None => Outcome::Permanent("the webhook channel is not configured".into()),
+            },
+            Channel::Email => match &self.email {
+                Some(email) => email.deliver(&job).await,
+                None => Outcome::Permanent("the email channel is not configured".into()),
+            },
+        };
+        job.attempts += 1;
+        let (error, permanent) = match outcome {
+            Outcome::Delivered => {
+                tracing::debug!(job = %job.id, attempts = job.attempts, "notification delivered");
+                return Disposition::Done;
+            }
+            Outcome::Retry(error) if job.attempts < self.policy.max_attempts => {
+                let after = self.policy.delay(job.attempts);
+                tracing::warn!(job = %job.id, attempts = job.attempts, ?after, %error, "delivery failed; retrying");
+                return Disposition::Retry { job, after };
+            }
+            Outcome::Retry(error) => (error, false),
+            Outcome::Permanent(error) => (error, true),
+        };
+        tracing::error!(job = %job.id, attempts = job.attempts, permanent, %error, "delivery failed; dead letter");
+        Disposition::Dead(DeadLetter {
+            id: job.id.clone(),
+            error,
+            permanent,
+            attempts: job.attempts,
+            failed_at: now_rfc3339(),
+            job,
+        })
+    }
+}
+
+/// `count` at once, then one more every `window / count`.
+fn quota(b: Budget) -> Quota {
+    let burst = NonZeroU32::new(b.count).unwrap_or(NonZeroU32::MIN);
+    let period = (b.window / b.count).max(Duration::from_nanos(1));
+    Quota::with_period(period).unwrap_or_else(|| Quota::per_second(burst)).allow_burst(burst)
+}
