@@ -24,6 +24,9 @@ cargo test --workspace --quiet
 step "JS end-to-end tests (socket.io-client)"
 (cd tests/js && npm test)
 
+step "browser tests (the web app in Chromium, playwright-core)"
+(cd tests/browser && npm test)
+
 if [[ -f tests/cluster/run.sh ]]; then
   step "operator against a real Kubernetes API server"
   bash tests/cluster/run.sh

@@ -245,7 +245,8 @@ async function loadRooms() {
   for (const summary of res.data.rooms) {
     const { unreadCount, lastMessage, ...room } = summary;
     const entry = upsertRoom(room, { render: false });
-    entry.unread = unreadCount;
+    // The room on screen is marked read as messages arrive; don't flash a stale count.
+    if (!(room.id === S.current && roomInView())) entry.unread = unreadCount;
     if (lastMessage && (!entry.lastMessage || lastMessage.id >= entry.lastMessage.id)) entry.lastMessage = lastMessage;
     // A newer message than the open room shows: fetch it (HTTP fallback, or missed events).
     const state = S.messages.get(room.id);
@@ -491,7 +492,7 @@ function onNewMessage(message) {
     mergeMessages(roomId, [message]);
   }
   noteLastMessage(roomId, message);
-  const visible = roomId === S.current && document.visibilityState === "visible" && $("layout").dataset.view === "room";
+  const visible = roomId === S.current && roomInView();
   if (entry && !known && message.senderId !== S.me.id && !visible) entry.unread += 1;
   renderRooms();
   if (roomId === S.current) {
@@ -545,12 +546,15 @@ function loadReads() {
   }
 }
 
+/** True when the open room is what the user is looking at. */
+const roomInView = () => document.visibilityState === "visible" && $("layout").dataset.view === "room";
+
 let markTimer = null;
 /** Marks the open room read up to its newest message, when the page is in view. */
 function markRead(roomId) {
   clearTimeout(markTimer);
   markTimer = setTimeout(async () => {
-    if (roomId !== S.current || document.visibilityState !== "visible" || $("layout").dataset.view !== "room") return;
+    if (roomId !== S.current || !roomInView()) return;
     const state = S.messages.get(roomId);
     const newest = state?.list.at(-1);
     const entry = S.rooms.get(roomId);
@@ -680,7 +684,9 @@ function renderReceipts() {
     receipt.dataset.label = label;
     receipt.dataset.newest = String(el === newestMine);
     const glyph = { sending: "clock", sent: "check", read: "checks", failed: "alert" }[status];
-    setChildren(receipt, icon(glyph, 14), el === newestMine ? h("span", { class: "receipt-text" }, label) : h("span", { class: "sr-only" }, label));
+    // Failed sends explain themselves below the bubble; the others name their state on the newest.
+    const text = el === newestMine && status !== "failed";
+    setChildren(receipt, icon(glyph, 14), h("span", { class: text ? "receipt-text" : "sr-only" }, label));
   }
 }
 
@@ -848,7 +854,8 @@ async function loadNotifications() {
 function onNewNotification(n) {
   if (!S.notifications.some((x) => x.id === n.id)) S.notifications.unshift(n);
   renderNotifications();
-  toast(n.title, "info", n.body);
+  // With the list open the notification is already in view.
+  if ($("notif-panel").hidden) toast(n.title, "info", n.body);
 }
 
 function setNotificationCount(count) {
@@ -915,6 +922,7 @@ function toggleNotifications(open = $("notif-panel").hidden) {
   panel.hidden = !open;
   $("bell").setAttribute("aria-expanded", String(open));
   if (open) {
+    for (const t of $("toasts").querySelectorAll(".toast-info")) t.remove();
     renderNotifications();
     loadNotifications();
     panel.querySelector("h2").focus();
@@ -961,7 +969,8 @@ function onRateLimitBlocked({ untilMs, reason }) {
     }
     const m = Math.floor(left / 60);
     const s = String(left % 60).padStart(2, "0");
-    showBanner("blocked", "You're temporarily blocked.", `Too many requests after warnings (${reason}). Try again in ${m}:${s}.`);
+    const why = reason ? `${reason[0].toUpperCase()}${reason.slice(1)}.` : "";
+    showBanner("blocked", "You're temporarily blocked.", `${why} Try again in ${m}:${s}.`);
   };
   S.block = { untilMs, timer: setInterval(tick, 1000) };
   tick();
@@ -991,6 +1000,7 @@ function hideBanner() {
 function renderComposerState() {
   const input = $("composer-input");
   const blocked = !!S.block;
+  document.body.dataset.blocked = String(blocked);
   input.disabled = blocked;
   $("send").disabled = blocked;
   input.placeholder = blocked

@@ -89,21 +89,32 @@ export async function newUser(browser, { viewport = DESKTOP, network = "websocke
     reducedMotion: "reduce",
     colorScheme: "light",
   });
-  context.setDefaultTimeout(15000);
+  context.setDefaultTimeout(20000);
   if (network !== "websocket") await context.addInitScript(blockWebSocketScript);
   if (network === "http") await context.route("**/socket.io/**", (route) => route.abort("connectionrefused"));
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (err) => errors.push(err));
-  return { context, page, errors };
+  // Console errors, for failure messages (a refused request logs one, so they are not failures).
+  const logs = [];
+  page.on("console", (msg) => msg.type() === "error" && logs.push(msg.text()));
+  return { context, page, errors, logs };
 }
 
 /** Opens the app and signs in by name (development mode); waits for the app shell. */
 export async function signIn(page, url, name) {
-  await page.goto(url);
-  await page.getByLabel("Your name").fill(name);
-  await page.getByRole("button", { name: "Continue" }).click();
-  await page.locator("#app").waitFor();
+  try {
+    await page.goto(url);
+    await page.getByLabel("Your name").fill(name);
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.locator("#app").waitFor();
+  } catch (err) {
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, `failed-sign-in-${name}.png`) }).catch(() => {});
+    const html = await page.content().catch(() => "(no page)");
+    err.message += `\nsign-in of ${name} failed; page:\n${html.slice(0, 2000)}`;
+    throw err;
+  }
 }
 
 /** Waits until the connection pill shows `state` (and `transport`, when given). */

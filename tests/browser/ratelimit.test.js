@@ -52,7 +52,7 @@ for (const network of ["websocket", "polling"]) {
     await input.fill("Message 5");
     await input.press("Enter");
     await page.locator('#limit-banner[data-kind="blocked"]').waitFor();
-    assert.match(await banner.textContent(), /temporarily blocked.*Try again in 0:0\d/s);
+    assert.match(await banner.textContent(), /temporarily blocked\. Too many requests after warnings\. Try again in 0:0\d/);
     assert.equal(await input.isDisabled(), true);
     assert.equal(await page.getByRole("button", { name: "Send" }).isDisabled(), true);
     await shot(page, `${network}-blocked`);

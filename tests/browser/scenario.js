@@ -17,7 +17,7 @@ export async function seedScenario({ browser, server, shot, network = "websocket
 
   // Sign in.
   await alice.page.goto(server.url);
-  await alice.page.getByLabel("Your name").fill("Alice");
+  await alice.page.getByLabel("Your name").fill("Alice", { timeout: 30000 });
   await shot(alice.page, "alice-sign-in");
   await alice.page.getByRole("button", { name: "Continue" }).click();
   await waitConnection(alice.page, "connected", transport);
