@@ -16,6 +16,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Desired state of a fleet of Switchyard realtime servers and everything around them.
+// The derive's repeated `printcolumn(type_ = ...)` arguments trip this lint.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(
     group = "switchyard.dev",

@@ -24,14 +24,14 @@ eval "$(bash scripts/k8s-tools.sh env)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 log "building the operator and its cluster tests"
 nice -n 5 cargo build -q -p switchyard-operator --bins
-TEST_BIN="$(nice -n 5 cargo test -q -p switchyard-operator --test cluster --no-run --message-format=json 2>/dev/null \
+TEST_BIN="$(nice -n 5 cargo test -q -p switchyard-operator --test cluster --no-run --message-format=json 2>/tmp/switchyard-cluster-build.log \
   | python3 -c 'import json,sys
 for line in sys.stdin:
     try: m = json.loads(line)
     except ValueError: continue
     if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "cluster" and m.get("executable"):
         print(m["executable"])')"
-[[ -x "$TEST_BIN" ]] || { log "could not build the cluster test binary"; exit 1; }
+[[ -x "$TEST_BIN" ]] || { log "could not build the cluster test binary"; tail -40 /tmp/switchyard-cluster-build.log >&2; exit 1; }
 
 WORK="$(mktemp -d /tmp/switchyard-cluster.XXXXXX)"
 PIDS=()
