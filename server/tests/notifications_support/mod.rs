@@ -113,29 +113,58 @@ impl Hit {
 pub struct Receiver {
     /// Its URL.
     pub url: String,
-    hits: Arc<Mutex<Vec<Hit>>>,
+    state: Arc<ReceiverState>,
     _server: tokio::task::JoinHandle<()>,
 }
 
-type Script = Arc<dyn Fn(usize) -> u16 + Send + Sync>;
+struct ReceiverState {
+    hits: Mutex<Vec<Hit>>,
+    script: Box<dyn Fn(usize) -> u16 + Send + Sync>,
+    /// How long each answer takes.
+    delay: Duration,
+    /// Calls being answered now, and the most at once.
+    busy: Mutex<(usize, usize)>,
+    /// Calls answered.
+    answered: Mutex<usize>,
+}
 
 impl Receiver {
-    /// Starts a receiver on a free port.
+    /// Starts a receiver on a free port that answers at once.
     pub async fn start(script: impl Fn(usize) -> u16 + Send + Sync + 'static) -> Receiver {
-        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
-        let state = (hits.clone(), Arc::new(script) as Script);
-        let app = axum::Router::new().route("/hook", axum::routing::post(record)).with_state(state);
+        Self::start_slow(Duration::ZERO, script).await
+    }
+
+    /// Starts a receiver whose every answer takes `delay`.
+    pub async fn start_slow(delay: Duration, script: impl Fn(usize) -> u16 + Send + Sync + 'static) -> Receiver {
+        let state = Arc::new(ReceiverState {
+            hits: Mutex::default(),
+            script: Box::new(script),
+            delay,
+            busy: Mutex::default(),
+            answered: Mutex::default(),
+        });
+        let app = axum::Router::new().route("/hook", axum::routing::post(record)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Receiver { url: format!("http://{addr}/hook"), hits, _server: server }
+        Receiver { url: format!("http://{addr}/hook"), state, _server: server }
     }
 
     /// The calls so far.
     pub fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
+        self.state.hits.lock().unwrap().clone()
+    }
+
+    /// The most calls that were being answered at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.busy.lock().unwrap().1
+    }
+
+    /// Calls answered (their answer fully computed) so far.
+    pub fn answered(&self) -> usize {
+        *self.state.answered.lock().unwrap()
     }
 
     /// Waits for at least `n` calls.
@@ -148,17 +177,21 @@ impl Receiver {
     }
 }
 
-async fn record(
-    State((hits, script)): State<(Arc<Mutex<Vec<Hit>>>, Script)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn record(State(state): State<Arc<ReceiverState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let n = {
-        let mut hits = hits.lock().unwrap();
+        let mut hits = state.hits.lock().unwrap();
         hits.push(Hit { at: Instant::now(), headers, body });
         hits.len() - 1
     };
-    StatusCode::from_u16(script(n)).unwrap()
+    {
+        let mut busy = state.busy.lock().unwrap();
+        busy.0 += 1;
+        busy.1 = busy.1.max(busy.0);
+    }
+    tokio::time::sleep(state.delay).await;
+    state.busy.lock().unwrap().0 -= 1;
+    *state.answered.lock().unwrap() += 1;
+    StatusCode::from_u16((state.script)(n)).unwrap()
 }
 
 /// The Python with Debian's aiosmtpd (`/usr/bin/python3`; pyenv's may lack it).
@@ -328,4 +361,22 @@ impl Process {
 
 fn sink_has(logs: &Arc<Mutex<Vec<String>>>, text: &str) -> bool {
     logs.lock().unwrap().iter().any(|l| l.contains(text))
+}
+
+/// Writes `yaml` to a fresh temporary rules file.
+pub fn rules_file(yaml: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "switchyard-rules-{}-{:016x}.yaml",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// A rules file with one rule `hook` on event `order.shipped` posting to `url`.
+pub fn webhook_rules(url: &str) -> PathBuf {
+    rules_file(&format!(
+        "rules:\n  - name: hook\n    event: order.shipped\n    title: \"Order {{{{data.order}}}} shipped\"\n    body: \"On its way\"\n    channels: [webhook]\n    webhook:\n      url: {url}\n"
+    ))
 }
