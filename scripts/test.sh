@@ -27,6 +27,9 @@ step "JS end-to-end tests (socket.io-client)"
 step "browser tests (the web app in Chromium, playwright-core)"
 (cd tests/browser && npm test)
 
+step "observability: real Prometheus scrapes two servers; dashboard and alert queries; promtool"
+(cd tests/observability && npm test)
+
 if [[ -f tests/cluster/run.sh ]]; then
   step "operator against a real Kubernetes API server"
   bash tests/cluster/run.sh
