@@ -322,8 +322,9 @@ pub struct QueueConfig {
     pub queue_poll_interval_ms: u64,
 
     /// With Redis: worker heartbeat in milliseconds; the jobs of a worker silent for three
-    /// heartbeats (a killed process) go back to the queue.
-    #[arg(long, env = "QUEUE_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    /// heartbeats (a killed process) go back to the queue. At least a second: apalis-redis
+    /// keeps heartbeats in whole seconds, and under one it takes live workers for dead ones.
+    #[arg(long, env = "QUEUE_HEARTBEAT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
     pub queue_heartbeat_ms: u64,
 }
 
