@@ -127,7 +127,11 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
     {
         // KEDA owns the HPA it creates for the ScaledObject; read its status for the count.
         let name = format!("keda-hpa-{}", resources::server_name(rtc));
-        observed.hpa = children.api::<HorizontalPodAutoscaler>().get_opt(&name).await.context(|| format!("reading HorizontalPodAutoscaler {name}"))?;
+        observed.hpa = children
+            .api::<HorizontalPodAutoscaler>()
+            .get_opt(&name)
+            .await
+            .context(|| format!("reading HorizontalPodAutoscaler {name}"))?;
     }
     warn_missing_apis(rtc, ctx, caps).await;
 
@@ -267,7 +271,8 @@ impl Children<'_> {
             .context(|| format!("reading {kind} {name}"))?
             .and_then(|m| m.metadata.resource_version);
         let params = PatchParams::apply(MANAGER).force();
-        let after = api.patch(&name, &params, &Patch::Apply(obj)).await.context(|| format!("applying {kind} {name}"))?;
+        let after =
+            api.patch(&name, &params, &Patch::Apply(obj)).await.context(|| format!("applying {kind} {name}"))?;
         let action = match (&before, after.meta().resource_version.as_ref()) {
             (None, _) => Some(("created", "Created")),
             (Some(b), Some(a)) if b != a => Some(("updated", "Updated")),
@@ -331,7 +336,12 @@ impl Children<'_> {
             (ApiResource::erase::<PodDisruptionBudget>(&()), "PodDisruptionBudget", server.clone(), d.pdb.is_some()),
             (ApiResource::erase::<Ingress>(&()), "Ingress", server.clone(), d.ingress.is_some()),
             (resources::http_route_resource(), "HTTPRoute", server.clone(), d.http_route.is_some()),
-            (ApiResource::erase::<HorizontalPodAutoscaler>(&()), "HorizontalPodAutoscaler", server.clone(), d.hpa.is_some()),
+            (
+                ApiResource::erase::<HorizontalPodAutoscaler>(&()),
+                "HorizontalPodAutoscaler",
+                server.clone(),
+                d.hpa.is_some(),
+            ),
             (resources::scaled_object_resource(), "ScaledObject", server.clone(), d.scaled_object.is_some()),
             (ApiResource::erase::<ConfigMap>(&()), "ConfigMap", resources::dashboard_name(rtc), d.dashboard.is_some()),
             (resources::service_monitor_resource(), "ServiceMonitor", server, d.service_monitor.is_some()),
@@ -354,7 +364,8 @@ impl Children<'_> {
             Err(source) => return Err(Error::Kube { action: format!("reading {kind} {name}"), source }),
         };
         let uid = self.rtc.uid();
-        let owned = existing.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true));
+        let owned =
+            existing.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true));
         if !owned {
             // Same name, someone else's object: leave it alone.
             return Ok(());
@@ -373,7 +384,11 @@ impl Children<'_> {
 }
 
 /// Runs the controller until `shutdown` resolves. Fails fast when the CRD is not installed.
-pub async fn run(ctx: Arc<Context>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) -> Result<()> {
+pub async fn run(
+    ctx: Arc<Context>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
     let client = ctx.client.clone();
     let rtcs: Api<RealtimeCluster> = Api::all(client.clone());
     rtcs.list(&ListParams::default().limit(1))

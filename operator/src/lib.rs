@@ -1,10 +1,10 @@
 //! Switchyard operator: reconciles `RealtimeCluster` resources into a running fleet of
 //! Switchyard realtime servers (Redis, Deployment, Service, routing, autoscaling, dashboards).
 
-/// The `RealtimeCluster` custom resource definition.
-pub mod crd;
 /// The reconciler, its context and the controller loop.
 pub mod controller;
+/// The `RealtimeCluster` custom resource definition.
+pub mod crd;
 /// Leader election through a coordination.k8s.io Lease.
 pub mod leader;
 /// The operator's own Prometheus metrics.

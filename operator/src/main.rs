@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::routing::get;
 use clap::{ArgAction, Parser};
 use switchyard_operator::controller::{self, Context};
-use switchyard_operator::leader::{LeaseSettings, Leadership};
+use switchyard_operator::leader::{Leadership, LeaseSettings};
 use switchyard_operator::metrics::Metrics;
 use switchyard_operator::telemetry;
 use tokio::sync::watch;

@@ -112,7 +112,10 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("switchyard_operator_reconciliations_total 1"), "{text}");
         assert!(text.contains("switchyard_operator_reconcile_failures_total{error=\"missing_namespace\"} 1"), "{text}");
-        assert!(text.contains("switchyard_operator_child_changes_total{kind=\"Deployment\",action=\"created\"} 1"), "{text}");
+        assert!(
+            text.contains("switchyard_operator_child_changes_total{kind=\"Deployment\",action=\"created\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("switchyard_operator_leader 1"), "{text}");
         assert!(text.contains("switchyard_operator_reconcile_duration_seconds_count 1"), "{text}");
     }

@@ -87,9 +87,7 @@ pub fn server_verdict(o: &Observed) -> Verdict {
         .find(|c| c.type_ == "Available")
         .map(|c| (c.status == "True", c.message.clone().unwrap_or_default()));
     match dep_available {
-        Some((true, _)) if available > 0 => {
-            verdict(true, "Available", format!("{ready}/{desired} server pods ready"))
-        }
+        Some((true, _)) if available > 0 => verdict(true, "Available", format!("{ready}/{desired} server pods ready")),
         Some((_, msg)) => verdict(false, "Unavailable", format!("{ready}/{desired} server pods ready: {msg}")),
         None => verdict(false, "Unavailable", format!("{ready}/{desired} server pods ready")),
     }
@@ -98,11 +96,19 @@ pub fn server_verdict(o: &Observed) -> Verdict {
 /// RoutingReady.
 pub fn routing_verdict(rtc: &RealtimeCluster, o: &Observed) -> Verdict {
     let Some(r) = &rtc.spec.routing else {
-        return verdict(true, "NotConfigured", format!("no public routing; clients use Service {}", resources::server_name(rtc)));
+        return verdict(
+            true,
+            "NotConfigured",
+            format!("no public routing; clients use Service {}", resources::server_name(rtc)),
+        );
     };
     if r.gateway.is_some() {
         if !o.caps.http_route {
-            return verdict(false, "GatewayAPINotInstalled", "the gateway.networking.k8s.io HTTPRoute CRD is not installed");
+            return verdict(
+                false,
+                "GatewayAPINotInstalled",
+                "the gateway.networking.k8s.io HTTPRoute CRD is not installed",
+            );
         }
         let Some(route) = &o.http_route else {
             return verdict(false, "Pending", "the HTTPRoute does not exist yet");
@@ -132,7 +138,11 @@ pub fn routing_verdict(rtc: &RealtimeCluster, o: &Observed) -> Verdict {
         .filter_map(|i| i.ip.or(i.hostname))
         .collect();
     if addresses.is_empty() {
-        verdict(false, "WaitingForAddress", format!("no ingress controller has given Ingress {} an address yet", ing.name_any()))
+        verdict(
+            false,
+            "WaitingForAddress",
+            format!("no ingress controller has given Ingress {} an address yet", ing.name_any()),
+        )
     } else {
         verdict(true, "AddressAssigned", format!("Ingress for {} served at {}", r.host, addresses.join(", ")))
     }
@@ -150,14 +160,12 @@ pub fn autoscaling_verdict(rtc: &RealtimeCluster, o: &Observed) -> Verdict {
         let Some(so) = &o.scaled_object else {
             return verdict(false, "Pending", "the ScaledObject does not exist yet");
         };
-        let ready = so.data["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Ready");
+        let ready = so.data["status"]["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == "Ready");
         return match ready {
             Some(c) if c["status"] == "True" => verdict(true, "ScaledObjectReady", "KEDA ScaledObject is ready"),
-            Some(c) => verdict(false, "ScaledObjectNotReady", c["message"].as_str().unwrap_or("KEDA reports not ready")),
+            Some(c) => {
+                verdict(false, "ScaledObjectNotReady", c["message"].as_str().unwrap_or("KEDA reports not ready"))
+            }
             None => verdict(false, "Pending", "KEDA has not reported on the ScaledObject yet"),
         };
     }
@@ -178,7 +186,11 @@ pub fn autoscaling_verdict(rtc: &RealtimeCluster, o: &Observed) -> Verdict {
             return verdict(false, &reason, c.message.clone().unwrap_or_default());
         }
     }
-    verdict(true, "ScalingActive", format!("scaling on socket_active_connections, target {} per pod", a.target_connections_per_pod))
+    verdict(
+        true,
+        "ScalingActive",
+        format!("scaling on socket_active_connections, target {} per pod", a.target_connections_per_pod),
+    )
 }
 
 /// Open connections: the autoscaler's current per-pod average times its current replicas.
@@ -212,11 +224,9 @@ pub fn parse_quantity(q: &str) -> Option<f64> {
 pub fn endpoint(rtc: &RealtimeCluster) -> String {
     match &rtc.spec.routing {
         Some(r) => routing::public_endpoint(r),
-        None => format!(
-            "http://{}.{}.svc:{SERVER_PORT}",
-            resources::server_name(rtc),
-            rtc.namespace().unwrap_or_default()
-        ),
+        None => {
+            format!("http://{}.{}.svc:{SERVER_PORT}", resources::server_name(rtc), rtc.namespace().unwrap_or_default())
+        }
     }
 }
 
@@ -277,11 +287,11 @@ mod tests {
     use crate::crd::{AutoscalingSpec, ExternalRedisSpec, RedisSpec, RoutingSpec, SecretKeyRef};
     use crate::fixtures::rtc;
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus, StatefulSetStatus};
+    use k8s_openapi::api::autoscaling::v2::MetricIdentifier;
     use k8s_openapi::api::autoscaling::v2::{
         HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus, MetricStatus, MetricValueStatus,
         PodsMetricStatus,
     };
-    use k8s_openapi::api::autoscaling::v2::MetricIdentifier;
     use k8s_openapi::api::networking::v1::{IngressLoadBalancerIngress, IngressLoadBalancerStatus, IngressStatus};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -322,7 +332,8 @@ mod tests {
     #[test]
     fn everything_ready_means_ready() {
         let r = rtc("chat");
-        let o = Observed { deployment: Some(available_deployment(2, 2)), redis: Some(ready_redis()), ..Default::default() };
+        let o =
+            Observed { deployment: Some(available_deployment(2, 2)), redis: Some(ready_redis()), ..Default::default() };
         let s = compute(&r, &o, &now());
         assert_eq!(cond(&s, "Ready").status, "True");
         assert_eq!(cond(&s, "RoutingReady").reason, "NotConfigured");
@@ -336,7 +347,11 @@ mod tests {
     #[test]
     fn unscheduled_pods_are_reported_not_hidden() {
         let r = rtc("chat");
-        let o = Observed { deployment: Some(available_deployment(2, 0)), redis: Some(StatefulSet::default()), ..Default::default() };
+        let o = Observed {
+            deployment: Some(available_deployment(2, 0)),
+            redis: Some(StatefulSet::default()),
+            ..Default::default()
+        };
         let s = compute(&r, &o, &now());
         assert_eq!(cond(&s, "Ready").status, "False");
         assert_eq!(cond(&s, "Ready").message, "waiting for RedisReady, ServerAvailable");
@@ -390,7 +405,11 @@ mod tests {
                 current_replicas: Some(3),
                 desired_replicas: 3,
                 conditions: Some(vec![
-                    HorizontalPodAutoscalerCondition { type_: "AbleToScale".into(), status: "True".into(), ..Default::default() },
+                    HorizontalPodAutoscalerCondition {
+                        type_: "AbleToScale".into(),
+                        status: "True".into(),
+                        ..Default::default()
+                    },
                     HorizontalPodAutoscalerCondition {
                         type_: "ScalingActive".into(),
                         status: "False".into(),
@@ -425,7 +444,8 @@ mod tests {
     #[test]
     fn transition_time_only_moves_when_status_changes() {
         let mut r = rtc("chat");
-        let o = Observed { deployment: Some(available_deployment(2, 2)), redis: Some(ready_redis()), ..Default::default() };
+        let o =
+            Observed { deployment: Some(available_deployment(2, 2)), redis: Some(ready_redis()), ..Default::default() };
         let first = compute(&r, &o, &now());
         r.status = Some(first.clone());
         let later = Time("2026-01-01T01:00:00Z".parse().unwrap());

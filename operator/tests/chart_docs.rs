@@ -21,7 +21,8 @@ fn leaf_paths(schema: &Value, prefix: &str, out: &mut Vec<String>) {
 }
 
 fn schema() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(repo().join("charts/switchyard/values.schema.json")).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(repo().join("charts/switchyard/values.schema.json")).unwrap())
+        .unwrap()
 }
 
 #[test]

@@ -24,7 +24,10 @@ use switchyard_operator::crd::RealtimeCluster;
 const WAIT: Duration = Duration::from_secs(60);
 
 fn var(name: &str) -> PathBuf {
-    PathBuf::from(std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run these tests through tests/cluster/run.sh")))
+    PathBuf::from(
+        std::env::var(name)
+            .unwrap_or_else(|_| panic!("{name} is not set: run these tests through tests/cluster/run.sh")),
+    )
 }
 
 fn repo() -> PathBuf {
@@ -80,14 +83,19 @@ where
 fn install_crd() {
     let crd = repo().join("crds/realtimecluster.yaml");
     kubectl_ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
-    kubectl_ok(&["wait", "--for", "condition=established", "--timeout=60s", "crd/realtimeclusters.switchyard.dev"], None);
+    kubectl_ok(
+        &["wait", "--for", "condition=established", "--timeout=60s", "crd/realtimeclusters.switchyard.dev"],
+        None,
+    );
 }
 
 /// Stand-in CRDs for ServiceMonitor, HTTPRoute and ScaledObject.
 fn install_optional_crds() {
     let fixtures = repo().join("tests/cluster/fixtures/optional-crds.yaml");
     kubectl_ok(&["apply", "-f", fixtures.to_str().unwrap()], None);
-    for crd in ["servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io", "scaledobjects.keda.sh"] {
+    for crd in
+        ["servicemonitors.monitoring.coreos.com", "httproutes.gateway.networking.k8s.io", "scaledobjects.keda.sh"]
+    {
         kubectl_ok(&["wait", "--for", "condition=established", "--timeout=60s", &format!("crd/{crd}")], None);
     }
 }
@@ -214,7 +222,10 @@ where
     api.get_opt(name).await.expect("API reachable")
 }
 
-fn condition<'a>(rtc: &'a RealtimeCluster, ty: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+fn condition<'a>(
+    rtc: &'a RealtimeCluster,
+    ty: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     rtc.status.as_ref()?.conditions.iter().find(|c| c.type_ == ty)
 }
 
@@ -237,12 +248,23 @@ async fn fake_kubelet(client: &Client, ns: &str) {
         if spec.node_name.is_none() {
             let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
                 "target": {"apiVersion": "v1", "kind": "Node", "name": "fake-node"}});
-            let _: Result<serde_json::Value, _> = pods.create_subresource("binding", &name, &PostParams::default(), &binding).await;
+            let _: Result<serde_json::Value, _> =
+                pods.create_subresource("binding", &name, &PostParams::default(), &binding).await;
         }
-        let ready = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
         if !ready {
-            let containers: Vec<_> = spec.containers.iter().map(|c| json!({"name": c.name, "ready": true, "started": true,
-                "image": c.image, "imageID": "", "restartCount": 0, "state": {"running": {"startedAt": now}}})).collect();
+            let containers: Vec<_> = spec
+                .containers
+                .iter()
+                .map(|c| {
+                    json!({"name": c.name, "ready": true, "started": true,
+                "image": c.image, "imageID": "", "restartCount": 0, "state": {"running": {"startedAt": now}}})
+                })
+                .collect();
             let status = json!({"status": {"phase": "Running", "podIP": "10.1.0.10", "hostIP": "127.0.0.1", "startTime": now,
                 "conditions": [
                     {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
@@ -285,13 +307,21 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
     install_crd();
     let _ns = Namespace::create("invalid");
     let cases = [
-        ("min-gt-max", "autoscaling:\n  minReplicas: 5\n  maxReplicas: 2", &["spec.autoscaling.minReplicas", "must be less than or equal to"][..]),
+        (
+            "min-gt-max",
+            "autoscaling:\n  minReplicas: 5\n  maxReplicas: 2",
+            &["spec.autoscaling.minReplicas", "must be less than or equal to"][..],
+        ),
         (
             "both-redis",
             "redis:\n  managed: {}\n  external:\n    secretRef: {name: r, key: url}",
             &["spec.redis", "mutually exclusive"][..],
         ),
-        ("zero-target", "autoscaling:\n  targetConnectionsPerPod: 0", &["spec.autoscaling.targetConnectionsPerPod"][..]),
+        (
+            "zero-target",
+            "autoscaling:\n  targetConnectionsPerPod: 0",
+            &["spec.autoscaling.targetConnectionsPerPod"][..],
+        ),
         ("bad-host", "routing:\n  host: Not_A_Host!", &["spec.routing.host", "DNS name"][..]),
         ("keda-without-keda", "autoscaling:\n  mode: keda", &["spec.autoscaling.mode", "autoscaling.keda"][..]),
         ("bad-rate", "rateLimits:\n  message: lots", &["spec.rateLimits.message", "30/10s"][..]),
@@ -344,15 +374,29 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     assert_eq!(dspec.replicas, Some(2));
     let pod = dspec.template.spec.clone().unwrap();
     let c = &pod.containers[0];
-    assert_eq!(c.image.as_deref(), Some(concat!("ghcr.io/switchyard-dev/switchyard-server:", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        c.image.as_deref(),
+        Some(concat!("ghcr.io/switchyard-dev/switchyard-server:", env!("CARGO_PKG_VERSION")))
+    );
     assert_eq!(pod.termination_grace_period_seconds, Some(33));
     assert_eq!(c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap().sleep.as_ref().unwrap().seconds, 3);
     let env = c.env.clone().unwrap();
-    assert!(env.iter().any(|e| e.name == "JWT_SECRET" && e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name == "jwt"));
-    let hash1 = dspec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["switchyard.dev/config-hash"].clone();
+    assert!(env.iter().any(
+        |e| e.name == "JWT_SECRET" && e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name == "jwt"
+    ));
+    let hash1 =
+        dspec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["switchyard.dev/config-hash"].clone();
     let owner = &dep.owner_references()[0];
-    assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("RealtimeCluster", uid.as_str(), Some(true)));
-    let managers: Vec<_> = dep.managed_fields().iter().filter(|m| m.operation.as_deref() == Some("Apply")).map(|m| m.manager.clone().unwrap()).collect();
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("RealtimeCluster", uid.as_str(), Some(true))
+    );
+    let managers: Vec<_> = dep
+        .managed_fields()
+        .iter()
+        .filter(|m| m.operation.as_deref() == Some("Apply"))
+        .map(|m| m.manager.clone().unwrap())
+        .collect();
     assert_eq!(managers, ["switchyard-operator"]);
 
     let cm = eventually("ConfigMap chat-config", WAIT, || get_opt(&configmaps, "chat-config")).await;
@@ -364,7 +408,14 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     let svc = eventually("Service chat", WAIT, || get_opt(&services, "chat")).await;
     assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 3001);
     let sts = eventually("StatefulSet chat-redis", WAIT, || get_opt(&statefulsets, "chat-redis")).await;
-    assert!(sts.spec.unwrap().template.spec.unwrap().containers[0].args.clone().unwrap().join(" ").contains("--appendonly yes"));
+    assert!(
+        sts.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap()
+            .join(" ")
+            .contains("--appendonly yes")
+    );
     eventually("Service chat-redis", WAIT, || get_opt(&services, "chat-redis")).await;
     eventually("PodDisruptionBudget chat", WAIT, || get_opt(&pdbs, "chat")).await;
     let ing = eventually("Ingress chat", WAIT, || get_opt(&ingresses, "chat")).await;
@@ -401,7 +452,8 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     let rtc = eventually("server and redis ready", WAIT, || async {
         fake_kubelet(&client, ns).await;
         let r = rtcs.get("chat").await.ok()?;
-        (condition(&r, "ServerAvailable")?.status == "True" && condition(&r, "RedisReady")?.status == "True").then_some(r)
+        (condition(&r, "ServerAvailable")?.status == "True" && condition(&r, "RedisReady")?.status == "True")
+            .then_some(r)
     })
     .await;
     assert_eq!(rtc.status.as_ref().unwrap().ready_replicas, 2);
@@ -416,11 +468,36 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     assert!(condition(&rtc, "RoutingReady").unwrap().message.contains("192.0.2.10"));
     let values: Vec<_> = printer_columns(ns, "chat").into_iter().take(3).map(|(_, v)| v).collect();
     assert_eq!(values, ["chat", "True", "2"]);
-    let events = kubectl_ok(&["get", "events", "-n", ns, "--field-selector", "involvedObject.name=chat,involvedObject.kind=RealtimeCluster", "-o", "jsonpath={.items[*].reason}"], None);
+    let events = kubectl_ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            "involvedObject.name=chat,involvedObject.kind=RealtimeCluster",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ],
+        None,
+    );
     assert!(events.contains("Created") && events.contains("Ready"), "events: {events}");
 
     // --- change the spec: children follow, config change rolls the pods
-    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"corsOrigins":["https://new.example.com"],"image":"registry.example/switchyard:test"}}"#], None);
+    kubectl_ok(
+        &[
+            "patch",
+            "rtc",
+            "chat",
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"corsOrigins":["https://new.example.com"],"image":"registry.example/switchyard:test"}}"#,
+        ],
+        None,
+    );
     let dep = eventually("Deployment follows the spec", WAIT, || async {
         let d = deployments.get("chat").await.ok()?;
         let t = d.spec.clone()?.template;
@@ -449,7 +526,10 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     // The scale subresource reads the same fields (the rollout may still be settling).
     let scale = eventually("scale subresource shows 3/3", WAIT, || async {
         fake_kubelet(&client, ns).await;
-        let raw = kubectl_ok(&["get", "--raw", &format!("/apis/switchyard.dev/v1alpha1/namespaces/{ns}/realtimeclusters/chat/scale")], None);
+        let raw = kubectl_ok(
+            &["get", "--raw", &format!("/apis/switchyard.dev/v1alpha1/namespaces/{ns}/realtimeclusters/chat/scale")],
+            None,
+        );
         let scale: serde_json::Value = serde_json::from_str(&raw).unwrap();
         (scale["spec"]["replicas"] == 3 && scale["status"]["replicas"] == 3).then_some(scale)
     })
@@ -465,20 +545,28 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     })
     .await;
     kubectl_ok(&["set", "image", "deployment/chat", "-n", ns, "server=evil.example/miner:1"], None);
-    kubectl_ok(&["annotate", "ingress", "chat", "-n", ns, "--overwrite", "nginx.ingress.kubernetes.io/proxy-read-timeout=5"], None);
+    kubectl_ok(
+        &["annotate", "ingress", "chat", "-n", ns, "--overwrite", "nginx.ingress.kubernetes.io/proxy-read-timeout=5"],
+        None,
+    );
     eventually("Deployment image restored", WAIT, || async {
         let d = deployments.get("chat").await.ok()?;
-        (d.spec?.template.spec?.containers[0].image.as_deref() == Some("registry.example/switchyard:test")).then_some(())
+        (d.spec?.template.spec?.containers[0].image.as_deref() == Some("registry.example/switchyard:test"))
+            .then_some(())
     })
     .await;
     eventually("Ingress annotation restored", WAIT, || async {
         let i = ingresses.get("chat").await.ok()?;
-        (i.annotations().get("nginx.ingress.kubernetes.io/proxy-read-timeout").map(String::as_str) == Some("3600")).then_some(())
+        (i.annotations().get("nginx.ingress.kubernetes.io/proxy-read-timeout").map(String::as_str) == Some("3600"))
+            .then_some(())
     })
     .await;
 
     // --- remove routing: the Ingress goes, the endpoint becomes the in-cluster Service
-    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/routing"}]"#], None);
+    kubectl_ok(
+        &["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/routing"}]"#],
+        None,
+    );
     eventually("Ingress pruned", WAIT, || async { get_opt(&ingresses, "chat").await.is_none().then_some(()) }).await;
     eventually("endpoint switches to the Service", WAIT, || async {
         let r = rtcs.get("chat").await.ok()?;
@@ -487,7 +575,20 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     .await;
 
     // --- autoscaling on: an HPA on socket_active_connections; Deployment replicas left to it
-    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":6,"targetConnectionsPerPod":800}}}"#], None);
+    kubectl_ok(
+        &[
+            "patch",
+            "rtc",
+            "chat",
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":6,"targetConnectionsPerPod":800}}}"#,
+        ],
+        None,
+    );
     let hpa = eventually("HPA created", WAIT, || get_opt(&hpas, "chat")).await;
     // The hand-over keeps the 3 running pods (within 2..6) instead of dropping to 1.
     let replicas = deployments.get("chat").await.unwrap().spec.unwrap().replicas;
@@ -512,18 +613,38 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
             && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())),
         "operator must not own spec.replicas while autoscaling"
     );
-    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/autoscaling"}]"#], None);
+    kubectl_ok(
+        &["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/autoscaling"}]"#],
+        None,
+    );
     eventually("HPA pruned", WAIT, || async { get_opt(&hpas, "chat").await.is_none().then_some(()) }).await;
 
     // --- external Redis: the managed Redis is pruned, REDIS_URL comes from the Secret
-    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"redis":{"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#], None);
+    kubectl_ok(
+        &[
+            "patch",
+            "rtc",
+            "chat",
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"redis":{"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#,
+        ],
+        None,
+    );
     eventually("managed Redis pruned", WAIT, || async {
-        (get_opt(&statefulsets, "chat-redis").await.is_none() && get_opt(&services, "chat-redis").await.is_none()).then_some(())
+        (get_opt(&statefulsets, "chat-redis").await.is_none() && get_opt(&services, "chat-redis").await.is_none())
+            .then_some(())
     })
     .await;
     let dep = deployments.get("chat").await.unwrap();
     let env = dep.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
-    assert!(env.iter().any(|e| e.name == "REDIS_URL" && e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name == "redis"));
+    assert!(
+        env.iter().any(|e| e.name == "REDIS_URL"
+            && e.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name == "redis")
+    );
 
     // --- delete the RealtimeCluster: the garbage collector removes every child
     kubectl_ok(&["delete", "rtc", "chat", "-n", ns, "--wait=true"], None);
@@ -577,14 +698,23 @@ async fn optional_kinds_follow_their_crds() {
     install_optional_crds();
     kubectl_ok(&["annotate", "rtc", "chat", "-n", ns, "--overwrite", "test/nudge=1"], None);
 
-    let routes: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &dynamic("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"));
+    let routes: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &dynamic("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
+    );
     let route = eventually("HTTPRoute created", WAIT, || async { routes.get_opt("chat").await.ok()? }).await;
     assert_eq!(route.data["spec"]["parentRefs"][0]["name"], "public");
     assert_eq!(route.data["spec"]["rules"][0]["sessionPersistence"]["type"], "Cookie");
-    let scaled: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"));
+    let scaled: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"));
     let so = eventually("ScaledObject created", WAIT, || async { scaled.get_opt("chat").await.ok()? }).await;
     assert_eq!(so.data["spec"]["triggers"][0]["metadata"]["serverAddress"], "http://prometheus:9090");
-    let monitors: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &dynamic("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"));
+    let monitors: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &dynamic("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
+    );
     let sm = eventually("ServiceMonitor created", WAIT, || async { monitors.get_opt("chat").await.ok()? }).await;
     assert_eq!(sm.labels()["release"], "kps");
     assert_eq!(sm.owner_references()[0].kind, "RealtimeCluster");
@@ -598,7 +728,8 @@ async fn optional_kinds_follow_their_crds() {
     kubectl_ok(&["annotate", "rtc", "chat", "-n", ns, "--overwrite", "test/nudge=2"], None);
     eventually("routing and autoscaling ready", WAIT, || async {
         let r = rtcs.get("chat").await.ok()?;
-        (condition(&r, "RoutingReady")?.status == "True" && condition(&r, "AutoscalingReady")?.status == "True").then_some(())
+        (condition(&r, "RoutingReady")?.status == "True" && condition(&r, "AutoscalingReady")?.status == "True")
+            .then_some(())
     })
     .await;
 
@@ -675,7 +806,12 @@ fn kinds_and_names(yaml: &str) -> Vec<(String, String)> {
         .split("\n---")
         .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
         .filter(|v| v.is_object())
-        .map(|v| (v["kind"].as_str().unwrap_or_default().to_string(), v["metadata"]["name"].as_str().unwrap_or_default().to_string()))
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap_or_default().to_string(),
+                v["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
     out.sort();
     out
@@ -702,7 +838,17 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     let full = helm_ok(&["template", "sy", chart, "-n", "switchyard-system", "-f", all_on]);
     assert_eq!(
         names(&kinds_and_names(&full)),
-        ["ClusterRole", "ClusterRoleBinding", "Deployment", "RealtimeCluster", "Role", "RoleBinding", "Service", "ServiceAccount", "ServiceMonitor"]
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "RealtimeCluster",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
     );
     assert!(full.contains("--leader-election=true") && full.contains("OTEL_EXPORTER_OTLP_ENDPOINT"));
     // The chart's CRD is the generated one, byte for byte.
@@ -758,9 +904,16 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
         String::from_utf8_lossy(&out.stdout).trim() == "yes"
     };
     for resource in [
-        "configmaps", "services", "deployments.apps", "statefulsets.apps", "poddisruptionbudgets.policy",
-        "ingresses.networking.k8s.io", "horizontalpodautoscalers.autoscaling", "httproutes.gateway.networking.k8s.io",
-        "scaledobjects.keda.sh", "servicemonitors.monitoring.coreos.com",
+        "configmaps",
+        "services",
+        "deployments.apps",
+        "statefulsets.apps",
+        "poddisruptionbudgets.policy",
+        "ingresses.networking.k8s.io",
+        "horizontalpodautoscalers.autoscaling",
+        "httproutes.gateway.networking.k8s.io",
+        "scaledobjects.keda.sh",
+        "servicemonitors.monitoring.coreos.com",
     ] {
         for verb in ["get", "list", "watch", "create", "patch", "delete"] {
             assert!(can(verb, resource, "apps"), "operator cannot {verb} {resource}");
@@ -770,7 +923,21 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     for verb in ["get", "list", "watch"] {
         assert!(can(verb, "realtimeclusters.switchyard.dev", "apps"));
     }
-    let status = kubectl(&["auth", "can-i", "patch", "realtimeclusters.switchyard.dev", "--subresource", "status", "-n", "apps", "--as", sa], None);
+    let status = kubectl(
+        &[
+            "auth",
+            "can-i",
+            "patch",
+            "realtimeclusters.switchyard.dev",
+            "--subresource",
+            "status",
+            "-n",
+            "apps",
+            "--as",
+            sa,
+        ],
+        None,
+    );
     assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "yes", "operator cannot patch realtimeclusters/status");
     assert!(can("create", "events.events.k8s.io", "apps"));
     assert!(can("patch", "leases.coordination.k8s.io", "switchyard-system"));
@@ -823,18 +990,41 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     assert!(events.contains("Created"), "events: {events}");
 
     // --- upgrade with changed values
-    helm_ok(&["upgrade", "sy", chart, "-n", "switchyard-system", "--set", "replicaCount=2", "--set", "logLevel=debug", "--set", "leaderElection.enabled=false"]);
+    helm_ok(&[
+        "upgrade",
+        "sy",
+        chart,
+        "-n",
+        "switchyard-system",
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "logLevel=debug",
+        "--set",
+        "leaderElection.enabled=false",
+    ]);
     let dep = deployments.get("sy-switchyard").await.unwrap();
     let spec = dep.spec.unwrap();
     assert_eq!(spec.replicas, Some(2));
     let c = &spec.template.spec.unwrap().containers[0];
-    assert!(c.args.as_ref().unwrap().iter().any(|a| a == "--leader-election=true"), "two replicas force leader election");
+    assert!(
+        c.args.as_ref().unwrap().iter().any(|a| a == "--leader-election=true"),
+        "two replicas force leader election"
+    );
     assert!(c.env.as_ref().unwrap().iter().any(|e| e.name == "RUST_LOG" && e.value.as_deref() == Some("debug")));
 
     // --- uninstall leaves nothing behind but the CRD
     helm_ok(&["uninstall", "sy", "-n", "switchyard-system", "--wait"]);
     let leftovers = kubectl_ok(
-        &["get", "deployments,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings", "-A", "-l", "app.kubernetes.io/instance=sy", "-o", "name"],
+        &[
+            "get",
+            "deployments,services,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings",
+            "-A",
+            "-l",
+            "app.kubernetes.io/instance=sy",
+            "-o",
+            "name",
+        ],
         None,
     );
     assert_eq!(leftovers.trim(), "", "orphans after uninstall");

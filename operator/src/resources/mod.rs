@@ -172,7 +172,10 @@ pub fn dynamic_child(
 
 /// API resource of the Gateway API HTTPRoute.
 pub fn http_route_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"), "httproutes")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute"),
+        "httproutes",
+    )
 }
 
 /// API resource of the KEDA ScaledObject.

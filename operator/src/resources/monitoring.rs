@@ -80,6 +80,70 @@ mod tests {
         assert!(json["panels"].as_array().is_some_and(|p| !p.is_empty()));
     }
 
+    /// The metric names the server exports (the contract the dashboard is written against).
+    const SERVER_METRICS: [&str; 16] = [
+        "socket_active_connections",
+        "socket_connections_total",
+        "socket_disconnects_total",
+        "socket_messages_total",
+        "socket_message_duration_seconds_bucket",
+        "socket_message_size_bytes_bucket",
+        "socket_active_rooms",
+        "socket_active_users",
+        "socket_errors_total",
+        "socket_auth_events_total",
+        "socket_server_uptime_seconds",
+        "switchyard_queue_jobs",
+        "switchyard_queue_job_retries_total",
+        "switchyard_queue_dead_letters_total",
+        "switchyard_redis_command_errors_total",
+        "switchyard_redis_command_duration_seconds_bucket",
+    ];
+
+    #[test]
+    fn dashboard_has_the_rows_variables_and_only_known_metrics() {
+        let dash: serde_json::Value = serde_json::from_str(DASHBOARD_JSON).unwrap();
+        let panels = dash["panels"].as_array().unwrap();
+        let rows: Vec<_> = panels.iter().filter(|p| p["type"] == "row").map(|p| p["title"].as_str().unwrap()).collect();
+        assert_eq!(
+            rows,
+            ["Connection Status", "Connection Activity", "Messages", "Performance", "Auth & Errors", "Redis & Queue"]
+        );
+        let vars: Vec<_> =
+            dash["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert_eq!(vars, ["datasource", "environment", "namespace"]);
+
+        let mut used = std::collections::BTreeSet::new();
+        for panel in panels.iter().filter(|p| p["type"] != "row") {
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                assert!(expr.contains("environment=~\"$environment\""), "{expr}");
+                // Every identifier followed by `{` is a metric selector.
+                for (i, _) in expr.match_indices('{') {
+                    let name: String = expr[..i]
+                        .chars()
+                        .rev()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    if !name.is_empty() {
+                        assert!(SERVER_METRICS.contains(&name.as_str()), "unknown metric {name} in {expr}");
+                        used.insert(name);
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            used.len(),
+            SERVER_METRICS.len(),
+            "metrics without a panel: {:?}",
+            SERVER_METRICS.iter().filter(|m| !used.contains(**m)).collect::<Vec<_>>()
+        );
+    }
+
     #[test]
     fn monitoring_toggles_and_labels() {
         let mut r = rtc("chat");

@@ -74,7 +74,11 @@ pub fn statefulset(rtc: &RealtimeCluster) -> Option<StatefulSet> {
             ..Default::default()
         }),
         resources: Some(managed.resources.clone().unwrap_or_else(default_resources)),
-        volume_mounts: Some(vec![VolumeMount { name: "data".into(), mount_path: "/data".into(), ..Default::default() }]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".into(),
+            mount_path: "/data".into(),
+            ..Default::default()
+        }]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             run_as_non_root: Some(true),
@@ -167,11 +171,11 @@ mod tests {
         assert!(joined.contains("--appendonly yes"), "{joined}");
         assert!(joined.contains("--appendfsync everysec"), "{joined}");
         let claim = &spec.volume_claim_templates.unwrap()[0];
-        assert_eq!(claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "1Gi");
         assert_eq!(
-            spec.persistent_volume_claim_retention_policy.unwrap().when_deleted.as_deref(),
-            Some("Retain")
+            claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+            "1Gi"
         );
+        assert_eq!(spec.persistent_volume_claim_retention_policy.unwrap().when_deleted.as_deref(), Some("Retain"));
         assert_eq!(service(&r).unwrap().spec.unwrap().cluster_ip.as_deref(), Some("None"));
     }
 

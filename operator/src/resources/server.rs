@@ -131,7 +131,11 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
                         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                         ..Default::default()
                     }),
-                    volumes: Some(vec![Volume { name: "tmp".into(), empty_dir: Some(Default::default()), ..Default::default() }]),
+                    volumes: Some(vec![Volume {
+                        name: "tmp".into(),
+                        empty_dir: Some(Default::default()),
+                        ..Default::default()
+                    }]),
                     ..Default::default()
                 }),
             },
@@ -149,7 +153,11 @@ fn secret_env(rtc: &RealtimeCluster) -> Vec<EnvVar> {
         env.push(EnvVar {
             name: name.into(),
             value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector { name: r.name.clone(), key: r.key.clone(), optional: Some(false) }),
+                secret_key_ref: Some(SecretKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: Some(false),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
