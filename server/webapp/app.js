@@ -99,7 +99,7 @@ async function showSignIn(message) {
 
 function wireSignIn() {
   const name = $("dev-name");
-  const preview = () => ($("dev-id-preview").textContent = name.value.trim() ? slug(name.value.trim()) : "…");
+  const preview = () => ($("dev-id-preview").textContent = name.value.trim() ? slug(name.value.trim()) : "alice");
   name.addEventListener("input", preview);
   preview();
   $("dev-form").addEventListener("submit", async (e) => {

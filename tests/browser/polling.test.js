@@ -2,7 +2,18 @@
 // and, with every Socket.IO request refused too, the HTTP API fallback.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { devServer, hasNotifications, launch, newUser, roomButton, shooter, signIn, waitConnection } from "./lib.js";
+import {
+  api,
+  devServer,
+  devToken,
+  hasNotifications,
+  launch,
+  newUser,
+  roomButton,
+  shooter,
+  signIn,
+  waitConnection,
+} from "./lib.js";
 import { notificationScenario, presenceScenario, seedScenario } from "./scenario.js";
 
 let server;
@@ -11,7 +22,8 @@ let users;
 const shot = shooter("polling");
 
 before(async () => {
-  server = await devServer();
+  // A short ping interval: a long-poll that the network drops is noticed within seconds.
+  server = await devServer({ PING_INTERVAL_MS: "3000", PING_TIMEOUT_MS: "3000" });
   browser = await launch();
 });
 
@@ -71,4 +83,50 @@ test("Socket.IO refused altogether: the app falls back to the HTTP API and still
   await shot(alice.page, "http-fallback-alice");
   assert.deepEqual(carol.errors, []);
   await carol.context.close();
+});
+
+test("connection lost and back: reconnecting, HTTP fallback meanwhile, live again with nothing missed", async () => {
+  const { alice } = users;
+  const { context, page } = alice;
+  await roomButton(page, "bob").click();
+  await page.locator("#room-title", { hasText: "bob" }).waitFor();
+  const roomId = await roomButton(page, "bob").getAttribute("data-room-id");
+  const bob = await devToken(server.url, "bob");
+  // Record every state the connection pill shows.
+  await page.evaluate(() => {
+    const conn = document.getElementById("conn");
+    window.__states = [conn.dataset.state];
+    new MutationObserver(() => {
+      if (window.__states.at(-1) !== conn.dataset.state) window.__states.push(conn.dataset.state);
+    }).observe(conn, { attributes: true, attributeFilter: ["data-state"] });
+  });
+
+  await context.route("**/socket.io/**", (route) => route.abort("connectionrefused"));
+  await waitConnection(page, "fallback");
+  await shot(page, "connection-lost-fallback");
+  const away = await api(server.url, bob, "POST", "/api/chat/messages", {
+    roomId,
+    content: "Sent while your socket was down",
+    clientMessageId: "away-1",
+  });
+  assert.equal(away.status, 201);
+  await page.locator(".msg-text", { hasText: "Sent while your socket was down" }).waitFor();
+
+  await context.unroute("**/socket.io/**");
+  await waitConnection(page, "connected", "polling");
+  const live = await api(server.url, bob, "POST", "/api/chat/messages", {
+    roomId,
+    content: "And this one arrives live",
+    clientMessageId: "live-1",
+  });
+  assert.equal(live.status, 201);
+  await page.locator(".msg-text", { hasText: "And this one arrives live" }).waitFor();
+  await shot(page, "connection-back");
+  const states = await page.evaluate(() => window.__states);
+  assert.deepEqual(states, ["connected", "reconnecting", "fallback", "connected"]);
+  // Each message once, in order.
+  const texts = await page.locator("#message-list .msg-text").allTextContents();
+  assert.equal(texts.filter((t) => t === "Sent while your socket was down").length, 1);
+  assert.ok(texts.indexOf("Sent while your socket was down") < texts.indexOf("And this one arrives live"));
+  assert.deepEqual(alice.errors, []);
 });
