@@ -351,6 +351,9 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     install_crd();
     let ns = Namespace::create("life");
     let ns = ns.0.as_str();
+    // Pod Security "restricted": the server and Redis pods must be admitted (the fake kubelet
+    // below only finds pods that admission let the controllers create).
+    kubectl_ok(&["label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted"], None);
     let client = client().await;
     let _op = Operator::start("life", "life-lease");
 
@@ -870,7 +873,9 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
 
     // --- install: exactly the expected objects
     kubectl(&["delete", "namespace", "switchyard-system", "--wait=true", "--ignore-not-found"], None);
-    helm_ok(&["install", "sy", chart, "-n", "switchyard-system", "--create-namespace"]);
+    kubectl_ok(&["create", "namespace", "switchyard-system"], None);
+    kubectl_ok(&["label", "namespace", "switchyard-system", "pod-security.kubernetes.io/enforce=restricted"], None);
+    helm_ok(&["install", "sy", chart, "-n", "switchyard-system"]);
     let manifest = kinds_and_names(&helm_ok(&["get", "manifest", "sy", "-n", "switchyard-system"]));
     let expected: Vec<(String, String)> = [
         ("ClusterRole", "sy-switchyard"),
@@ -894,6 +899,13 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     assert!(c.liveness_probe.is_some() && c.readiness_probe.is_some());
     assert_eq!(c.security_context.as_ref().unwrap().read_only_root_filesystem, Some(true));
     assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+    // The namespace enforces the "restricted" Pod Security Standard: the operator pod is admitted.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "switchyard-system");
+    eventually("operator pod admitted under restricted Pod Security", WAIT, || async {
+        let lp = ListParams::default().labels("app.kubernetes.io/name=switchyard-operator");
+        (!pods.list(&lp).await.ok()?.items.is_empty()).then_some(())
+    })
+    .await;
 
     // --- RBAC: enough for every kind the operator manages, nothing more. kubectl resolves
     // resource names through discovery, so the optional kinds' stand-in CRDs must exist.
