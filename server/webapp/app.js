@@ -394,8 +394,9 @@ async function openRoom(roomId, { focus = true } = {}) {
     if (S.current === roomId) renderMessages({ scroll: "bottom" });
   }
   markRead(roomId);
-  // On a phone the keyboard would cover the conversation; focus only with a pointer-and-keys layout.
-  if (focus && matchMedia("(min-width: 760px)").matches) $("composer-input").focus();
+  // On a phone the keyboard would cover the conversation: focus its title there (the list
+  // that had focus is gone), the message box on wider screens.
+  if (focus) (matchMedia("(min-width: 760px)").matches ? $("composer-input") : $("room-title")).focus();
 }
 
 function closeRoom() {

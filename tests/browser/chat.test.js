@@ -169,6 +169,8 @@ test("phone-sized screen: one pane at a time, back button, nothing overflows", a
   await roomButton(page, "alice").click();
   await page.locator("#room-title", { hasText: "alice" }).waitFor();
   assert.equal(await page.locator(".sidebar").isVisible(), false);
+  // Focus follows to the conversation (its title), not the hidden list.
+  assert.equal(await page.evaluate(() => document.activeElement.id), "room-title");
   // Receipts seen before the reload are still there.
   await page.locator('.msg.mine .receipt[data-status="read"]').waitFor();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
