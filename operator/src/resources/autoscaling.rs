@@ -133,6 +133,24 @@ mod tests {
     }
 
     #[test]
+    fn keda_example_in_monitoring_matches_what_the_operator_builds() {
+        let example: serde_json::Value =
+            serde_yaml::from_str(include_str!("../../../monitoring/keda/scaledobject.yaml")).unwrap();
+        let mut r = rtc("chat");
+        r.spec.autoscaling = Some(AutoscalingSpec {
+            mode: AutoscalingMode::Keda,
+            keda: Some(KedaSpec {
+                prometheus_server_address: "http://prometheus-operated.monitoring.svc:9090".into(),
+                activation_connections: 0,
+            }),
+            ..Default::default()
+        });
+        let built = scaled_object(&r).unwrap();
+        assert_eq!(example["spec"], built.data["spec"]);
+        assert_eq!(example["metadata"]["namespace"], "apps");
+    }
+
+    #[test]
     fn no_autoscaling_no_autoscaler() {
         assert!(hpa(&rtc("chat")).is_none());
         assert!(scaled_object(&rtc("chat")).is_none());
