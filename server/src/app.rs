@@ -225,7 +225,8 @@ where
         config.limits.max_message_length as usize,
         Duration::from_millis(config.socket.typing_timeout_ms),
     );
-    let notifications = Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone())?;
+    let notifications =
+        Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone(), metrics.clone())?;
     let presence = Presence::new(Arc::new(LocalPresence::default()), emitter.clone());
     let state = AppState(Arc::new(Inner {
         verifier,

@@ -23,6 +23,7 @@ pub mod store;
 pub mod worker;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -30,6 +31,7 @@ use serde_json::{Value, json};
 use crate::config::{Config, ConfigError};
 use crate::emitter::{Emitter, Target, user_room};
 use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::metrics::{JobState, Metrics};
 use crate::protocol::{check_id, json_size};
 use crate::store::{StoreResult, now_rfc3339};
 use channels::{Channel, Email, Webhook};
@@ -46,6 +48,8 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 100;
 /// Most ids in one `markNotificationsRead`.
 const MAX_MARK_IDS: usize = 100;
+/// How often the queue gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 /// Most dead letters in one listing.
 pub const MAX_DEAD_LETTER_PAGE: usize = 1000;
 
@@ -239,6 +243,7 @@ pub struct Notifications {
     keys: ServiceKeys,
     max_data_bytes: u64,
     workers: Mutex<Option<Workers>>,
+    gauges: tokio::task::JoinHandle<()>,
 }
 
 impl Notifications {
@@ -248,13 +253,15 @@ impl Notifications {
         store: Arc<dyn NotificationStore>,
         queue: Arc<dyn JobQueue>,
         emitter: Arc<dyn Emitter>,
+        metrics: Metrics,
     ) -> anyhow::Result<Self> {
         let rules = Rules::load(config)?;
         let inbox = Arc::new(Inbox::new(store, emitter));
         let webhook = Webhook::new(&config.webhook)?;
         let email = Email::new(&config.smtp)?;
-        let deliverer = Arc::new(Deliverer::new(inbox.clone(), webhook, email, &config.queue));
-        let workers = queue.start(deliverer, &config.queue);
+        let deliverer = Arc::new(Deliverer::new(inbox.clone(), webhook, email, &config.queue, metrics.clone()));
+        let workers = queue.start(deliverer.clone(), &config.queue);
+        let gauges = tokio::spawn(update_gauges(queue.clone(), deliverer, metrics));
         let keys = ServiceKeys::new(&config.notifications.service_api_keys);
         if keys.is_empty() {
             tracing::warn!("no SERVICE_API_KEYS: POST /api/events and the dead-letter routes answer 403");
@@ -267,6 +274,7 @@ impl Notifications {
             keys,
             max_data_bytes: config.notifications.max_event_data_bytes,
             workers: Mutex::new(Some(workers)),
+            gauges,
         })
     }
 
@@ -367,9 +375,27 @@ impl Notifications {
     /// queue. Later calls do nothing.
     pub async fn shutdown(&self) {
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.gauges.abort();
         if let Some(workers) = workers {
             workers.shutdown().await;
             tracing::info!("notification workers stopped");
+        }
+    }
+}
+
+/// Refreshes `switchyard_queue_jobs` every [`GAUGE_INTERVAL`].
+async fn update_gauges(queue: Arc<dyn JobQueue>, deliverer: Arc<Deliverer>, metrics: Metrics) {
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        metrics.set_queue_jobs(JobState::Active, deliverer.active());
+        match queue.counts().await {
+            Ok(counts) => {
+                metrics.set_queue_jobs(JobState::Queued, counts.queued as i64);
+                metrics.set_queue_jobs(JobState::Delayed, counts.delayed as i64);
+                metrics.set_queue_jobs(JobState::Dead, counts.dead as i64);
+            }
+            Err(e) => tracing::debug!(error = %e, "queue counts unavailable"),
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -11,6 +12,7 @@ use super::Inbox;
 use super::channels::{Channel, Email, Outcome, Webhook};
 use super::queue::{DeadLetter, Disposition, Job, RetryPolicy};
 use crate::config::{Budget, QueueConfig};
+use crate::metrics::Metrics;
 use crate::store::now_rfc3339;
 
 /// Delivers jobs on every channel. One per process, shared by the workers.
@@ -21,34 +23,40 @@ pub struct Deliverer {
     /// Per-channel budgets, indexed by [`Channel::index`]; per process.
     limits: Vec<DefaultDirectRateLimiter>,
     policy: RetryPolicy,
+    metrics: Metrics,
+    /// Attempts running now in this process.
+    active: AtomicI64,
 }
 
 impl Deliverer {
     /// A deliverer over the given channels.
-    pub fn new(inbox: Arc<Inbox>, webhook: Option<Webhook>, email: Option<Email>, config: &QueueConfig) -> Self {
+    pub fn new(
+        inbox: Arc<Inbox>,
+        webhook: Option<Webhook>,
+        email: Option<Email>,
+        config: &QueueConfig,
+        metrics: Metrics,
+    ) -> Self {
         let budgets = [config.queue_rate_limit_browser, config.queue_rate_limit_webhook, config.queue_rate_limit_email];
         let limits = budgets.iter().map(|b| DefaultDirectRateLimiter::direct(quota(*b))).collect();
-        Self { inbox, webhook, email, limits, policy: RetryPolicy::from_config(config) }
+        let policy = RetryPolicy::from_config(config);
+        Self { inbox, webhook, email, limits, policy, metrics, active: AtomicI64::new(0) }
+    }
+
+    /// Attempts running now in this process (after their rate-limit wait).
+    pub fn active(&self) -> i64 {
+        self.active.load(Ordering::Relaxed)
     }
 
     /// One attempt of `job`, after waiting for its channel's rate limit.
     pub async fn process(&self, mut job: Job) -> Disposition {
         self.limits[job.channel.index()].until_ready().await;
-        let outcome = match job.channel {
-            Channel::Browser => match self.inbox.deliver(&job.user_id, job.notification.clone()).await {
-                Ok(_) => Outcome::Delivered,
-                Err(e) => Outcome::Retry(e.to_string()),
-            },
-            Channel::Webhook => match &self.webhook {
-                Some(webhook) => webhook.deliver(&job).await,
-                None => Outcome::Permanent("the webhook channel is not configured".into()),
-            },
-            Channel::Email => match &self.email {
-                Some(email) => email.deliver(&job).await,
-                None => Outcome::Permanent("the email channel is not configured".into()),
-            },
+        let outcome = {
+            let _running = Running::start(&self.active);
+            self.attempt(&job).await
         };
         job.attempts += 1;
+        let channel = job.channel.as_str();
         let (error, permanent) = match outcome {
             Outcome::Delivered => {
                 tracing::debug!(job = %job.id, attempts = job.attempts, "notification delivered");
@@ -57,12 +65,14 @@ impl Deliverer {
             Outcome::Retry(error) if job.attempts < self.policy.max_attempts => {
                 let after = self.policy.delay(job.attempts);
                 tracing::warn!(job = %job.id, attempts = job.attempts, ?after, %error, "delivery failed; retrying");
+                self.metrics.job_retried(channel);
                 return Disposition::Retry { job, after };
             }
             Outcome::Retry(error) => (error, false),
             Outcome::Permanent(error) => (error, true),
         };
         tracing::error!(job = %job.id, attempts = job.attempts, permanent, %error, "delivery failed; dead letter");
+        self.metrics.job_dead_lettered(channel);
         Disposition::Dead(DeadLetter {
             id: job.id.clone(),
             error,
@@ -71,6 +81,39 @@ impl Deliverer {
             failed_at: now_rfc3339(),
             job,
         })
+    }
+
+    async fn attempt(&self, job: &Job) -> Outcome {
+        match job.channel {
+            Channel::Browser => match self.inbox.deliver(&job.user_id, job.notification.clone()).await {
+                Ok(_) => Outcome::Delivered,
+                Err(e) => Outcome::Retry(e.to_string()),
+            },
+            Channel::Webhook => match &self.webhook {
+                Some(webhook) => webhook.deliver(job).await,
+                None => Outcome::Permanent("the webhook channel is not configured".into()),
+            },
+            Channel::Email => match &self.email {
+                Some(email) => email.deliver(job).await,
+                None => Outcome::Permanent("the email channel is not configured".into()),
+            },
+        }
+    }
+}
+
+/// Counts an attempt as running until dropped (also when the attempt is cancelled).
+struct Running<'a>(&'a AtomicI64);
+
+impl<'a> Running<'a> {
+    fn start(count: &'a AtomicI64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

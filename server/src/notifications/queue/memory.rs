@@ -10,7 +10,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
+use super::{Counts, DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
 use crate::config::QueueConfig;
 use crate::notifications::channels::Channel;
 use crate::notifications::worker::Deliverer;
@@ -195,6 +195,20 @@ impl JobQueue for MemoryQueue {
         };
         self.schedule(job.clone(), Instant::now());
         Ok(Some(job))
+    }
+
+    async fn counts(&self) -> StoreResult<Counts> {
+        let now = Instant::now();
+        let state = self.lock();
+        let mut counts = Counts { dead: state.dead.len() as u64, ..Counts::default() };
+        for Reverse((at, _)) in state.due.iter().flatten() {
+            if *at <= now {
+                counts.queued += 1;
+            } else {
+                counts.delayed += 1;
+            }
+        }
+        Ok(counts)
     }
 
     fn start(&self, deliverer: Arc<Deliverer>, config: &QueueConfig) -> Workers {

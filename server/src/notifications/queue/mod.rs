@@ -128,6 +128,17 @@ impl RetryPolicy {
     }
 }
 
+/// Job counts for the `switchyard_queue_jobs` gauge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Due now, waiting for a worker.
+    pub queued: u64,
+    /// Due later (a retry's backoff).
+    pub delayed: u64,
+    /// Dead letters.
+    pub dead: u64,
+}
+
 /// Queue storage. Consumption is started with [`JobQueue::start`].
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {
@@ -141,6 +152,9 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Moves dead letter `id` back to the queue with a fresh attempt count; `None` when no
     /// such dead letter exists.
     async fn redrive(&self, id: &str) -> StoreResult<Option<Job>>;
+
+    /// Current counts. With Redis they are queue-wide, so every node reports the same.
+    async fn counts(&self) -> StoreResult<Counts>;
 
     /// Starts the workers, which deliver through `deliverer` until [`Workers::shutdown`].
     fn start(&self, deliverer: std::sync::Arc<Deliverer>, config: &QueueConfig) -> Workers;

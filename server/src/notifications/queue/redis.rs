@@ -19,7 +19,7 @@ use apalis_redis::{RedisStorage, RedisTask};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::{DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
+use super::{Counts, DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
 use crate::config::QueueConfig;
 use crate::notifications::channels::Channel;
 use crate::notifications::worker::Deliverer;
@@ -256,6 +256,22 @@ impl JobQueue for RedisQueue {
         pipe.atomic().hdel(&self.0.dead, id).ignore().zrem(&self.0.dead_order, id).ignore();
         redis.run(pipe.query_async::<()>(&mut conn)).await?;
         Ok(Some(job))
+    }
+
+    async fn counts(&self) -> StoreResult<Counts> {
+        let mut pipe = redis::pipe();
+        for queue in &self.0.queues {
+            pipe.llen(queue.active_jobs_list()).zcard(queue.scheduled_jobs_set());
+        }
+        pipe.zcard(&self.0.dead_order);
+        let mut conn = self.0.redis.conn();
+        let values: Vec<u64> = self.0.redis.run(pipe.query_async(&mut conn)).await?;
+        let per_channel = &values[..values.len() - 1];
+        Ok(Counts {
+            queued: per_channel.iter().step_by(2).sum(),
+            delayed: per_channel.iter().skip(1).step_by(2).sum(),
+            dead: values.last().copied().unwrap_or(0),
+        })
     }
 
     fn start(&self, deliverer: Arc<Deliverer>, config: &QueueConfig) -> Workers {
