@@ -1,5 +1,6 @@
 //! Logging and tracing: `tracing` to stdout (text or JSON), plus OpenTelemetry spans over OTLP
-//! gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+//! (gRPC, or HTTP with `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf`) when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
@@ -32,8 +33,13 @@ pub fn init(json: bool) -> anyhow::Result<TelemetryGuard> {
     };
     let provider = match std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT") {
         Ok(endpoint) if !endpoint.is_empty() => {
-            // The exporter reads the endpoint (and OTEL_EXPORTER_OTLP_* options) itself.
-            let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+            // The exporter reads the endpoint (and OTEL_EXPORTER_OTLP_* options) itself; the
+            // protocol follows OTEL_EXPORTER_OTLP_PROTOCOL (grpc by default, or http/protobuf).
+            let builder = opentelemetry_otlp::SpanExporter::builder();
+            let exporter = match std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() {
+                Ok("http/protobuf") => builder.with_http().build()?,
+                _ => builder.with_tonic().build()?,
+            };
             Some(
                 SdkTracerProvider::builder()
                     .with_batch_exporter(exporter)

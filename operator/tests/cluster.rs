@@ -125,11 +125,18 @@ struct Operator {
 
 impl Operator {
     fn start(name: &str, lease: &str) -> Self {
-        Self::start_with(name, lease, "default", None)
+        Self::start_with(name, lease, "default", None, &[])
     }
 
-    /// Starts an operator with its Lease in `lease_ns`, optionally with another kubeconfig.
-    fn start_with(name: &str, lease: &str, lease_ns: &str, kubeconfig: Option<&std::path::Path>) -> Self {
+    /// Starts an operator with its Lease in `lease_ns`, optionally with another kubeconfig and
+    /// extra environment.
+    fn start_with(
+        name: &str,
+        lease: &str,
+        lease_ns: &str,
+        kubeconfig: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let metrics_port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
@@ -140,6 +147,7 @@ impl Operator {
         if let Some(path) = kubeconfig {
             cmd.env("KUBECONFIG", path);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(["--identity", name, "--lease-name", lease, "--lease-namespace", lease_ns])
@@ -982,7 +990,7 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
         other => panic!("impersonated client should be forbidden to list Secrets: {other:?}"),
     }
     let _ns = Namespace::create("helm-example");
-    let _op = Operator::start_with("helm-sa", "sy-switchyard", "switchyard-system", Some(&impersonating));
+    let _op = Operator::start_with("helm-sa", "sy-switchyard", "switchyard-system", Some(&impersonating), &[]);
     let example = repo().join("examples/realtimecluster.yaml");
     kubectl_ok(&["apply", "-n", "helm-example", "-f", example.to_str().unwrap()], None);
     let rtcs: Api<RealtimeCluster> = Api::namespaced(client.clone(), "helm-example");
@@ -1042,4 +1050,74 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     assert_eq!(leftovers.trim(), "", "orphans after uninstall");
     kubectl_ok(&["get", "crd", "realtimeclusters.switchyard.dev"], None);
     kubectl(&["delete", "namespace", "switchyard-system", "switchyard-bad", "--wait=false"], None);
+}
+
+/// Reads one HTTP/1.1 request (headers and a Content-Length body) and answers 200.
+async fn read_http_request(stream: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0);
+    while buf.len() < header_end + len {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+    stream.write_all(reply).await.ok()?;
+    Some((head, buf[header_end..].to_vec()))
+}
+
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn operator_exports_reconcile_traces_over_otlp() {
+    install_crd();
+    let _ns = Namespace::create("traces");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let _op = Operator::start_with(
+        "traces",
+        "traces-lease",
+        "default",
+        None,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")],
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&rtc_yaml("traces", "traced", "replicas: 1")));
+    // OTLP/HTTP: protobuf ExportTraceServiceRequests POSTed to /v1/traces. Protobuf keeps
+    // strings as raw UTF-8, so the service name and span name are visible in the body.
+    let found = tokio::time::timeout(WAIT, async {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            while let Some((head, body)) = read_http_request(&mut stream).await {
+                let text = String::from_utf8_lossy(&body);
+                if head.starts_with("POST /v1/traces")
+                    && text.contains("switchyard-operator")
+                    && text.contains("reconcile")
+                    && text.contains("traced")
+                {
+                    return (head, body.len());
+                }
+            }
+        }
+    })
+    .await
+    .expect("the operator exported a reconcile span for the RealtimeCluster");
+    assert!(found.0.to_ascii_lowercase().contains("content-type: application/x-protobuf"), "{}", found.0);
+    assert!(found.1 > 0);
 }
