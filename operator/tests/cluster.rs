@@ -351,6 +351,16 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
     // And the valid neighbours of those cases pass.
     let ok = "autoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n  targetConnectionsPerPod: 1\nrouting:\n  host: chat.example.com\nrateLimits:\n  message: 30/10s";
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", "valid", ok)));
+    // Every shipped example is valid against the CRD.
+    let mut examples = 0;
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            kubectl_ok(&["apply", "--dry-run=server", "-n", "invalid", "-f", path.to_str().unwrap()], None);
+            examples += 1;
+        }
+    }
+    assert!(examples >= 3, "found only {examples} examples");
 }
 
 #[tokio::test]
