@@ -27,7 +27,7 @@ use crate::notifications::Notifications;
 use crate::notifications::queue::{JobQueue, MemoryQueue, RedisQueue};
 use crate::notifications::redis_store::RedisNotificationStore;
 use crate::notifications::store::{MemoryNotificationStore, NotificationStore};
-use crate::presence::{LocalPresence, Presence};
+use crate::presence::{LocalPresence, Presence, PresenceTracker, RedisPresence};
 use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, RedisRateLimiter, Verdict};
 use crate::redis::{ManagedDriver, Redis};
 use crate::store::{ChatStore, MemoryStore, RedisStore};
@@ -174,6 +174,7 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
                 config.notifications.notifications_per_user as usize,
             )),
             queue: Arc::new(MemoryQueue::new(config.queue.queue_dead_letter_limit as usize)),
+            presence: Arc::new(LocalPresence::default()),
         };
         return build_with::<LocalAdapter>(config, verifier, backend, metrics, ()).await;
     }
@@ -192,6 +193,7 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
             config.notifications.notifications_per_user,
         )),
         queue: Arc::new(RedisQueue::new(redis.clone(), &config.queue)),
+        presence: Arc::new(RedisPresence::new(redis.clone())),
         limiter: Arc::new(RedisRateLimiter::new(redis, &config.rate_limit)),
     };
     tracing::info!("REDIS_URL set: state, limits and broadcasts are shared through Redis");
@@ -204,6 +206,7 @@ struct Backend {
     limiter: Arc<dyn RateLimiter>,
     notification_store: Arc<dyn NotificationStore>,
     queue: Arc<dyn JobQueue>,
+    presence: Arc<dyn PresenceTracker>,
 }
 
 async fn build_with<A: Adapter + socketioxide_core::adapter::DefinedAdapter>(
@@ -227,7 +230,7 @@ where
     );
     let notifications =
         Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone(), metrics.clone())?;
-    let presence = Presence::new(Arc::new(LocalPresence::default()), emitter.clone());
+    let presence = Presence::new(backend.presence, emitter.clone());
     let state = AppState(Arc::new(Inner {
         verifier,
         chat,
@@ -256,6 +259,7 @@ where
     state.metrics().set_census(move || crate::metrics::local_rooms_and_users(&census));
     io_handle.set(io);
     spawn_store_probe(&state);
+    spawn_presence_upkeep(&state);
 
     let router = http::routes(&state)
         .layer(middleware::from_fn(crate::telemetry::trace_http))
@@ -287,6 +291,19 @@ impl<D: socketioxide_redis::drivers::Driver> AdapterInit for socketioxide_redis:
 /// How often readiness probes the store. Probing in the background keeps `/ready` and the
 /// handshake check free of Redis round trips.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Heartbeats and the sweep of dead nodes' sockets (a no-op for in-process presence).
+fn spawn_presence_upkeep(state: &AppState) {
+    let weak = Arc::downgrade(&state.0);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::presence::MAINTAIN_INTERVAL);
+        loop {
+            tick.tick().await;
+            let Some(inner) = weak.upgrade() else { return };
+            inner.presence.maintain().await;
+        }
+    });
+}
 
 fn spawn_store_probe(state: &AppState) {
     let weak = Arc::downgrade(&state.0);

@@ -2,7 +2,7 @@
 // kill -9 of a node, a Redis restart, and Redis paused.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, startRedis, startNginx, token, connect, call, sleep, http } from "./helpers.js";
+import { startServer, startRedis, startNginx, token, connect, call, next, sleep, uid, http } from "./helpers.js";
 import { setupRoom, runTraffic, verify, closeAll } from "./traffic.js";
 
 const ENV = (redis) => ({
@@ -33,15 +33,32 @@ test("kill -9 of a node while messages flow: its clients reconnect elsewhere, no
   const c = await cluster();
   const { room, participants } = await setupRoom(c.nginx.url, 6, { prefix: "k" });
   try {
+    // A user whose only socket is on the node that dies, and someone watching them.
+    const lonely = uid("lonely");
+    const watcher = await connect(c.nodes[1].url, "/notifications", token(uid("watcher")));
+    await call(watcher, "subscribePresence", { userIds: [lonely] });
+    const cameOnline = next(watcher, "presence", (p) => p.userId === lonely && p.online, 10000);
+    const doomed = await connect(c.nodes[0].url, "/chat", token(lonely), { reconnection: false });
+    await cameOnline;
+    const wentOffline = next(watcher, "presence", (p) => p.userId === lonely && !p.online, 40000);
+
     const traffic = runTraffic(participants);
     await sleep(1500);
     c.nodes[0].child.kill("SIGKILL");
+    const killedAt = Date.now();
     await sleep(3000);
     await traffic.stop();
     const reconnected = participants.reduce((n, p) => n + p.reconnects, 0);
     assert.ok(reconnected > 0, "some clients were on the killed node and reconnected");
     for (const p of participants) assert.equal(p.socket.connected, true, `${p.user} is connected again`);
     await verify(c.nginx.url, room, participants, traffic.acked);
+    // Presence converges: the dead node's user is offline within the documented bound
+    // (heartbeat TTL 15 s + sweep interval 5 s).
+    const gone = await wentOffline;
+    assert.ok(Date.now() - killedAt < 25000, "offline within the bound");
+    assert.ok(gone.lastSeen);
+    doomed.close();
+    watcher.close();
   } finally {
     closeAll(participants);
     await c.stop();

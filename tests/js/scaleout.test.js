@@ -4,11 +4,12 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, startRedis, startNginx, token, connect, call, next, record, sleep, uid, http } from "./helpers.js";
 
+const SERVICE_KEY = "scaleout-service-key-0123456789";
 let redis;
 let nodes = [];
 before(async () => {
   redis = await startRedis();
-  const env = { REDIS_URL: redis.url, TYPING_TIMEOUT_MS: "600", RATE_LIMIT_ROOM: "5/60s", RATE_LIMIT_WARNINGS: "1" };
+  const env = { REDIS_URL: redis.url, TYPING_TIMEOUT_MS: "600", RATE_LIMIT_ROOM: "5/60s", RATE_LIMIT_WARNINGS: "1", SERVICE_API_KEYS: SERVICE_KEY };
   nodes = await Promise.all([startServer(env), startServer(env), startServer(env)]);
 });
 after(async () => {
@@ -117,5 +118,49 @@ test("through the nginx sticky-session front, polling and websocket clients work
   } finally {
     sockets.forEach((s) => s.close());
     await nginx.stop();
+  }
+});
+
+test("presence and notifications cross nodes", async () => {
+  const [watcher, xavier] = [uid("watcher"), uid("xavier")];
+  const w = await connect(nodes[0].url, "/notifications", token(watcher));
+  const sockets = [];
+  try {
+    const initial = await call(w, "subscribePresence", { userIds: [xavier] });
+    assert.deepEqual(initial.data.users, [{ userId: xavier, online: false }]);
+    // Xavier comes online on node 1; the watcher on node 0 hears it.
+    const online = next(w, "presence", (p) => p.userId === xavier);
+    sockets.push(await connect(nodes[1].url, "/chat", token(xavier)));
+    assert.deepEqual(await online, { userId: xavier, online: true });
+    // A second socket on node 2, in the other namespace: one user, still one "online".
+    const n2 = await connect(nodes[2].url, "/notifications", token(xavier), { transports: ["polling"] });
+    sockets.push(n2);
+    assert.equal((await call(w, "subscribePresence", { userIds: [xavier] })).data.users[0].online, true);
+
+    // A notification produced on node 0 reaches Xavier's socket on node 2.
+    const note = next(n2, "newNotification");
+    const res = await fetch(`${nodes[0].url}/api/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${SERVICE_KEY}` },
+      body: JSON.stringify({ type: "user.registered", userId: xavier, data: { name: "Xavier" } }),
+    });
+    assert.equal(res.status, 202);
+    const notification = await note;
+    assert.equal(notification.type, "welcome");
+    assert.match(notification.title, /Xavier/);
+
+    // Closing one socket keeps him online; closing both takes him offline with lastSeen.
+    const events = [];
+    w.on("presence", (p) => p.userId === xavier && events.push(p));
+    sockets[0].close();
+    await sleep(500);
+    assert.deepEqual(events, [], "still online with a socket left");
+    const offline = next(w, "presence", (p) => p.userId === xavier && !p.online);
+    n2.close();
+    const gone = await offline;
+    assert.ok(!Number.isNaN(Date.parse(gone.lastSeen)));
+  } finally {
+    w.close();
+    sockets.forEach((s) => s.close());
   }
 });
