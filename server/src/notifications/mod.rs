@@ -321,6 +321,7 @@ impl Notifications {
             "data": event.data.clone().unwrap_or_else(|| json!({})),
         });
         let created_at = now_rfc3339();
+        let traceparent = crate::telemetry::current_traceparent();
         let mut jobs = Vec::new();
         for rule in rules {
             let rendered = rule.render(&context).map_err(ApiError::invalid)?;
@@ -351,6 +352,7 @@ impl Notifications {
                     },
                     attempts: 0,
                     redrives: 0,
+                    traceparent: traceparent.clone(),
                 });
             }
         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota};
+use tracing::{Instrument, field};
 
 use super::Inbox;
 use super::channels::{Channel, Email, Outcome, Webhook};
@@ -51,12 +52,31 @@ impl Deliverer {
     /// One attempt of `job`, after waiting for its channel's rate limit.
     pub async fn process(&self, mut job: Job) -> Disposition {
         self.limits[job.channel.index()].until_ready().await;
+        let channel = job.channel.as_str();
+        let span = tracing::info_span!(
+            "notification.deliver",
+            otel.name = %format!("deliver {channel}"),
+            otel.kind = "consumer",
+            notification.channel = channel,
+            notification.job = %job.id,
+            notification.attempt = job.attempts + 1,
+            error.type = field::Empty,
+        );
+        crate::telemetry::set_remote_parent(&span, job.traceparent.as_deref());
         let outcome = {
             let _running = Running::start(&self.active);
-            self.attempt(&job).await
+            self.attempt(&job).instrument(span.clone()).await
         };
+        match &outcome {
+            Outcome::Delivered => {}
+            Outcome::Retry(_) => {
+                span.record("error.type", "retry");
+            }
+            Outcome::Permanent(_) => {
+                span.record("error.type", "permanent");
+            }
+        }
         job.attempts += 1;
-        let channel = job.channel.as_str();
         let (error, permanent) = match outcome {
             Outcome::Delivered => {
                 tracing::debug!(job = %job.id, attempts = job.attempts, "notification delivered");

@@ -250,6 +250,7 @@ mod tests {
             email: None,
             attempts: 0,
             redrives: 0,
+            traceparent: None,
         }
     }
 

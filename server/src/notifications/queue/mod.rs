@@ -51,6 +51,10 @@ pub struct Job {
     /// Times re-driven from the dead letters (keeps the retry keys of each round apart).
     #[serde(default)]
     pub redrives: u32,
+    /// The trace context of the request that queued it, so every attempt (on any node)
+    /// joins the event's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Recipient and subject of an email job.
