@@ -274,11 +274,13 @@ pub fn current_traceparent() -> Option<String> {
     carrier.0.remove("traceparent")
 }
 
-/// Axum middleware: a server span per HTTP API request, continuing the caller's
-/// `traceparent`. Socket.IO transport requests never reach it (the Socket.IO layer sits
-/// outside the routes), and probes and scrapes are left out as noise.
+/// Axum middleware: a server span per HTTP API request (`/api/...`, `/dev/...`), continuing
+/// the caller's `traceparent`. Socket.IO transport requests never reach it (the Socket.IO
+/// layer sits outside the routes); probes, scrapes and the web app's files are left out as
+/// noise.
 pub async fn trace_http(request: Request, next: Next) -> Response {
-    if matches!(request.uri().path(), "/health" | "/ready" | "/metrics") {
+    let path = request.uri().path();
+    if !(path.starts_with("/api/") || path.starts_with("/dev/")) {
         return next.run(request).await;
     }
     let method = request.method().clone();

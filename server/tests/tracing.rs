@@ -44,8 +44,15 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+impl Receiver {
+    fn record(&self, request: ExportTraceServiceRequest) {
         let mut got = self.0.lock().unwrap();
-        for rs in request.into_inner().resource_spans {
+        for rs in request.resource_spans {
             let resource = attributes(rs.resource.map(|r| r.attributes).unwrap_or_default());
             for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
                 got.push(Got {
@@ -61,7 +68,6 @@ impl TraceService for Receiver {
                 });
             }
         }
-        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
 
@@ -96,6 +102,28 @@ impl Receiver {
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
         );
         (receiver, addr)
+    }
+
+    /// An OTLP/HTTP receiver (`POST /v1/traces`, protobuf bodies) on a free port.
+    async fn start_http() -> (Receiver, SocketAddr) {
+        use prost::Message;
+        let receiver = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink = receiver.clone();
+        let app = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                sink.record(ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf body"));
+                ExportTraceServiceResponse { partial_success: None }.encode_to_vec()
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (receiver, addr)
+    }
+
+    fn all(&self) -> Vec<Got> {
+        self.0.lock().unwrap().clone()
     }
 
     /// The first span matching `pred`, waiting up to 20 s for the exporters' batches.
@@ -368,12 +396,12 @@ async fn log_lines_are_json_and_never_carry_tokens_or_message_content() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    server.wait_log("the refused handshake", |v| v["message"] == "handshake refused").await;
+    // Verbose lines of each kind were written (and are checked below).
+    for message in ["authenticated", "event rejected", "request", "handshake refused"] {
+        server.wait_log(message, |v| v["message"] == message).await;
+    }
 
     let logs = server.logs();
-    for message in ["authenticated", "event rejected", "request", "handshake refused"] {
-        assert!(logs.iter().any(|l| l.contains(&format!("\"message\":\"{message}\""))), "{message} not logged");
-    }
     for line in &logs {
         let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         for key in ["timestamp", "level", "target"] {
@@ -383,4 +411,43 @@ async fn log_lines_are_json_and_never_carry_tokens_or_message_content() {
             assert!(!line.contains(secret), "log line leaks {secret}: {line}");
         }
     }
+}
+
+#[tokio::test]
+async fn spans_also_go_over_otlp_http_and_the_ratio_sampler_follows_a_sampled_caller() {
+    let (rx, otlp) = Receiver::start_http().await;
+    let server = Server::spawn(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{otlp}")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".into()),
+        // New traces are never sampled; a caller's sampled trace always is.
+        ("OTEL_TRACES_SAMPLER_ARG", "0".into()),
+    ]);
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/chat/rooms", server.addr);
+    let unsampled = http.get(&url).bearer_auth(token("alice")).send().await.unwrap();
+    assert_eq!(unsampled.status(), 200);
+    let sampled =
+        http.get(&url).bearer_auth(token("alice")).header("traceparent", format!("00-{TRACE}-{PARENT}-01")).send();
+    assert_eq!(sampled.await.unwrap().status(), 200);
+
+    let span = rx.wait_for("the sampled request over HTTP", |s| s.trace_id == TRACE).await;
+    assert_eq!(span.name, "GET /api/chat/rooms");
+    assert_eq!(span.service, "switchyard-server", "the default service name");
+    // Both requests were exported in the same or an earlier batch; only the sampled one is there.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(rx.all().iter().all(|s| s.trace_id == TRACE), "unsampled spans exported: {:?}", rx.all());
+}
+
+#[test]
+fn invalid_tracing_settings_name_their_variable() {
+    use switchyard_server::Config;
+    let err = Config::load_from(["s", "--otel-sample-ratio", "1.5"]).unwrap_err();
+    assert!(err.contains("OTEL_TRACES_SAMPLER_ARG"), "{err}");
+    let err = Config::load_from(["s", "--otlp-endpoint", "collector:4317"]).unwrap_err();
+    assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{err}");
+    let err = Config::load_from(["s", "--otlp-protocol", "carrier-pigeon"]).unwrap_err();
+    assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
+    // Empty means unset, as Kubernetes manifests often write it.
+    let config = Config::load_from(["s", "--otlp-endpoint", ""]).unwrap();
+    assert!(config.tracing.otlp_endpoint.is_none());
 }

@@ -1,5 +1,7 @@
 //! The `/chat` namespace: joins on connect, then one free handler per contract event.
 
+use std::convert::Infallible;
+
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
@@ -10,8 +12,11 @@ use crate::emitter::{chat_room, user_room};
 use crate::protocol::{Empty, GetMessages, GetOrCreateRoom, MarkRead, SendMessage, Typing};
 use crate::ratelimit::EventClass;
 
-/// Joins `user:U` and `room:R` for each of the user's rooms, then registers the handlers.
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
+/// Connect middleware (after authentication): registers the handlers, then joins `user:U`
+/// and `room:R` for each of the user's rooms. This is a middleware rather than the connect
+/// handler because socketioxide sends the client its CONNECT before it spawns the connect
+/// handler: handlers registered there can miss the events a client sends right away.
+pub async fn setup<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) -> Result<(), Infallible> {
     track(&socket, &app);
     socket.on("getOrCreateRoom", on_get_or_create_room::<A>);
     socket.on("sendMessage", on_send_message::<A>);
@@ -19,14 +24,18 @@ pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppS
     socket.on("markMessagesRead", on_mark_messages_read::<A>);
     socket.on("typing", on_typing::<A>);
     socket.on("getRooms", on_get_rooms::<A>);
-    let Ok(user) = identity(&socket) else { return };
+    let Ok(user) = identity(&socket) else { return Ok(()) };
     socket.join(user_room(&user.user_id));
     match app.chat().store().room_ids_of(&user.user_id).await {
         Ok(rooms) => socket.join(rooms.iter().map(|r| chat_room(r)).collect::<Vec<_>>()),
         // The socket still gets direct deliveries; room events resume after a reconnect.
         Err(e) => tracing::warn!(error = %e, "could not load rooms on connect"),
     }
+    Ok(())
 }
+
+/// The connect handler: everything happened in [`setup`].
+pub async fn on_connect<A: Adapter>(_socket: SocketRef<A>) {}
 
 async fn on_get_or_create_room<A: Adapter>(
     socket: SocketRef<A>,

@@ -35,7 +35,8 @@ use crate::ratelimit::{EventClass, Verdict};
 /// whether a remote adapter subscribed.
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> Vec<A::InitRes> {
     vec![
-        io.ns(crate::chat::NS, chat::on_connect::<A>.with(authenticate::<A>)),
+        // Middlewares run last-added first: authenticate, then set up.
+        io.ns(crate::chat::NS, chat::on_connect::<A>.with(chat::setup::<A>).with(authenticate::<A>)),
         io.ns(crate::notifications::NS, notifications::on_connect::<A>.with(authenticate::<A>)),
     ]
 }
