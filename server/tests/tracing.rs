@@ -368,7 +368,9 @@ async fn a_message_from_one_node_to_another_is_one_trace_with_spans_from_both_pr
 #[tokio::test]
 async fn log_lines_are_json_and_never_carry_tokens_or_message_content() {
     // `trace` is as loud as logging gets; packet-logging crates stay at `info`.
-    let server = Server::spawn(&[("LOG_LEVEL", "trace".into())]);
+    let dir = std::env::temp_dir().join(format!("sy-logs-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = Server::spawn(&[("LOG_LEVEL", "trace".into()), ("LOG_DIR", dir.display().to_string())]);
     let secret_content = "content-that-must-not-be-logged-7f3a";
     let alice_token = token("alice");
     let mut alice = Client::connect(server.addr, "/chat", Some(&alice_token)).await.unwrap();
@@ -411,6 +413,36 @@ async fn log_lines_are_json_and_never_carry_tokens_or_message_content() {
             assert!(!line.contains(secret), "log line leaks {secret}: {line}");
         }
     }
+
+    // The same lines go to a daily file under LOG_DIR (written in the background).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (name, text) = loop {
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(files.len() <= 1, "one file per day: {files:?}");
+        if let Some(file) = files.first() {
+            let text = std::fs::read_to_string(file).unwrap();
+            if text.contains("handshake refused") {
+                break (file.file_name().unwrap().to_string_lossy().into_owned(), text);
+            }
+        }
+        assert!(Instant::now() < deadline, "no log file in {}", dir.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(name.starts_with("switchyard.") && name.ends_with(".log"), "{name}");
+    let mut with_ids = 0;
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        with_ids += usize::from(v.get("trace_id").is_some() && v.get("span_id").is_some());
+        for secret in [secret_content, alice_token.as_str(), expired.as_str()] {
+            assert!(!line.contains(secret), "log file leaks {secret}: {line}");
+        }
+    }
+    assert!(with_ids >= 3, "file lines carry trace ids too:\n{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos().into()
 }
 
 #[tokio::test]
