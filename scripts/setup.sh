@@ -29,8 +29,8 @@ if ((${#missing[@]})); then
   done
 fi
 
-# npm packages for every JS suite, from their lock files.
-for dir in tests/*/; do
+# npm packages for every JS suite and the benchmark's Node peer, from their lock files.
+for dir in tests/*/ bench/node-server/; do
   if [[ -f "$dir/package-lock.json" ]]; then
     stamp="$dir/node_modules/.switchyard-stamp"
     if [[ ! -f "$stamp" || "$dir/package-lock.json" -nt "$stamp" ]]; then

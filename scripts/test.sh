@@ -30,9 +30,13 @@ step "browser tests (the web app in Chromium, playwright-core)"
 step "observability: real Prometheus scrapes two servers; dashboard and alert queries; promtool"
 (cd tests/observability && npm test)
 
-if [[ -f tests/cluster/run.sh ]]; then
-  step "operator against a real Kubernetes API server"
-  bash tests/cluster/run.sh
-fi
+step "operator against a real Kubernetes API server"
+bash tests/cluster/run.sh
+
+step "benchmark smoke: every scenario for a few seconds, correctness only (no timing)"
+bash bench/run.sh --smoke
+
+step "container images: built FROM scratch with buildah, server run with podman"
+bash tests/containers/run.sh
 
 step "all tests passed"

@@ -178,8 +178,9 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         };
         return build_with::<LocalAdapter>(config, verifier, backend, metrics, ()).await;
     }
-    let redis =
-        Redis::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
+    let redis = Redis::connect(&config.redis, metrics.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
     let driver =
         ManagedDriver::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot subscribe on Redis: {e}"))?;
     let adapter = RedisAdapterCtr::new_with_driver(

@@ -19,8 +19,9 @@ test("SIGTERM drains clients, exits 0, clients reconnect to the next process", a
     const t0 = Date.now();
     const exit = server.stop("SIGTERM");
     for (const reason of await Promise.all(reasons)) {
-      // "io server disconnect" would stop socket.io-client from reconnecting.
-      assert.equal(reason, "transport close");
+      // A transport-level end ("transport close", or "transport error" when the socket is
+      // cut mid-write) makes socket.io-client reconnect; "io server disconnect" would not.
+      assert.ok(["transport close", "transport error"].includes(reason), reason);
     }
     const { code } = await exit;
     assert.equal(code, 0);

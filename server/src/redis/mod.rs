@@ -12,6 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use driver::ManagedDriver;
 
 use crate::config::RedisConfig;
+use crate::metrics::Metrics;
 use crate::store::{StoreError, StoreResult};
 
 /// A handle on Redis; cheap to clone (the connection is multiplexed).
@@ -20,6 +21,7 @@ pub struct Redis {
     conn: ConnectionManager,
     timeout: Duration,
     prefix: String,
+    metrics: Metrics,
 }
 
 /// The client for `url`, forcing RESP3: the adapter's pub/sub rides on RESP3 push messages.
@@ -47,15 +49,13 @@ pub fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
 }
 
 impl Redis {
-    /// Connects to `REDIS_URL`; fails when Redis cannot be reached at start-up.
-    pub async fn connect(config: &RedisConfig) -> redis::RedisResult<Self> {
+    /// Connects to `REDIS_URL`; fails when Redis cannot be reached at start-up. Every call
+    /// through [`Redis::run`] is timed into `metrics`.
+    pub async fn connect(config: &RedisConfig, metrics: Metrics) -> redis::RedisResult<Self> {
         let url = config.redis_url.as_deref().unwrap_or_default();
         let conn = ConnectionManager::new_with_config(client(url)?, manager_config(config)).await?;
-        Ok(Self {
-            conn,
-            timeout: Duration::from_millis(config.redis_timeout_ms),
-            prefix: config.redis_key_prefix.clone(),
-        })
+        let timeout = Duration::from_millis(config.redis_timeout_ms);
+        Ok(Self { conn, timeout, prefix: config.redis_key_prefix.clone(), metrics })
     }
 
     /// A key under the configured prefix: `key(&["room", id])` → `sy:room:<id>`.
@@ -76,11 +76,14 @@ impl Redis {
     /// Runs a Redis call with the command timeout; every failure is `unavailable`, since
     /// our scripts and commands only fail when Redis itself is unwell.
     pub async fn run<T>(&self, call: impl Future<Output = redis::RedisResult<T>>) -> StoreResult<T> {
-        match tokio::time::timeout(self.timeout, call).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.timeout))),
-        }
+        };
+        self.metrics.redis_command(started.elapsed(), result.is_ok());
+        result
     }
 
     /// True when Redis answers a PING in time.

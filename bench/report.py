@@ -1,0 +1,114 @@
+"""Turns the benchmark's JSON result lines into bench/results/<date>.md and a PNG plot.
+
+usage: report.py RESULTS_FILE SMOKE COMMAND
+In smoke mode it only checks correctness (every scenario ran, nothing dropped or refused)
+and writes nothing.
+"""
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+
+results_file, smoke, command = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+rows = {}
+for line in open(results_file):
+    label, _, payload = line.strip().partition(" ")
+    rows[label] = json.loads(payload)
+
+problems = []
+for label, r in rows.items():
+    if r["scenario"] == "idle" and (r["failed"] or not r["connected"]):
+        problems.append(f"{label}: {r['failed']} connections failed")
+    if r["scenario"] == "fanout" and (r["drops"] or r["ack_errors"] or not r["delivered"]):
+        problems.append(f"{label}: {r['drops']} drops, {r['ack_errors']} ack errors, {r['delivered']} delivered")
+if smoke:
+    for label, r in sorted(rows.items()):
+        print(f"smoke {label}: ok" if not any(p.startswith(label + ":") for p in problems) else f"smoke {label}: FAILED")
+    if problems:
+        print("\n".join(problems))
+        sys.exit(1)
+    sys.exit(0)
+
+def version(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "?"
+
+today = datetime.date.today().isoformat()
+out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+os.makedirs(out_dir, exist_ok=True)
+md = [f"# Benchmark results {today}", "", f"Command: `{command}`", ""]
+md += ["## Machine", "",
+       f"- {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}",
+       f"- {version(['rustc', '--version'])}; node {version(['node', '--version'])}; {version(['redis-server', '--version'])}",
+       "- Servers and the load generator share the machine; compare ratios within this run.", ""]
+
+def get(label, key):
+    return rows.get(label, {}).get(key)
+
+md += ["## Idle connections", "", "| server | connections | KiB RSS per connection | connects/s |", "|---|---|---|---|"]
+for t in ("switchyard", "node"):
+    r = rows.get(f"idle/{t}")
+    if r:
+        md.append(f"| {t} | {r['connected']} | {r['kib_per_connection']:.1f} | {r['connect_rate']:.0f} |")
+sy, nd = get("idle/switchyard", "kib_per_connection"), get("idle/node", "kib_per_connection")
+cs, cn = get("idle/switchyard", "connect_rate"), get("idle/node", "connect_rate")
+if sy and nd:
+    md += ["", f"- RSS per idle connection: Switchyard / Node = **{sy / nd:.2f}** (goal ≤ 0.25)"]
+if cs and cn:
+    md += [f"- Connect rate: Switchyard / Node = **{cs / cn:.2f}** (goal ≥ 3)"]
+
+rates = sorted({int(l.split("/")[2]) for l in rows if l.startswith("fanout/")})
+md += ["", "## Fan-out", "", "| rate/sender | server | delivered/s | p50 ms | p99 ms | p99.9 ms | drops |", "|---|---|---|---|---|---|---|"]
+for rate in rates:
+    for t in ("switchyard", "node", "floor"):
+        r = rows.get(f"fanout/{t}/{rate}")
+        if r:
+            md.append(f"| {rate} | {t} | {r['delivered_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p999_ms']:.1f} | {r['drops']} |")
+best = max(rates, key=lambda x: get(f"fanout/switchyard/{x}", "delivered_per_sec") or 0) if rates else None
+if best:
+    s, n, f = (get(f"fanout/{t}/{best}", "delivered_per_sec") for t in ("switchyard", "node", "floor"))
+    md += ["", f"- Delivered/s at rate {best}: Switchyard / Node = **{s / n:.2f}** (goal ≥ 3), Switchyard / floor = **{s / f:.2f}** (goal ≥ 0.6)"]
+    node_best = max(rates, key=lambda x: get(f"fanout/node/{x}", "delivered_per_sec") or 0)
+    ps, pn = get(f"fanout/switchyard/{node_best}", "p99_ms"), get(f"fanout/node/{node_best}", "p99_ms")
+    md += [f"- p99 at Node's best rate ({node_best}): Switchyard / Node = **{ps / pn:.2f}** (goal ≤ 0.33)"]
+
+md += ["", "## Cross-node (three processes, one Redis)", "", "| server | delivered/s | p50 ms | p99 ms | drops |", "|---|---|---|---|---|"]
+for l, r in sorted(rows.items()):
+    if l.startswith("crossnode/"):
+        md.append(f"| {l.split('/')[1]} | {r['delivered_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['drops']} |")
+cross = [l for l in rows if l.startswith("crossnode/switchyard/")]
+if cross:
+    rate = cross[0].split("/")[2]
+    single = get(f"fanout/switchyard/{rate}", "p99_ms")
+    if single:
+        md += ["", f"- Switchyard cross-node p99 / single-node p99 at rate {rate} = **{rows[cross[0]]['p99_ms'] / single:.2f}** (goal ≤ 2)"]
+if problems:
+    md += ["", "## Problems", ""] + [f"- {p}" for p in problems]
+md += ["", "## Raw results", "", "```"] + [f"{l} {json.dumps(r)}" for l, r in sorted(rows.items())] + ["```", ""]
+
+png = f"{today}.png"
+try:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    for t in ("switchyard", "node", "floor"):
+        xs = [r for r in rates if f"fanout/{t}/{r}" in rows]
+        a.plot(xs, [rows[f"fanout/{t}/{r}"]["delivered_per_sec"] for r in xs], marker="o", label=t)
+        b.plot(xs, [rows[f"fanout/{t}/{r}"]["p99_ms"] for r in xs], marker="o", label=t)
+    a.set(title="Fan-out throughput", xlabel="messages/s per sender", ylabel="delivered messages/s")
+    b.set(title="Fan-out p99 latency", xlabel="messages/s per sender", ylabel="ms", yscale="log")
+    a.legend(); b.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, png), dpi=110)
+    md.insert(4, f"![throughput and latency]({png})\n")
+except ImportError:
+    md.insert(4, "(matplotlib missing: no plot)\n")
+
+path = os.path.join(out_dir, f"{today}.md")
+open(path, "w").write("\n".join(md))
+print(f"wrote {path}")

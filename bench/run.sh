@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs the side-by-side comparison and writes bench/results/<date>.md plus a PNG plot.
+#   bash bench/run.sh            full run (minutes)
+#   bash bench/run.sh --smoke    seconds-long run of every scenario, checks correctness only
+# Servers and the generator share this machine; results are ratios within one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SMOKE=0; [[ "${1:-}" == "--smoke" ]] && SMOKE=1
+SECRET="bench-secret-that-is-long-enough-for-hs256"
+OUT=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+PROFILE=release; [[ $SMOKE == 1 ]] && PROFILE=debug
+cargo build --quiet $([[ $PROFILE == release ]] && echo --release) -p switchyard-server -p switchyard-loadgen --bins
+BIN="target/$PROFILE"
+(cd bench/node-server && [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no server on $1"; return 1; }
+
+# Every server gets the generous budgets a benchmark needs, and the same JWT secret.
+SY_ENV=(JWT_SECRET="$SECRET" LOG_LEVEL=warn RATE_LIMIT_MESSAGE=100000000/1s RATE_LIMIT_ROOM=100000000/1s RATE_LIMIT_QUERY=100000000/1s HOST=127.0.0.1)
+# Each start_* leaves the process id in $LAST (no subshell, so cleanup knows every process).
+start_switchyard() { # port [redis_url]
+  env "${SY_ENV[@]}" WEBSOCKET_PORT="$1" ${2:+REDIS_URL=$2} "$BIN/switchyard-server" >/dev/null 2>&1 &
+  LAST=$!; PIDS+=($LAST); wait_http "$1"
+}
+start_node() { # port [redis_url]
+  env JWT_SECRET="$SECRET" PORT="$1" ${2:+REDIS_URL=$2} node bench/node-server/server.js >>"$OUT/node.log" 2>&1 &
+  LAST=$!; PIDS+=($LAST); wait_http "$1"
+}
+start_floor() { "$BIN/ws-floor" "127.0.0.1:$1" >/dev/null 2>&1 & LAST=$!; PIDS+=($LAST); sleep 0.3; }
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+gen() { "$BIN/switchyard-loadgen" --secret "$SECRET" "$@"; }
+
+if [[ $SMOKE == 1 ]]; then
+  IDLE=200; PROCS=2; ROOMS=2; MEMBERS=20; RATE=20; DUR=2; RATES=(20)
+else
+  IDLE=18000; PROCS=2; ROOMS=1; MEMBERS=1000; RATE=50; DUR=10; RATES=(10 25 50 100 200)
+fi
+
+record() { echo "$1 $2" >> "$OUT/results.txt"; }  # label json
+
+for target in switchyard node; do
+  port=$(free_port)
+  start_$target "$port"; pid=$LAST
+  record "idle/$target" "$(gen --server 127.0.0.1:$port --server-pid "$pid" idle --connections $IDLE --procs $PROCS --hold 3)"
+  stop "$pid"
+done
+
+for rate in "${RATES[@]}"; do
+  for target in switchyard node floor; do
+    port=$(free_port)
+    start_$target "$port"; pid=$LAST
+    proto=socketio; [[ $target == floor ]] && proto=raw
+    record "fanout/$target/$rate" "$(gen --proto $proto --server 127.0.0.1:$port --server-pid "$pid" fanout --rooms $ROOMS --members $MEMBERS --rate "$rate" --duration $DUR)"
+    stop "$pid"
+  done
+done
+
+# Cross-node: three processes of each server sharing one Redis.
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+for target in switchyard node; do
+  servers=(); pids=()
+  for _ in 1 2 3; do p=$(free_port); start_$target "$p" "redis://127.0.0.1:$rport"; pids+=($LAST); servers+=(--server "127.0.0.1:$p"); done
+  record "crossnode/$target/$RATE" "$(gen "${servers[@]}" $(printf -- '--server-pid %s ' "${pids[@]}") fanout --rooms $ROOMS --members $MEMBERS --rate $RATE --duration $DUR)"
+  for p in "${pids[@]}"; do stop "$p"; done
+done
+
+python3 bench/report.py "$OUT/results.txt" "$SMOKE" "bash bench/run.sh${1:+ $1}"

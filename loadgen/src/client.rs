@@ -1,0 +1,115 @@
+//! The smallest Socket.IO v5 client that can drive a server hard: WebSocket transport only,
+//! one namespace, text packets, acks by id. Also speaks raw WebSocket for the floor server.
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context, bail};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+/// Which wire protocol a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proto {
+    /// Socket.IO over WebSocket (Switchyard, Node socket.io).
+    Socketio,
+    /// Plain WebSocket frames (the physical floor).
+    Raw,
+}
+
+/// Write half of a connection.
+pub type Tx = SplitSink<WebSocketStream<TcpStream>, Frame>;
+/// Read half of a connection.
+pub type Rx = SplitStream<WebSocketStream<TcpStream>>;
+
+/// Opens a WebSocket from `source` (a loopback address, to spread ports) to `server`, and
+/// for Socket.IO joins `/chat` with `token`.
+pub async fn connect(proto: Proto, server: SocketAddr, source: IpAddr, token: &str, room: &str) -> anyhow::Result<(Tx, Rx)> {
+    let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(source, 0))?;
+    let stream = socket.connect(server).await.with_context(|| format!("connect {server} from {source}"))?;
+    stream.set_nodelay(true)?;
+    let url = match proto {
+        Proto::Socketio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
+        Proto::Raw => format!("ws://{server}/floor?room={room}"),
+    };
+    let (ws, _) = tokio_tungstenite::client_async(url, stream).await?;
+    let (mut tx, mut rx) = ws.split();
+    if proto == Proto::Raw {
+        return Ok((tx, rx));
+    }
+    let open = next_text(&mut rx).await?;
+    if !open.starts_with('0') {
+        bail!("expected an Engine.IO open packet, got {open}");
+    }
+    tx.send(Frame::text(format!("40/chat,{}", json!({ "token": token })))).await?;
+    loop {
+        let packet = next_text(&mut rx).await?;
+        if packet.starts_with("40/chat,") {
+            return Ok((tx, rx));
+        }
+        if packet.starts_with("44/chat,") {
+            bail!("connect refused: {packet}");
+        }
+    }
+}
+
+async fn next_text(rx: &mut Rx) -> anyhow::Result<String> {
+    while let Some(frame) = rx.next().await {
+        if let Frame::Text(t) = frame? {
+            return Ok(t.to_string());
+        }
+    }
+    bail!("connection closed")
+}
+
+/// A decoded incoming packet.
+pub enum Packet {
+    /// Engine.IO ping: answer with [`PONG`].
+    Ping,
+    /// An event and its first argument.
+    Event(String, Value),
+    /// An ack and its first argument.
+    Ack(u64, Value),
+    /// Anything else (raw frames give their text as `Event("", text)`).
+    Other,
+}
+
+/// Engine.IO pong.
+pub const PONG: &str = "3";
+
+/// Decodes a text frame.
+pub fn decode(proto: Proto, text: &str) -> Packet {
+    if proto == Proto::Raw {
+        return Packet::Event(String::new(), Value::String(text.to_owned()));
+    }
+    if text == "2" {
+        return Packet::Ping;
+    }
+    if let Some(rest) = text.strip_prefix("42/chat,") {
+        if let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(rest)
+            && !args.is_empty()
+        {
+            let data = args.get(1).cloned().unwrap_or(Value::Null);
+            if let Value::String(name) = args.swap_remove(0) {
+                return Packet::Event(name, data);
+            }
+        }
+    } else if let Some(rest) = text.strip_prefix("43/chat,") {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if let (Ok(id), Ok(Value::Array(mut args))) = (rest[..digits].parse(), serde_json::from_str::<Value>(&rest[digits..]))
+            && !args.is_empty()
+        {
+            return Packet::Ack(id, args.swap_remove(0));
+        }
+    }
+    Packet::Other
+}
+
+/// Encodes an event with an ack id.
+pub fn event(id: u64, name: &str, data: &Value) -> String {
+    format!("42/chat,{id}{}", json!([name, data]))
+}
