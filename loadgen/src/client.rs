@@ -27,7 +27,13 @@ pub type Rx = SplitStream<WebSocketStream<TcpStream>>;
 
 /// Opens a WebSocket from `source` (a loopback address, to spread ports) to `server`, and
 /// for Socket.IO joins `/chat` with `token`.
-pub async fn connect(proto: Proto, server: SocketAddr, source: IpAddr, token: &str, room: &str) -> anyhow::Result<(Tx, Rx)> {
+pub async fn connect(
+    proto: Proto,
+    server: SocketAddr,
+    source: IpAddr,
+    token: &str,
+    room: &str,
+) -> anyhow::Result<(Tx, Rx)> {
     let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(server).await.with_context(|| format!("connect {server} from {source}"))?;
@@ -100,7 +106,8 @@ pub fn decode(proto: Proto, text: &str) -> Packet {
         }
     } else if let Some(rest) = text.strip_prefix("43/chat,") {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if let (Ok(id), Ok(Value::Array(mut args))) = (rest[..digits].parse(), serde_json::from_str::<Value>(&rest[digits..]))
+        if let (Ok(id), Ok(Value::Array(mut args))) =
+            (rest[..digits].parse(), serde_json::from_str::<Value>(&rest[digits..]))
             && !args.is_empty()
         {
             return Packet::Ack(id, args.swap_remove(0));

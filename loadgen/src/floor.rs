@@ -31,6 +31,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(stream: tokio::net::TcpStream, rooms: Rooms, id: u64) {
     let mut room = String::new();
+    // The callback's error type is tungstenite's; the size lint does not apply to our code.
+    #[allow(clippy::result_large_err)]
     let pick_room = |req: &Request, resp: Response| {
         room = req.uri().query().and_then(|q| q.strip_prefix("room=")).unwrap_or("default").to_owned();
         Ok(resp)
@@ -57,6 +59,8 @@ async fn serve(stream: tokio::net::TcpStream, rooms: Rooms, id: u64) {
             }
         }
     }
-    rooms.lock().unwrap().get_mut(&room).map(|members| members.retain(|(other, _)| *other != id));
+    if let Some(members) = rooms.lock().unwrap().get_mut(&room) {
+        members.retain(|(other, _)| *other != id);
+    }
     writer.abort();
 }

@@ -91,8 +91,12 @@ fn now_micros() -> u64 {
 fn token(secret: &str, user: &str) -> String {
     let now = jsonwebtoken::get_current_timestamp();
     let claims = json!({ "sub": user, "iat": now, "exp": now + 3600 });
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()))
-        .expect("HS256 signing")
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 signing")
 }
 
 fn source(args: &Args, i: usize) -> IpAddr {
@@ -103,7 +107,9 @@ fn source(args: &Args, i: usize) -> IpAddr {
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -122,7 +128,9 @@ async fn main() -> anyhow::Result<()> {
                 idle(&args, *connections, *concurrency, *hold, *offset).await?
             }
         }
-        Scenario::Fanout { rooms, members, rate, duration, size } => fanout(&args, *rooms, *members, *rate, *duration, *size).await?,
+        Scenario::Fanout { rooms, members, rate, duration, size } => {
+            fanout(&args, *rooms, *members, *rate, *duration, *size).await?
+        }
     };
     println!("{result}");
     Ok(())
@@ -137,7 +145,8 @@ async fn idle_parent(args: &Args, connections: usize, procs: usize) -> anyhow::R
     let mut children = vec![];
     for p in 0..procs {
         // Same arguments, a share of the connections, and no further splitting.
-        let mut argv: Vec<String> = raw.iter().filter(|a| !a.starts_with("--procs") && !a.starts_with("--connections")).cloned().collect();
+        let mut argv: Vec<String> =
+            raw.iter().filter(|a| !a.starts_with("--procs") && !a.starts_with("--connections")).cloned().collect();
         strip_value(&mut argv, &raw, "--procs");
         strip_value(&mut argv, &raw, "--connections");
         argv.extend(["--connections".into(), per.to_string(), "--offset".into(), (p * per).to_string()]);
@@ -239,7 +248,14 @@ async fn idle(args: &Args, n: usize, concurrency: usize, hold: u64, offset: usiz
 }
 
 /// One room's members: the sender is member 0.
-async fn fanout(args: &Args, rooms: usize, members: usize, rate: u64, duration: u64, size: usize) -> anyhow::Result<Value> {
+async fn fanout(
+    args: &Args,
+    rooms: usize,
+    members: usize,
+    rate: u64,
+    duration: u64,
+    size: usize,
+) -> anyhow::Result<Value> {
     let hist = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
     let received = Arc::new(AtomicU64::new(0));
     let ack_errors = Arc::new(AtomicU64::new(0));
@@ -252,7 +268,16 @@ async fn fanout(args: &Args, rooms: usize, members: usize, rate: u64, duration: 
         let mut conns = vec![];
         for (m, user) in users.iter().enumerate() {
             let server = args.server[(r * members + m) % args.server.len()];
-            conns.push(client::connect(args.proto, server, source(args, r * members + m), &token(&args.secret, user), &format!("r{r}")).await?);
+            conns.push(
+                client::connect(
+                    args.proto,
+                    server,
+                    source(args, r * members + m),
+                    &token(&args.secret, user),
+                    &format!("r{r}"),
+                )
+                .await?,
+            );
         }
         let (mut tx0, mut rx0) = conns.remove(0);
         // Socket.IO targets: member 0 creates the room; every member's sockets join it.
@@ -302,7 +327,9 @@ async fn fanout(args: &Args, rooms: usize, members: usize, rate: u64, duration: 
                 tick.tick().await;
                 let content = format!("{}|{padding}", now_micros());
                 let frame = match proto {
-                    Proto::Socketio => client::event(id, "sendMessage", &json!({ "roomId": room_id, "content": content })),
+                    Proto::Socketio => {
+                        client::event(id, "sendMessage", &json!({ "roomId": room_id, "content": content }))
+                    }
                     Proto::Raw => content,
                 };
                 id += 1;
