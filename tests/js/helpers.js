@@ -62,18 +62,7 @@ export async function startRedis({ port, dir } = {}) {
 export async function startNginx(nodes) {
   const dir = mkdtempSync(path.join(tmpdir(), "sy-nginx-"));
   const port = await freePort();
-  const names = nodes.map((_, i) => `node${i}`);
-  const upstreams = nodes.map((n, i) => {
-    const backups = nodes.filter((_, j) => j !== i).map((b) => `  server 127.0.0.1:${b.port} backup;`);
-    return `upstream node${i} {\n  server 127.0.0.1:${n.port} max_fails=1 fail_timeout=5s;\n${backups.join("\n")}\n}`;
-  });
-  const share = (100 / nodes.length).toFixed(2);
-  const split = names.map((n, i) => (i === names.length - 1 ? `  * ${n};` : `  ${share}% ${n};`)).join("\n");
-  const nodesConf = [
-    ...upstreams,
-    `split_clients "\${remote_addr}\${request_id}" $sy_new_node {\n${split}\n}`,
-    `map $cookie_sy_node $sy_node {\n${names.map((n) => `  ${n} ${n};`).join("\n")}\n  default $sy_new_node;\n}`,
-  ].join("\n");
+  const nodesConf = nodes.map((n) => `server 127.0.0.1:${n.port} max_fails=1 fail_timeout=5s;`).join("\n");
   writeFileSync(path.join(dir, "nodes.conf"), nodesConf + "\n");
   const template = readFileSync(path.join(root, "deploy/nginx/nginx.conf"), "utf8");
   const conf = template.replaceAll("{{LISTEN}}", `127.0.0.1:${port}`).replaceAll("{{NODES}}", path.join(dir, "nodes.conf"));
