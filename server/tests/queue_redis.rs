@@ -193,3 +193,20 @@ async fn a_redis_outage_refuses_events_with_503_and_the_queue_recovers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_redis_gone_sigterm_does_not_wait_to_hand_jobs_back() {
+    let mut redis = RedisServer::start().await;
+    let mut vars = env(&redis);
+    vars.push(("SHUTDOWN_GRACE_SECONDS", "20".into()));
+    let server = Process::start(free_port(), &vars).await;
+    redis.stop().await;
+    let started = std::time::Instant::now();
+    server.send("TERM");
+    eventually(Duration::from_secs(6), "the workers to stop", async || {
+        server.logged("notification workers stopped").then_some(())
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(server.logged("could not hand jobs back to Redis; they run again later"));
+}

@@ -27,6 +27,8 @@ pub struct Deliverer {
     metrics: Metrics,
     /// Attempts running now in this process.
     active: AtomicI64,
+    /// Jobs in [`Deliverer::process`] per channel, rate-limit wait included.
+    busy: [AtomicI64; 3],
 }
 
 impl Deliverer {
@@ -41,7 +43,13 @@ impl Deliverer {
         let budgets = [config.queue_rate_limit_browser, config.queue_rate_limit_webhook, config.queue_rate_limit_email];
         let limits = budgets.iter().map(|b| DefaultDirectRateLimiter::direct(quota(*b))).collect();
         let policy = RetryPolicy::from_config(config);
-        Self { inbox, webhook, email, limits, policy, metrics, active: AtomicI64::new(0) }
+        let busy = [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
+        Self { inbox, webhook, email, limits, policy, metrics, active: AtomicI64::new(0), busy }
+    }
+
+    /// True while a job of `channel` is being processed in this process.
+    pub fn busy(&self, channel: Channel) -> bool {
+        self.busy[channel.index()].load(Ordering::Relaxed) > 0
     }
 
     /// Attempts running now in this process (after their rate-limit wait).
@@ -51,6 +59,7 @@ impl Deliverer {
 
     /// One attempt of `job`, after waiting for its channel's rate limit.
     pub async fn process(&self, mut job: Job) -> Disposition {
+        let _busy = Running::start(&self.busy[job.channel.index()]);
         self.limits[job.channel.index()].until_ready().await;
         let channel = job.channel.as_str();
         let span = tracing::info_span!(

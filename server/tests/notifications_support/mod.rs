@@ -359,10 +359,15 @@ impl Process {
 
     /// Sends `signal` (`KILL`, `TERM`) and waits for the exit.
     pub async fn signal(mut self, signal: &str) -> std::process::ExitStatus {
+        self.send(signal);
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits").unwrap()
+    }
+
+    /// Sends `signal` without waiting.
+    pub fn send(&self, signal: &str) {
         let pid = self.child.id().unwrap().to_string();
         let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
         assert!(status.success());
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await.expect("exits").unwrap()
     }
 
     /// True when a log line contains `text`.

@@ -32,6 +32,10 @@ const VACUUM_INTERVAL: Duration = Duration::from_secs(60);
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A worker whose heartbeat is this many intervals old has died; its jobs go back.
 const MISSED_HEARTBEATS: usize = 3;
+/// After its attempts in flight are done, how long a stopping worker may take to hand the
+/// rest back (which needs Redis): an unreachable Redis must not hold the exit for the whole
+/// grace period. What is not handed back runs again after the heartbeat timeout.
+const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Stores a dead letter and drops the oldest beyond the limit, atomically.
 const BURY: &str = r"
@@ -158,7 +162,27 @@ impl RedisQueue {
                 signal.await;
                 Ok::<(), std::io::Error>(())
             };
-            match worker.run_until(signal).await {
+            let run = worker.run_until(signal);
+            tokio::pin!(run);
+            let result = tokio::select! {
+                result = &mut run => result,
+                _ = stopped(stop.clone()) => {
+                    let drained = async {
+                        while context.deliverer.busy(channel) {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        tokio::time::sleep(HAND_BACK_TIMEOUT).await;
+                    };
+                    tokio::select! {
+                        result = &mut run => result,
+                        _ = drained => {
+                            tracing::warn!(channel = channel.as_str(), "could not hand jobs back to Redis; they run again later");
+                            return;
+                        }
+                    }
+                }
+            };
+            match result {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     failures += 1;
