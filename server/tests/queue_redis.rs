@@ -210,3 +210,20 @@ async fn with_redis_gone_sigterm_does_not_wait_to_hand_jobs_back() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(server.logged("could not hand jobs back to Redis; they run again later"));
 }
+
+#[tokio::test]
+async fn a_local_event_does_not_wait_for_the_poll_interval() {
+    let redis = RedisServer::start().await;
+    let mut vars = env(&redis);
+    vars.push(("QUEUE_POLL_INTERVAL_MS", "60000".into()));
+    let port = free_port();
+    let server = Process::start(port, &vars).await;
+    let mut socket =
+        Client::connect(([127, 0, 0, 1], port).into(), "/notifications", Some(&token("ola"))).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let (status, _) = post_event(&server.url, &json!({ "type": "user.registered", "userId": "ola" })).await;
+    assert_eq!(status, 202);
+    socket.next_event("newNotification").await;
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?} with a 60 s poll interval", started.elapsed());
+}

@@ -11,12 +11,17 @@
 //! because the notification store is idempotent on the notification id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use apalis::prelude::{BackendExt, BoxDynError, Data, TaskBuilder, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{
+    BackendExt, BoxDynError, Data, PollSnapshot, PollStrategy, Strategy, TaskBuilder, WorkerBuilder, WorkerBuilderExt,
+};
 use apalis_core::backend::Vacuum;
 use apalis_redis::{RedisStorage, RedisTask};
 use async_trait::async_trait;
+use futures::task::AtomicWaker;
 use tokio::sync::watch;
 
 use super::{Counts, DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
@@ -62,6 +67,34 @@ struct Shared {
     dead_order: String,
     dead_limit: u64,
     poll: Duration,
+    /// Per channel: wakes this process's worker when this process queues a job.
+    wakeups: Vec<Wakeup>,
+}
+
+/// Wakes a worker as soon as its own process queues a job, so an event handled here is
+/// delivered at once instead of at the next poll (jobs queued by other nodes, and retries
+/// coming due, are found by polling every `QUEUE_POLL_INTERVAL_MS`).
+#[derive(Clone, Default)]
+struct Wakeup(Arc<WakeupState>);
+
+#[derive(Default)]
+struct WakeupState {
+    pending: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Wakeup {
+    fn wake(&self) {
+        self.0.pending.store(true, Ordering::Release);
+        self.0.waker.wake();
+    }
+}
+
+impl PollStrategy for Wakeup {
+    fn poll_drive(&mut self, cx: &mut Context<'_>, _: &PollSnapshot) -> Poll<Option<()>> {
+        self.0.waker.register(cx.waker());
+        if self.0.pending.swap(false, Ordering::AcqRel) { Poll::Ready(Some(())) } else { Poll::Pending }
+    }
 }
 
 impl RedisQueue {
@@ -88,6 +121,7 @@ impl RedisQueue {
             queues,
             dead_limit: config.queue_dead_letter_limit,
             poll: Duration::from_millis(config.queue_poll_interval_ms),
+            wakeups: Channel::ALL.iter().map(|_| Wakeup::default()).collect(),
         }))
     }
 
@@ -110,7 +144,12 @@ impl RedisQueue {
         let mut conn = self.0.redis.conn();
         let pushed = apalis_redis::queries::push_tasks(&mut conn, config, &tasks);
         match tokio::time::timeout(Duration::from_secs(10), pushed).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                if run_at.is_none() {
+                    self.0.wakeups[channel.index()].wake();
+                }
+                Ok(())
+            }
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Unavailable("queue push timed out".into())),
         }
@@ -152,8 +191,9 @@ impl RedisQueue {
             // A fresh name per run: the jobs of a previous run that died are then orphans
             // that the heartbeat of this one puts back.
             let name = format!("switchyard-{}-{:016x}", channel.as_str(), rand::random::<u64>());
+            let strategy = Strategy::new().apply(self.0.wakeups[channel.index()].clone()).interval(self.0.poll);
             let worker = WorkerBuilder::new(name)
-                .backend(storage.poll_with_interval(self.0.poll))
+                .backend(storage.poll_with_strategy(strategy))
                 .data(context.clone())
                 .concurrency(concurrency)
                 .build(run_job);
