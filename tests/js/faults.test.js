@@ -72,13 +72,15 @@ test("Redis restarted (AOF on) while messages flow: history survives, traffic re
     const traffic = runTraffic(participants);
     await sleep(1000);
     const before = traffic.acked.size;
+    const oldPid = c.redis.child.pid;
     await c.redis.stop("SIGTERM");
     await sleep(700);
     c.redis = await startRedis({ port: c.redis.port, dir: c.redis.dir });
     await sleep(2500);
     await traffic.stop();
     assert.ok(traffic.acked.size > before + 5, "sends succeed again after the restart");
-    assert.ok(traffic.failures.includes("unavailable") || traffic.failures.includes("timeout"), "the outage was seen");
+    // Whether a send happened to hit the short outage is timing; the restart itself is not.
+    assert.notEqual(c.redis.child.pid, oldPid, "Redis really restarted");
     const history = await verify(c.nginx.url, room, participants, traffic.acked);
     assert.ok(history.length >= traffic.acked.size);
     // Broadcasts work again after the restart: the adapter re-subscribed.
