@@ -83,10 +83,22 @@ where
 fn install_crd() {
     let crd = repo().join("crds/realtimecluster.yaml");
     kubectl_ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()], None);
-    kubectl_ok(
-        &["wait", "--for", "condition=established", "--timeout=60s", "crd/realtimeclusters.switchyard.dev"],
-        None,
-    );
+    // kubectl 1.32 gives up at once ("accessor error") when the CRD has no status conditions
+    // yet instead of waiting, so retry until the API server has written them.
+    let wait = ["wait", "--for", "condition=established", "--timeout=60s", "crd/realtimeclusters.switchyard.dev"];
+    for _ in 0..100 {
+        let out = kubectl(&wait, None);
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("accessor error"),
+            "kubectl wait failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the CRD never got status conditions");
 }
 
 /// Stand-in CRDs for ServiceMonitor, HTTPRoute and ScaledObject.
