@@ -37,7 +37,10 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> Vec<A::InitRes
     vec![
         // Middlewares run last-added first: authenticate, then set up.
         io.ns(crate::chat::NS, chat::on_connect::<A>.with(chat::setup::<A>).with(authenticate::<A>)),
-        io.ns(crate::notifications::NS, notifications::on_connect::<A>.with(authenticate::<A>)),
+        io.ns(
+            crate::notifications::NS,
+            notifications::on_connect::<A>.with(notifications::setup::<A>).with(authenticate::<A>),
+        ),
     ]
 }
 

@@ -1,6 +1,8 @@
 //! The `/notifications` namespace: joins `user:U`, sends the unread count on connect, then
 //! one free handler per contract event (notifications and presence subscriptions).
 
+use std::convert::Infallible;
+
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, State, TryData};
@@ -13,15 +15,24 @@ use crate::notifications::{GetNotifications, MarkNotificationsRead};
 use crate::presence::{MAX_SUBSCRIPTIONS, PresenceUsers, presence_room};
 use crate::ratelimit::EventClass;
 
-/// Joins `user:U`, registers the handlers and sends `unreadCount`.
-pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
+/// Connect middleware (after authentication): registers the handlers and joins `user:U`
+/// before the client hears it is connected, so events it sends right away are not lost
+/// (socketioxide sends CONNECT before it spawns the connect handler; see `chat::setup`).
+pub async fn setup<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) -> Result<(), Infallible> {
     track(&socket, &app);
     socket.on("getNotifications", on_get_notifications::<A>);
     socket.on("markNotificationsRead", on_mark_notifications_read::<A>);
     socket.on("subscribePresence", on_subscribe_presence::<A>);
     socket.on("unsubscribePresence", on_unsubscribe_presence::<A>);
+    if let Ok(user) = identity(&socket) {
+        socket.join(user_room(&user.user_id));
+    }
+    Ok(())
+}
+
+/// Sends `unreadCount` once the client is connected (an emit before CONNECT would be dropped).
+pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
     let Ok(user) = identity(&socket) else { return };
-    socket.join(user_room(&user.user_id));
     match app.notifications().inbox().unread(&user.user_id).await {
         Ok(count) => {
             let _ = socket.emit("unreadCount", &json!({ "count": count }));
