@@ -19,13 +19,14 @@ assemble() { # <binary> <image>
   root="$work/rootfs"
   trap 'rm -rf "$work"' RETURN
   install -D -m 0755 "$bin" "$root/usr/local/bin/$1"
-  # Shared libraries the binary links, and the dynamic loader itself.
+  # Shared libraries the binary links, and the dynamic loader itself (which the kernel
+  # refuses to run without an execute bit, so libraries get 0755 like on the host).
   for lib in $(ldd "$bin" | grep -oE '/[^ ]+\.so[^ ]*'); do
-    install -D -m 0644 "$lib" "$root$lib"
+    install -D -m 0755 "$lib" "$root$lib"
   done
   # glibc resolves host names (a Redis Service, a JWKS host) through NSS modules it dlopens.
   for lib in /lib/x86_64-linux-gnu/libnss_dns.so.2 /lib/x86_64-linux-gnu/libnss_files.so.2 /lib/x86_64-linux-gnu/libresolv.so.2; do
-    [[ -e "$lib" ]] && install -D -m 0644 "$lib" "$root$lib"
+    [[ -e "$lib" ]] && install -D -m 0755 "$lib" "$root$lib"
   done
   printf 'hosts: files dns\n' | install -D -m 0644 /dev/stdin "$root/etc/nsswitch.conf"
   install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
