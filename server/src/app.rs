@@ -293,34 +293,37 @@ impl<D: socketioxide_redis::drivers::Driver> AdapterInit for socketioxide_redis:
 /// handshake check free of Redis round trips.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Heartbeats and the sweep of dead nodes' sockets (a no-op for in-process presence).
-fn spawn_presence_upkeep(state: &AppState) {
+/// Runs `task` every `every` for as long as the server's state lives. The loop holds only a
+/// weak reference, so it never keeps a stopped server alive.
+fn spawn_periodic<F, Fut>(state: &AppState, every: Duration, task: F)
+where
+    F: Fn(Arc<Inner>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let weak = Arc::downgrade(&state.0);
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::presence::MAINTAIN_INTERVAL);
+        let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
             let Some(inner) = weak.upgrade() else { return };
-            inner.presence.maintain().await;
+            task(inner).await;
         }
     });
 }
 
+/// Heartbeats and the sweep of dead nodes' sockets (a no-op for in-process presence).
+fn spawn_presence_upkeep(state: &AppState) {
+    spawn_periodic(state, crate::presence::MAINTAIN_INTERVAL, |inner| async move { inner.presence.maintain().await });
+}
+
 fn spawn_store_probe(state: &AppState) {
-    let weak = Arc::downgrade(&state.0);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PROBE_INTERVAL);
-        loop {
-            tick.tick().await;
-            // Stop with the server: the task must not keep the state alive.
-            let Some(inner) = weak.upgrade() else { return };
-            let ok = inner.chat.store().ready().await;
-            if inner.store_ok.swap(ok, Ordering::Relaxed) != ok {
-                if ok {
-                    tracing::info!("store reachable again; ready");
-                } else {
-                    tracing::warn!("store unreachable; not ready, refusing new sessions");
-                }
+    spawn_periodic(state, PROBE_INTERVAL, |inner| async move {
+        let ok = inner.chat.store().ready().await;
+        if inner.store_ok.swap(ok, Ordering::Relaxed) != ok {
+            if ok {
+                tracing::info!("store reachable again; ready");
+            } else {
+                tracing::warn!("store unreachable; not ready, refusing new sessions");
             }
         }
     });
