@@ -21,7 +21,7 @@ problems = []
 for label, r in rows.items():
     if r["scenario"] == "idle" and (r["failed"] or not r["connected"]):
         problems.append(f"{label}: {r['failed']} connections failed")
-    if r["scenario"] == "fanout" and (r["drops"] or r["ack_errors"] or not r["delivered"]):
+    if r["scenario"] in ("fanout", "chat") and (r["drops"] or r["ack_errors"] or not r["delivered"]):
         problems.append(f"{label}: {r['drops']} drops, {r['ack_errors']} ack errors, {r['delivered']} delivered")
 if smoke:
     for label, r in sorted(rows.items()):
@@ -49,11 +49,12 @@ md += ["## Machine", "",
 def get(label, key):
     return rows.get(label, {}).get(key)
 
-md += ["## Idle connections", "", "| server | connections | KiB RSS per connection | connects/s |", "|---|---|---|---|"]
-for t in ("switchyard", "node"):
-    r = rows.get(f"idle/{t}")
-    if r:
-        md.append(f"| {t} | {r['connected']} | {r['kib_per_connection']:.1f} | {r['connect_rate']:.0f} |")
+md += ["## Idle connections", "", "| server | processes | connections | failed | KiB RSS per connection | connects/s |",
+       "|---|---|---|---|---|---|"]
+for l, r in sorted(rows.items()):
+    if l.startswith("idle/"):
+        _, t, *procs = l.split("/")
+        md.append(f"| {t} | {procs[0] if procs else 1} | {r['connected']} | {r['failed']} | {r['kib_per_connection']:.1f} | {r['connect_rate']:.0f} |")
 sy, nd = get("idle/switchyard", "kib_per_connection"), get("idle/node", "kib_per_connection")
 cs, cn = get("idle/switchyard", "connect_rate"), get("idle/node", "connect_rate")
 if sy and nd:
@@ -75,6 +76,18 @@ if best:
     node_best = max(rates, key=lambda x: get(f"fanout/node/{x}", "delivered_per_sec") or 0)
     ps, pn = get(f"fanout/switchyard/{node_best}", "p99_ms"), get(f"fanout/node/{node_best}", "p99_ms")
     md += [f"- p99 at Node's best rate ({node_best}): Switchyard / Node = **{ps / pn:.2f}** (goal ≤ 0.33)"]
+
+md += ["", "## Chat mix (direct and group rooms; messages, read receipts, typing)", "",
+       "| server | users | actions/s | ack p50 ms | ack p99 ms | deliveries | delivery p99 ms | drops | errors |",
+       "|---|---|---|---|---|---|---|---|---|"]
+for t in ("switchyard", "node"):
+    r = rows.get(f"chat/{t}")
+    if r:
+        md.append(f"| {t} | {r['users']} | {r['actions_per_sec']:.0f} | {r['ack_p50_ms']:.1f} | {r['ack_p99_ms']:.1f} | "
+                  f"{r['delivered']} | {r['p99_ms']:.1f} | {r['drops']} | {r['ack_errors']} |")
+as_, an = get("chat/switchyard", "ack_p99_ms"), get("chat/node", "ack_p99_ms")
+if as_ and an:
+    md += ["", f"- Ack p99 at the same offered load: Switchyard / Node = **{as_ / an:.2f}**"]
 
 md += ["", "## Cross-node (three processes, one Redis)", "", "| server | delivered/s | p50 ms | p99 ms | drops |", "|---|---|---|---|---|"]
 for l, r in sorted(rows.items()):

@@ -12,6 +12,8 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
+# One server process may hold 19,000 connections; 20,000 open files is this machine's hard limit.
+ulimit -n "$(ulimit -Hn)"
 PROFILE=release; [[ $SMOKE == 1 ]] && PROFILE=debug
 cargo build --quiet $([[ $PROFILE == release ]] && echo --release) -p switchyard-server -p switchyard-loadgen --bins
 BIN="target/$PROFILE"
@@ -21,7 +23,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_http() { for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no server on $1"; return 1; }
 
 # Every server gets the generous budgets a benchmark needs, and the same JWT secret.
-SY_ENV=(JWT_SECRET="$SECRET" LOG_LEVEL=warn RATE_LIMIT_MESSAGE=100000000/1s RATE_LIMIT_ROOM=100000000/1s RATE_LIMIT_QUERY=100000000/1s HOST=127.0.0.1)
+SY_ENV=(JWT_SECRET="$SECRET" LOG_LEVEL=warn HOST=127.0.0.1 RATE_LIMIT_MESSAGE=100000000/1s RATE_LIMIT_ROOM=100000000/1s
+        RATE_LIMIT_QUERY=100000000/1s RATE_LIMIT_TYPING=100000000/1s RATE_LIMIT_READ=100000000/1s)
 # Each start_* leaves the process id in $LAST (no subshell, so cleanup knows every process).
 start_switchyard() { # port [redis_url]
   env "${SY_ENV[@]}" WEBSOCKET_PORT="$1" ${2:+REDIS_URL=$2} "$BIN/switchyard-server" >/dev/null 2>&1 &
@@ -36,9 +39,9 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 gen() { "$BIN/switchyard-loadgen" --secret "$SECRET" "$@"; }
 
 if [[ $SMOKE == 1 ]]; then
-  IDLE=200; PROCS=2; ROOMS=2; MEMBERS=20; RATE=20; DUR=2; RATES=(20)
+  IDLE=200; PROCS=2; NODES=2; ROOMS=2; MEMBERS=20; RATE=20; DUR=2; RATES=(20); USERS=48; CHAT_RATE=2
 else
-  IDLE=18000; PROCS=2; ROOMS=1; MEMBERS=1000; RATE=50; DUR=10; RATES=(10 25 50 100 200)
+  IDLE=19000; PROCS=2; NODES=5; ROOMS=1; MEMBERS=1000; RATE=50; DUR=10; RATES=(10 25 50 100 200 400); USERS=4000; CHAT_RATE=1
 fi
 
 record() { echo "$1 $2" >> "$OUT/results.txt"; }  # label json
@@ -47,6 +50,13 @@ for target in switchyard node; do
   port=$(free_port)
   start_$target "$port"; pid=$LAST
   record "idle/$target" "$(gen --server 127.0.0.1:$port --server-pid "$pid" idle --connections $IDLE --procs $PROCS --hold 3)"
+  stop "$pid"
+done
+
+for target in switchyard node; do
+  port=$(free_port)
+  start_$target "$port"; pid=$LAST
+  record "chat/$target" "$(gen --server 127.0.0.1:$port --server-pid "$pid" chat --users $USERS --group 8 --rate $CHAT_RATE --duration $DUR)"
   stop "$pid"
 done
 
@@ -65,6 +75,14 @@ rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# Idle across $NODES Switchyard processes sharing the Redis, $IDLE connections each; the
+# generator splits itself so no process of its own holds more than 19,000 sockets.
+servers=(); pids=()
+for _ in $(seq 1 $NODES); do p=$(free_port); start_switchyard "$p" "redis://127.0.0.1:$rport"; pids+=($LAST); servers+=(--server "127.0.0.1:$p"); done
+record "idle/switchyard/$NODES" "$(gen "${servers[@]}" $(printf -- '--server-pid %s ' "${pids[@]}") --sources 32 idle --connections $((IDLE * NODES)) --procs $((NODES + 1)) --hold 3)"
+for p in "${pids[@]}"; do stop "$p"; done
+redis-cli -p "$rport" flushall >/dev/null
+
 for target in switchyard node; do
   servers=(); pids=()
   for _ in 1 2 3; do p=$(free_port); start_$target "$p" "redis://127.0.0.1:$rport"; pids+=($LAST); servers+=(--server "127.0.0.1:$p"); done

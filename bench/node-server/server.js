@@ -25,7 +25,7 @@ const http = createServer((req, res) => res.writeHead(req.url === "/health" ? 20
 const io = new Server(http, { cors: { origin: "*" } });
 // State: in memory alone; in Redis with REDIS_URL, like Switchyard, so cross-node runs
 // compare the same work (a store write before the ack).
-const memory = { rooms: new Map(), seq: new Map(), msgs: new Map() };
+const memory = { rooms: new Map(), seq: new Map(), msgs: new Map(), reads: new Map() };
 let store = {
   async putRoom(room) { memory.rooms.set(room.id, room); },
   async getRoom(id) { return memory.rooms.get(id); },
@@ -38,6 +38,14 @@ let store = {
     if (list.length > 10000) list.shift(); // the same history cap as Switchyard's default
     memory.msgs.set(roomId, list);
     return message;
+  },
+  // The read position never moves back; unread counts every later message (the peer does not
+  // exclude the reader's own, a small saving Switchyard does not take).
+  async markRead(roomId, userId, seq) {
+    const key = `${roomId}/${userId}`;
+    const position = Math.max(memory.reads.get(key) || 0, seq);
+    memory.reads.set(key, position);
+    return { position, unread: (memory.seq.get(roomId) || 0) - position };
   },
 };
 if (process.env.REDIS_URL) {
@@ -56,6 +64,12 @@ if (process.env.REDIS_URL) {
       await db.zAdd(`node:room:${roomId}:msgs`, { score: Number(message.id), value: JSON.stringify(message) });
       return message;
     },
+    async markRead(roomId, userId, seq) {
+      const key = `node:room:${roomId}:reads`;
+      const [, position, last] = await db.multi()
+        .zAdd(key, { score: seq, value: userId }, { GT: true }).zScore(key, userId).get(`node:room:${roomId}:seq`).exec();
+      return { position: Number(position), unread: Number(last || 0) - Number(position) };
+    },
   };
 }
 
@@ -71,7 +85,12 @@ chat.on("connection", (socket) => {
   socket.join(`user:${user}`);
   socket.on("getOrCreateRoom", async (payload, ack) => {
     const ids = [...new Set([...(payload?.participantIds || []), user])].sort();
-    const room = { id: `g-${randomUUID()}`, type: "group", name: payload?.name, participantIds: ids, createdAt: new Date().toISOString() };
+    // Two participants and no name make a direct room, the same one for the pair.
+    const direct = ids.length === 2 && !payload?.name;
+    const id = direct ? `d-${ids.join("-")}` : `g-${randomUUID()}`;
+    const existing = direct && (await store.getRoom(id));
+    if (existing) return ack?.({ ok: true, data: { room: existing } });
+    const room = { id, type: direct ? "direct" : "group", name: payload?.name, participantIds: ids, createdAt: new Date().toISOString() };
     await store.putRoom(room);
     await chat.in(ids.map((u) => `user:${u}`)).socketsJoin(`room:${room.id}`);
     for (const u of ids) chat.to(`user:${u}`).emit("roomCreated", room);
@@ -85,6 +104,20 @@ chat.on("connection", (socket) => {
     }));
     socket.to(`room:${room.id}`).emit("newMessage", message);
     ack?.({ ok: true, data: { message } });
+  });
+  socket.on("markMessagesRead", async (payload, ack) => {
+    const room = await store.getRoom(payload?.roomId);
+    if (!room || !room.participantIds.includes(user)) return ack?.({ ok: false, error: { code: "forbidden", message: "not a participant" } });
+    const read = await store.markRead(room.id, user, Number(payload.messageId));
+    const receipt = { roomId: room.id, userId: user, lastReadMessageId: String(read.position).padStart(12, "0"), readAt: new Date().toISOString() };
+    chat.to(`room:${room.id}`).emit("messagesRead", receipt);
+    ack?.({ ok: true, data: { ...receipt, unreadCount: read.unread } });
+  });
+  socket.on("typing", async (payload, ack) => {
+    const room = await store.getRoom(payload?.roomId);
+    if (!room || !room.participantIds.includes(user)) return ack?.({ ok: false, error: { code: "forbidden", message: "not a participant" } });
+    socket.to(`room:${room.id}`).except(`user:${user}`).emit("userTyping", { roomId: room.id, userId: user, isTyping: Boolean(payload.isTyping) });
+    ack?.({ ok: true, data: {} });
   });
 });
 http.listen(PORT, "127.0.0.1", () => console.log(`node socket.io peer listening on ${PORT}`));

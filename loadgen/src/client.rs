@@ -120,3 +120,21 @@ pub fn decode(proto: Proto, text: &str) -> Packet {
 pub fn event(id: u64, name: &str, data: &Value) -> String {
     format!("42/chat,{id}{}", json!([name, data]))
 }
+
+/// The send timestamp (µs) at the start of a delivered message's content, found without
+/// parsing the JSON: in a fan-out run the generator reads every delivery, and its own parsing
+/// must not be what limits the run.
+pub fn sent_at(proto: Proto, text: &str) -> Option<u64> {
+    let content = match proto {
+        Proto::Raw => text,
+        Proto::Socketio => {
+            if !text.starts_with("42/chat,[\"newMessage\"") {
+                return None;
+            }
+            let at = text.find("\"content\":\"")? + "\"content\":\"".len();
+            &text[at..]
+        }
+    };
+    let digits = content.bytes().take_while(u8::is_ascii_digit).count();
+    content[..digits].parse().ok()
+}

@@ -1,0 +1,165 @@
+//! `fanout`: R rooms × S members, one sender per room at a fixed rate; delivered messages/s,
+//! end-to-end latency from a timestamp at the start of the content, and drops. Spread over
+//! several `--server` addresses it is the cross-node scenario.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use crate::client::{self, Packet, Proto, decode};
+use crate::{Args, now_micros, source, token, total_rss};
+
+/// One room's members: the sender is member 0.
+pub async fn fanout(
+    args: &Args,
+    rooms: usize,
+    members: usize,
+    rate: u64,
+    duration: u64,
+    size: usize,
+) -> anyhow::Result<Value> {
+    let hist = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let received = Arc::new(AtomicU64::new(0));
+    let ack_errors = Arc::new(AtomicU64::new(0));
+    let mut senders = vec![];
+    let mut readers = vec![];
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let before = total_rss(args);
+    for r in 0..rooms {
+        let users: Vec<String> = (0..members).map(|m| format!("fan-{r}-{m}")).collect();
+        let mut conns = vec![];
+        for (m, user) in users.iter().enumerate() {
+            let server = args.server[(r * members + m) % args.server.len()];
+            conns.push(
+                client::connect(
+                    args.proto,
+                    server,
+                    source(args, r * members + m),
+                    &token(&args.secret, user),
+                    &format!("r{r}"),
+                )
+                .await?,
+            );
+        }
+        let (mut tx0, mut rx0) = conns.remove(0);
+        // Socket.IO targets: member 0 creates the room; every member's sockets join it.
+        let room_id = if args.proto == Proto::Socketio {
+            let payload = json!({ "participantIds": users[1..], "name": format!("bench-{r}") });
+            tx0.send(Frame::text(client::event(1, "getOrCreateRoom", &payload))).await?;
+            let ack = loop {
+                let Some(frame) = rx0.next().await else { anyhow::bail!("closed before the room ack") };
+                if let Frame::Text(t) = frame?
+                    && let Packet::Ack(1, v) = decode(args.proto, t.as_str())
+                {
+                    break v;
+                }
+            };
+            ack["data"]["room"]["id"].as_str().context("room id in the ack")?.to_owned()
+        } else {
+            format!("r{r}")
+        };
+        for (tx, rx) in conns {
+            readers.push(tokio::spawn(receive(args.proto, tx, rx, hist.clone(), received.clone(), stop_rx.clone())));
+        }
+        senders.push((tx0, rx0, room_id));
+    }
+    let setup_rss = total_rss(args);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let padding = "x".repeat(size.saturating_sub(20));
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut send_tasks = vec![];
+    for (mut tx, mut rx, room_id) in senders {
+        let (sent, errors, proto, padding) = (sent.clone(), ack_errors.clone(), args.proto, padding.clone());
+        // The sender reads its acks (and pings) on the side.
+        let ack_reader = tokio::spawn(async move {
+            while let Some(Ok(Frame::Text(t))) = rx.next().await {
+                if let Packet::Ack(_, v) = decode(proto, t.as_str())
+                    && v["ok"] != json!(true)
+                {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        send_tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate.max(1)));
+            let end = Instant::now() + Duration::from_secs(duration);
+            let mut id = 10;
+            while Instant::now() < end {
+                tick.tick().await;
+                let content = format!("{}|{padding}", now_micros());
+                let frame = match proto {
+                    Proto::Socketio => {
+                        client::event(id, "sendMessage", &json!({ "roomId": room_id, "content": content }))
+                    }
+                    Proto::Raw => content,
+                };
+                id += 1;
+                if tx.send(Frame::text(frame)).await.is_err() {
+                    break;
+                }
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            ack_reader.abort();
+        }));
+    }
+    for t in send_tasks {
+        t.await?;
+    }
+    let elapsed = started.elapsed().as_secs_f64() - 2.0;
+    let _ = stop_tx.send(true);
+    for r in readers {
+        r.await?;
+    }
+    let sent = sent.load(Ordering::Relaxed);
+    let expected = sent * (members as u64 - 1);
+    let got = received.load(Ordering::Relaxed);
+    let h = hist.lock().await;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Ok(json!({
+        "scenario": "fanout", "rooms": rooms, "members": members, "rate_per_sender": rate, "sent": sent,
+        "expected": expected, "delivered": got, "drops": expected.saturating_sub(got),
+        "delivered_per_sec": got as f64 / elapsed, "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
+        "max_ms": h.max() as f64 / 1000.0, "ack_errors": ack_errors.load(Ordering::Relaxed),
+        "rss_before_kib": before, "rss_setup_kib": setup_rss, "rss_end_kib": total_rss(args),
+    }))
+}
+
+/// Counts deliveries and records latency from the timestamp at the start of the content,
+/// until `stop`; then adds its samples to the shared histogram.
+async fn receive(
+    proto: Proto,
+    mut tx: client::Tx,
+    mut rx: client::Rx,
+    hist: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    received: Arc<AtomicU64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut local = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    loop {
+        let frame = tokio::select! {
+            frame = rx.next() => frame,
+            _ = stop.changed() => break,
+        };
+        let Some(Ok(Frame::Text(t))) = frame else {
+            if frame.is_none() {
+                break;
+            }
+            continue;
+        };
+        if proto == Proto::Socketio && t.as_str() == "2" {
+            let _ = tx.send(Frame::text(client::PONG)).await;
+        } else if let Some(sent) = client::sent_at(proto, t.as_str()) {
+            let _ = local.record(now_micros().saturating_sub(sent).max(1));
+            received.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let _ = hist.lock().await.add(&local);
+}

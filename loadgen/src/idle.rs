@@ -1,0 +1,125 @@
+//! `idle`: hold N authenticated connections; report the connect rate and the server's RSS per
+//! connection. A process here may hold at most 20,000 open files, so the scenario can split
+//! itself over child processes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as Frame;
+
+use crate::{Args, client, source, token, total_rss};
+
+/// Splits `idle` over child processes (each under the per-process open-file limit).
+pub async fn idle_parent(args: &Args, connections: usize, procs: usize) -> anyhow::Result<Value> {
+    let before = total_rss(args);
+    let per = connections.div_ceil(procs);
+    let exe = std::env::current_exe()?;
+    let raw: Vec<String> = std::env::args().skip(1).collect();
+    let mut children = vec![];
+    for p in 0..procs {
+        // Same arguments, a share of the connections, and no further splitting.
+        let mut argv: Vec<String> =
+            raw.iter().filter(|a| !a.starts_with("--procs") && !a.starts_with("--connections")).cloned().collect();
+        strip_value(&mut argv, &raw, "--procs");
+        strip_value(&mut argv, &raw, "--connections");
+        argv.extend(["--connections".into(), per.to_string(), "--offset".into(), (p * per).to_string()]);
+        children.push(tokio::process::Command::new(&exe).args(&argv).stdout(std::process::Stdio::piped()).spawn()?);
+    }
+    // Read peak RSS while the children hold their connections.
+    let mut peak = before;
+    let mut outputs = vec![];
+    let watch = async {
+        loop {
+            peak = peak.max(total_rss(args));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let wait = async {
+        for child in children {
+            outputs.push(child.wait_with_output().await);
+        }
+    };
+    tokio::select! { _ = wait => {}, _ = watch => {} }
+    let mut connected = 0;
+    let mut failed = 0;
+    let mut rate = 0.0;
+    for out in outputs {
+        let v: Value = serde_json::from_slice(&out?.stdout).context("child result")?;
+        connected += v["connected"].as_u64().unwrap_or(0);
+        failed += v["failed"].as_u64().unwrap_or(0);
+        rate += v["connect_rate"].as_f64().unwrap_or(0.0);
+    }
+    let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
+    Ok(json!({ "scenario": "idle", "connected": connected, "failed": failed, "connect_rate": rate,
+               "rss_before_kib": before, "rss_peak_kib": peak, "kib_per_connection": per_conn }))
+}
+
+fn strip_value(argv: &mut Vec<String>, raw: &[String], flag: &str) {
+    if let Some(pos) = raw.iter().position(|a| a == flag)
+        && let Some(value) = raw.get(pos + 1)
+        && let Some(i) = argv.iter().position(|a| a == value)
+    {
+        argv.remove(i);
+    }
+}
+
+/// Opens `n` connections, holds them for `hold` seconds, reports connect rate and RSS.
+pub async fn idle(args: &Args, n: usize, concurrency: usize, hold: u64, offset: usize) -> anyhow::Result<Value> {
+    let before = total_rss(args);
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let permit = permits.clone().acquire_owned().await?;
+        let (server, src) = (args.server[i % args.server.len()], source(args, offset + i));
+        let (tok, proto, failed) = (token(&args.secret, &format!("idle-{}", offset + i)), args.proto, failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let conn = client::connect(proto, server, src, &tok, "idle").await;
+            drop(permit);
+            match conn {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    if failed.fetch_add(1, Ordering::Relaxed) < 3 {
+                        eprintln!("connect failed: {e:#}");
+                    }
+                    None
+                }
+            }
+        }));
+    }
+    let mut conns = vec![];
+    for t in tasks {
+        if let Some(c) = t.await? {
+            conns.push(c);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let connected = conns.len();
+    // Hold, answering pings so the server sees healthy clients.
+    let holders: Vec<_> = conns
+        .into_iter()
+        .map(|(mut tx, mut rx)| {
+            tokio::spawn(async move {
+                while let Some(Ok(Frame::Text(t))) = rx.next().await {
+                    if t.as_str() == "2" {
+                        let _ = tx.send(Frame::text(client::PONG)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let peak = total_rss(args);
+    for h in holders {
+        h.abort();
+    }
+    let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
+    Ok(json!({ "scenario": "idle", "connected": connected, "failed": failed.load(Ordering::Relaxed),
+               "connect_rate": connected as f64 / elapsed, "rss_before_kib": before, "rss_peak_kib": peak,
+               "kib_per_connection": per_conn }))
+}
