@@ -243,7 +243,9 @@ pub struct RateLimitConfig {
 /// every process using the same Redis; without it the process runs alone on memory.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisConfig {
-    /// Redis URL (`redis://[:password@]host:6379[/db]`, `rediss://` for TLS); Redis 7 or later.
+    /// Redis 7+ URL: `redis://[:password@]host:6379[/db]` (`rediss://` for TLS),
+    /// `redis+sentinel://[:password@]host:26379,host:26379/<master>[/db]` for a master found
+    /// through Sentinel, or `redis+cluster://[:password@]host:6379,host:6379` for a Cluster.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
@@ -518,10 +520,8 @@ impl Config {
                 reason: "each origin must be * or start with http:// or https://".into(),
             });
         }
-        if let Some(url) = &self.redis.redis_url
-            && redis::Client::open(url.as_str()).is_err()
-        {
-            return Err(ConfigError { setting: "REDIS_URL", reason: "not a redis:// or rediss:// URL".into() });
+        if let Some(url) = &self.redis.redis_url {
+            crate::redis::Target::parse(url).map_err(|reason| ConfigError { setting: "REDIS_URL", reason })?;
         }
         let prefix = &self.redis.redis_key_prefix;
         if prefix.is_empty()

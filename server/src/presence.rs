@@ -214,15 +214,18 @@ impl Presence {
 ///
 /// | key | type | holds |
 /// |---|---|---|
-/// | `sy:presence:user:{u}` | hash | socket → node id, for `u`'s connected sockets |
-/// | `sy:presence:seen` | hash | user → when their last socket left (RFC 3339) |
-/// | `sy:presence:nodes` | set | node ids that may hold sockets |
-/// | `sy:presence:node:{n}` | string, TTL [`HEARTBEAT_TTL`] | node `n` is alive |
-/// | `sy:presence:node:{n}:users` | set | users who connected through node `n` |
+/// | `sy:{presence}:user:<u>` | hash | socket → node id, for `u`'s connected sockets |
+/// | `sy:{presence}:seen` | hash | user → when their last socket left (RFC 3339) |
+/// | `sy:{presence}:nodes` | set | node ids that may hold sockets |
+/// | `sy:{presence}:node:<n>` | string, TTL [`HEARTBEAT_TTL`] | node `n` is alive |
+/// | `sy:{presence}:node:<n>:users` | set | users who connected through node `n` |
 ///
 /// A node that dies without goodbye stops refreshing its heartbeat; the next sweep by any node
 /// after the TTL removes its sockets and announces the users left with none. A dead node's
 /// users are therefore offline within `HEARTBEAT_TTL + MAINTAIN_INTERVAL` (20 s).
+///
+/// The sweep reads and updates any user's keys in one script, so every presence key shares
+/// the `{presence}` hash tag: on a Cluster, presence lives in one slot (one shard).
 pub struct RedisPresence {
     redis: crate::redis::Redis,
     node: String,
@@ -250,10 +253,10 @@ return ARGV[3]
 const SWEEP: &str = r"
 local gone = {}
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local base = ARGV[1] .. ':presence:node:' .. node
+  local base = ARGV[1] .. ':node:' .. node
   if redis.call('EXISTS', base) == 0 then
     for _, user in ipairs(redis.call('SMEMBERS', base .. ':users')) do
-      local key = ARGV[1] .. ':presence:user:' .. user
+      local key = ARGV[1] .. ':user:' .. user
       local had = redis.call('HLEN', key)
       local sockets = redis.call('HGETALL', key)
       for i = 1, #sockets, 2 do
@@ -283,8 +286,13 @@ impl RedisPresence {
         }
     }
 
+    /// A presence key: `sy:{presence}:<parts>`.
+    fn key(&self, parts: &[&str]) -> String {
+        self.redis.key(&[&["{presence}"], parts].concat())
+    }
+
     fn user_key(&self, user: &str) -> String {
-        self.redis.key(&["presence", "user", user])
+        self.key(&["user", user])
     }
 }
 
@@ -292,7 +300,7 @@ impl RedisPresence {
 impl PresenceTracker for RedisPresence {
     async fn connect(&self, user: &str, socket: &str) -> StoreResult<bool> {
         let mut call = self.connect.prepare_invoke();
-        call.key(self.user_key(user)).key(self.redis.key(&["presence", "node", &self.node, "users"]));
+        call.key(self.user_key(user)).key(self.key(&["node", &self.node, "users"]));
         call.arg(socket).arg(&self.node).arg(user);
         let mut conn = self.redis.conn();
         let came_online: i64 = self.redis.run(call.invoke_async(&mut conn)).await?;
@@ -301,7 +309,7 @@ impl PresenceTracker for RedisPresence {
 
     async fn disconnect(&self, user: &str, socket: &str) -> StoreResult<Option<String>> {
         let mut call = self.disconnect.prepare_invoke();
-        call.key(self.user_key(user)).key(self.redis.key(&["presence", "seen"]));
+        call.key(self.user_key(user)).key(self.key(&["seen"]));
         call.arg(socket).arg(user).arg(now_rfc3339());
         let mut conn = self.redis.conn();
         self.redis.run(call.invoke_async(&mut conn)).await
@@ -310,7 +318,7 @@ impl PresenceTracker for RedisPresence {
     async fn status(&self, users: &[String]) -> StoreResult<Vec<PresenceStatus>> {
         let mut pipe = redis::pipe();
         for user in users {
-            pipe.cmd("HLEN").arg(self.user_key(user)).cmd("HGET").arg(self.redis.key(&["presence", "seen"])).arg(user);
+            pipe.cmd("HLEN").arg(self.user_key(user)).cmd("HGET").arg(self.key(&["seen"])).arg(user);
         }
         let mut conn = self.redis.conn();
         let answers: Vec<(u64, Option<String>)> = self.redis.run(pipe.query_async(&mut conn)).await?;
@@ -327,10 +335,10 @@ impl PresenceTracker for RedisPresence {
 
     async fn maintain(&self) -> StoreResult<Vec<PresenceStatus>> {
         let mut conn = self.redis.conn();
-        let nodes = self.redis.key(&["presence", "nodes"]);
+        let nodes = self.key(&["nodes"]);
         let heartbeat = redis::pipe()
             .cmd("SET")
-            .arg(self.redis.key(&["presence", "node", &self.node]))
+            .arg(self.key(&["node", &self.node]))
             .arg(1)
             .arg("PX")
             .arg(HEARTBEAT_TTL.as_millis() as u64)
@@ -343,7 +351,7 @@ impl PresenceTracker for RedisPresence {
         self.redis.run(heartbeat.query_async::<()>(&mut conn)).await?;
         let now = now_rfc3339();
         let mut call = self.sweep.prepare_invoke();
-        call.key(&nodes).key(self.redis.key(&["presence", "seen"])).arg(self.redis.key(&[])).arg(&now);
+        call.key(&nodes).key(self.key(&["seen"])).arg(self.key(&[])).arg(&now);
         let gone: Vec<String> = self.redis.run(call.invoke_async(&mut conn)).await?;
         Ok(gone
             .into_iter()

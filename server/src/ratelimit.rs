@@ -243,9 +243,11 @@ impl RateLimiter for RedisRateLimiter {
     async fn check(&self, user: &str, class: EventClass) -> Result<Verdict, StoreError> {
         let b = self.budgets[class.index()];
         let mut call = self.script.prepare_invoke();
-        call.key(self.redis.key(&["rl", user, class.as_str()]))
-            .key(self.redis.key(&["rl", user, "strikes"]))
-            .key(self.redis.key(&["rl", user, "block"]))
+        // The user id as a hash tag keeps the three keys in one Cluster slot.
+        let user = crate::redis::tag(user);
+        call.key(self.redis.key(&["rl", &user, class.as_str()]))
+            .key(self.redis.key(&["rl", &user, "strikes"]))
+            .key(self.redis.key(&["rl", &user, "block"]))
             .arg(b.count)
             .arg(b.window.as_millis() as u64)
             .arg(self.warnings)

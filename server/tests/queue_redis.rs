@@ -32,12 +32,12 @@ fn env(redis: &RedisServer) -> Vec<(&'static str, String)> {
 /// Jobs fetched by a worker (in flight) and jobs waiting, on the browser queue.
 async fn queue_state(redis: &RedisServer) -> (usize, usize) {
     let mut conn = redis.conn().await;
-    let sets: Vec<String> = conn.keys("sy:notify:browser:inflight:*").await.unwrap();
+    let sets: Vec<String> = conn.keys("sy:{core:apalis:queues:list}:notify:browser:inflight:*").await.unwrap();
     let mut inflight = 0;
     for set in sets {
         inflight += conn.scard::<_, usize>(set).await.unwrap();
     }
-    let waiting: usize = conn.llen("sy:notify:browser:active").await.unwrap();
+    let waiting: usize = conn.llen("sy:{core:apalis:queues:list}:notify:browser:active").await.unwrap();
     (inflight, waiting)
 }
 

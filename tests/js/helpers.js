@@ -1,11 +1,12 @@
 // Shared helpers: start a real switchyard-server process, mint tokens, talk Socket.IO.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHmac, createSign, randomBytes } from "node:crypto";
 import { createServer } from "node:net";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
+import { promisify } from "node:util";
 import { io } from "socket.io-client";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -24,18 +25,22 @@ export function freePort() {
   });
 }
 
-/** Starts a real redis-server (AOF on, in a temp dir) on `port` (free one by default). */
-export async function startRedis({ port, dir } = {}) {
+/**
+ * Starts a real redis-server (AOF on, in a temp dir) on `port` (free one by default);
+ * `args` are added to its command line, and `ready` is the log line that means it serves.
+ */
+export async function startRedis({ port, dir, args = [], ready = "Ready to accept connections" } = {}) {
   port = port || (await freePort());
   dir = dir || mkdtempSync(path.join(tmpdir(), "sy-redis-"));
-  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", dir], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const base = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--dir", dir];
+  // A config file comes first on redis-server's command line.
+  const argv = args[0]?.endsWith(".conf") ? [args[0], ...base, ...args.slice(1)] : [...base, ...args];
+  const child = spawn("redis-server", argv, { stdio: ["ignore", "pipe", "pipe"] });
   const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve({ code, signal })));
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("redis-server did not start")), 10000);
     child.stdout.on("data", (d) => {
-      if (d.toString().includes("Ready to accept connections")) {
+      if (d.toString().includes(ready)) {
         clearTimeout(timer);
         resolve();
       }
@@ -51,6 +56,84 @@ export async function startRedis({ port, dir } = {}) {
     async stop(signal = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;
+    },
+  };
+}
+
+/** Runs redis-cli with `args`; resolves with its output. */
+export async function redisCli(...args) {
+  const { stdout } = await promisify(execFile)("redis-cli", args, { timeout: 20000 });
+  return stdout.trim();
+}
+
+/** Polls `check` every 100 ms until it returns true, for at most `ms`. */
+export async function until(what, check, ms = 20000) {
+  const deadline = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Starts a real Redis Cluster of `masters` nodes (no replicas) on loopback. */
+export async function startRedisCluster(masters = 3) {
+  const nodes = [];
+  for (let i = 0; i < masters; i++) {
+    nodes.push(await startRedis({ args: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"] }));
+  }
+  const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
+  await redisCli("--cluster", "create", ...addrs, "--cluster-replicas", "0", "--cluster-yes");
+  for (const n of nodes) {
+    await until("the cluster to be ok", async () => (await redisCli("-p", String(n.port), "cluster", "info")).includes("cluster_state:ok"));
+  }
+  return {
+    url: `redis+cluster://${addrs.join(",")}`,
+    nodes,
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}
+
+/**
+ * Starts a master, a replica and one Sentinel (quorum 1) monitoring them as `mymaster`, on
+ * loopback; resolves once the Sentinel knows the replica, so a failover can be asked for.
+ */
+export async function startSentinel() {
+  const master = await startRedis();
+  const replica = await startRedis({ args: ["--replicaof", "127.0.0.1", String(master.port)] });
+  const dir = mkdtempSync(path.join(tmpdir(), "sy-sentinel-"));
+  const conf = path.join(dir, "sentinel.conf");
+  writeFileSync(
+    conf,
+    [
+      `sentinel monitor mymaster 127.0.0.1 ${master.port} 1`,
+      "sentinel down-after-milliseconds mymaster 1000",
+      "sentinel failover-timeout mymaster 5000",
+      "",
+    ].join("\n"),
+  );
+  const sentinel = await startRedis({ dir, args: [conf, "--sentinel"], ready: "+monitor master" });
+  const cli = (...args) => redisCli("-p", String(sentinel.port), ...args);
+  await until("the sentinel to know the replica", async () => (await cli("sentinel", "replicas", "mymaster")).includes(String(replica.port)));
+  return {
+    url: `redis+sentinel://127.0.0.1:${sentinel.port}/mymaster`,
+    servers: [master, replica],
+    sentinel,
+    /** The port of the current master, as the Sentinel reports it. */
+    async masterPort() {
+      return Number((await cli("sentinel", "get-master-addr-by-name", "mymaster")).split("\n")[1]);
+    },
+    /** Asks the Sentinel to fail over; resolves once it reports the other server as master. */
+    async failover() {
+      const before = await this.masterPort();
+      // NOGOODSLAVE until the Sentinel has seen the replica healthy for a moment.
+      await until("a replica to promote", async () => /^(OK|INPROG)/.test(await cli("sentinel", "failover", "mymaster")));
+      await until("the failover", async () => (await this.masterPort()) !== before);
+    },
+    async stop() {
+      await sentinel.stop();
+      await Promise.all([master.stop(), replica.stop()]);
     },
   };
 }

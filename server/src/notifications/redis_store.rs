@@ -2,12 +2,13 @@
 //! sorted set of ids by arrival, a hash of their JSON, and the set of unread ids; each
 //! change is one Lua script, so counts never drift from the lists. Delivered ids are also
 //! remembered on their own for a week, which keeps a late redelivery from coming back after
-//! the per-user cap dropped the notification.
+//! the per-user cap dropped the notification. Every key of a user carries the user id as a
+//! hash tag (`sy:ntf:{<u>}:…`), so the scripts' keys share one Cluster slot.
 
 use async_trait::async_trait;
 
 use super::store::{Inserted, ListQuery, Marking, Notification, NotificationStore};
-use crate::redis::Redis;
+use crate::redis::{Redis, tag};
 use crate::store::{StoreError, StoreResult};
 
 /// How long a delivered notification id is remembered.
@@ -67,7 +68,8 @@ impl RedisNotificationStore {
     }
 
     fn keys(&self, user: &str) -> [String; 4] {
-        let k = |part: &str| self.redis.key(&["ntf", user, part]);
+        let user = tag(user);
+        let k = |part: &str| self.redis.key(&["ntf", &user, part]);
         [k("order"), k("items"), k("unread"), k("seq")]
     }
 }
@@ -80,7 +82,7 @@ fn internal(e: impl std::fmt::Display) -> StoreError {
 impl NotificationStore for RedisNotificationStore {
     async fn insert(&self, user: &str, notification: Notification) -> StoreResult<Inserted> {
         let [order, items, unread, seq] = self.keys(user);
-        let seen = self.redis.key(&["ntf-seen", &notification.id]);
+        let seen = self.redis.key(&["ntf", &tag(user), "seen", &notification.id]);
         // The stored `read` is ignored on the way out: the unread set is the one source of truth.
         let json = serde_json::to_string(&notification).map_err(internal)?;
         let script = redis::Script::new(INSERT);

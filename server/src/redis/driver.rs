@@ -3,27 +3,27 @@
 //! Written for a measured reason: the crate's own `RedisDriver` holds a plain multiplexed
 //! connection that never reconnects, so after a Redis restart every broadcast fails and
 //! subscriptions are gone for good (seen in the Redis-restart fault drill). This driver
-//! publishes through a `ConnectionManager` that reconnects with back-off and re-subscribes
-//! to every channel on its own.
+//! publishes through a [`Conn`], which reconnects with back-off, follows a Sentinel
+//! failover, and re-subscribes to every channel on its own; on a Cluster it uses sharded
+//! pub/sub.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use redis::aio::ConnectionManager;
 use redis::{PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
-use super::{client, manager_config};
+use super::{Conn, PushSender};
 use crate::config::RedisConfig;
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
-/// Pub/sub driver for the Socket.IO adapter that survives Redis restarts.
+/// Pub/sub driver for the Socket.IO adapter that survives Redis restarts and failovers.
 #[derive(Clone)]
 pub struct ManagedDriver {
     handlers: Handlers,
-    conn: ConnectionManager,
+    conn: Conn,
 }
 
 impl ManagedDriver {
@@ -31,14 +31,11 @@ impl ManagedDriver {
     pub async fn connect(config: &RedisConfig) -> redis::RedisResult<Self> {
         let handlers = Handlers::default();
         let route = handlers.clone();
-        let manager = manager_config(config)
-            .set_push_sender(move |push: PushInfo| {
-                dispatch(&route, push);
-                Ok::<(), std::convert::Infallible>(())
-            })
-            .set_automatic_resubscription();
-        let url = config.redis_url.as_deref().unwrap_or_default();
-        let conn = ConnectionManager::new_with_config(client(url)?, manager).await?;
+        let push: PushSender = Arc::new(move |push: PushInfo| {
+            dispatch(&route, push);
+            Ok::<(), std::convert::Infallible>(())
+        });
+        let conn = Conn::open(config, Some(push)).await?;
         Ok(Self { handlers, conn })
     }
 }
@@ -46,7 +43,7 @@ impl ManagedDriver {
 /// Hands a pushed pub/sub message to the stream subscribed to its channel. Never blocks the
 /// connection: a full stream drops the message (the adapter's requests time out instead).
 fn dispatch(handlers: &Handlers, push: PushInfo) {
-    if push.kind != PushKind::Message {
+    if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
         return;
     }
     let mut data = push.data.into_iter();
@@ -68,8 +65,7 @@ impl Driver for ManagedDriver {
     type Error = redis::RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        let mut conn = self.conn.clone();
-        redis::cmd("PUBLISH").arg(chan).arg(val).query_async::<()>(&mut conn).await
+        self.conn.clone().publish(&chan, &val).await
     }
 
     async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, Self::Error> {
@@ -86,8 +82,6 @@ impl Driver for ManagedDriver {
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        let mut conn = self.conn.clone();
-        let (_, count): (String, u16) = redis::cmd("PUBSUB").arg("NUMSUB").arg(chan).query_async(&mut conn).await?;
-        Ok(count)
+        self.conn.clone().subscribers(chan).await
     }
 }

@@ -1,15 +1,18 @@
-//! The Redis connection shared by the stores, the rate limiter and the adapter: a
-//! reconnecting connection manager, key naming, and the timeout that turns a slow or
-//! unreachable Redis into a fast `unavailable` instead of a hung event.
+//! The Redis connection shared by the stores, the rate limiter, the job queue and the
+//! adapter: a reconnecting connection to one Redis, a Sentinel-managed master or a Cluster,
+//! key naming, and the timeout that turns a slow or unreachable Redis into a fast
+//! `unavailable` instead of a hung event.
 
+mod conn;
 mod driver;
+mod target;
 
 use std::future::Future;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
+pub use conn::{Conn, MasterLink, PushSender};
 pub use driver::ManagedDriver;
+pub use target::Target;
 
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
@@ -18,42 +21,24 @@ use crate::store::{StoreError, StoreResult};
 /// A handle on Redis; cheap to clone (the connection is multiplexed).
 #[derive(Clone)]
 pub struct Redis {
-    conn: ConnectionManager,
+    conn: Conn,
     timeout: Duration,
     prefix: String,
     metrics: Metrics,
 }
 
-/// The client for `url`, forcing RESP3: the adapter's pub/sub rides on RESP3 push messages.
-pub fn client(url: &str) -> redis::RedisResult<redis::Client> {
-    let url = if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    };
-    redis::Client::open(url)
-}
-
-/// Reconnect policy shared by every connection: exponential back-off capped by the config,
-/// retried forever, each command bounded by the command timeout.
-pub fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
-    let timeout = Duration::from_millis(config.redis_timeout_ms);
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(config.redis_reconnect_max_ms))
-        .set_number_of_retries(usize::MAX)
+/// `id` as a hash tag: keys whose first `{...}` holds the same text share a Cluster hash
+/// slot, which a Lua script or pipeline over several keys needs (`sy:room:{42}:msgs` and
+/// `sy:room:{42}:seq` live together). Harmless on a single Redis.
+pub fn tag(id: &str) -> String {
+    format!("{{{id}}}")
 }
 
 impl Redis {
-    /// Connects to `REDIS_URL`; fails when Redis cannot be reached at start-up. Every call
-    /// through [`Redis::run`] is timed into `metrics`.
+    /// Connects to `REDIS_URL` (one Redis, Sentinel or Cluster); fails when Redis cannot be
+    /// reached at start-up. Every call through [`Redis::run`] is timed into `metrics`.
     pub async fn connect(config: &RedisConfig, metrics: Metrics) -> redis::RedisResult<Self> {
-        let url = config.redis_url.as_deref().unwrap_or_default();
-        let conn = ConnectionManager::new_with_config(client(url)?, manager_config(config)).await?;
+        let conn = Conn::open(config, None).await?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);
         Ok(Self { conn, timeout, prefix: config.redis_key_prefix.clone(), metrics })
     }
@@ -69,7 +54,7 @@ impl Redis {
     }
 
     /// A connection for one call (clones share the multiplexed link).
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

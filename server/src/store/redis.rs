@@ -2,14 +2,15 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `sy:room:{id}` | string | the room as JSON |
-//! | `sy:user:{u}:rooms` | set | ids of `u`'s rooms |
-//! | `sy:room:{id}:seq` | string | last message sequence number (INCR) |
-//! | `sy:room:{id}:msgs` | sorted set | messages as JSON, scored by sequence number; capped at `HISTORY_LIMIT` |
-//! | `sy:room:{id}:cmid` | hash | `sender\nclientMessageId` → sequence number, for retained messages only |
-//! | `sy:room:{id}:read` | hash | user → last read sequence number |
+//! | `sy:room:{<id>}` | string | the room as JSON |
+//! | `sy:user:{<u>}:rooms` | set | ids of `u`'s rooms |
+//! | `sy:room:{<id>}:seq` | string | last message sequence number (INCR) |
+//! | `sy:room:{<id>}:msgs` | sorted set | messages as JSON, scored by sequence number; capped at `HISTORY_LIMIT` |
+//! | `sy:room:{<id>}:cmid` | hash | `sender\nclientMessageId` → sequence number, for retained messages only |
+//! | `sy:room:{<id>}:read` | hash | user → last read sequence number |
 //!
-//! Every write that must be atomic across nodes is one Lua script, so two nodes can never
+//! The braces are literal hash tags: a room's keys share one Cluster slot, so every write
+//! that must be atomic across nodes can be one Lua script over them, and two nodes can never
 //! hand out the same message id or store one `clientMessageId` twice.
 
 use async_trait::async_trait;
@@ -18,16 +19,7 @@ use redis::Script;
 use super::{
     ChatStore, Cursor, Message, NewMessage, Page, ReadState, Room, RoomSummary, StoreError, StoreResult, message_id,
 };
-use crate::redis::Redis;
-
-/// Stores the room unless it exists, and indexes it under each participant.
-const CREATE_ROOM: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  for i = 2, #KEYS do redis.call('SADD', KEYS[i], ARGV[2]) end
-  return {1, ARGV[1]}
-end
-return {0, redis.call('GET', KEYS[1])}
-";
+use crate::redis::{Redis, tag};
 
 /// Appends a message, idempotent on (sender, clientMessageId); trims history to the cap.
 const APPEND: &str = r"
@@ -96,7 +88,6 @@ return {room, last[1] or false, unread(KEYS[2], KEYS[3], ARGV[1])}
 pub struct RedisStore {
     redis: Redis,
     history_limit: usize,
-    create_room: Script,
     append: Script,
     mark_read: Script,
     summary: Script,
@@ -108,7 +99,6 @@ impl RedisStore {
         Self {
             redis,
             history_limit: history_limit.max(1),
-            create_room: Script::new(CREATE_ROOM),
             append: Script::new(APPEND),
             mark_read: Script::new(&format!("{UNREAD_FN}{MARK_READ}")),
             summary: Script::new(&format!("{UNREAD_FN}{SUMMARY}")),
@@ -116,10 +106,15 @@ impl RedisStore {
     }
 
     fn room_key(&self, id: &str, part: Option<&str>) -> String {
+        let id = tag(id);
         match part {
-            Some(part) => self.redis.key(&["room", id, part]),
-            None => self.redis.key(&["room", id]),
+            Some(part) => self.redis.key(&["room", &id, part]),
+            None => self.redis.key(&["room", &id]),
         }
+    }
+
+    fn rooms_key(&self, user: &str) -> String {
+        self.redis.key(&["user", &tag(user), "rooms"])
     }
 
     async fn summary(&self, id: &str, user: &str) -> StoreResult<Option<RoomSummary>> {
@@ -145,15 +140,23 @@ fn decode<T: serde::de::DeserializeOwned>(json: &str) -> StoreResult<T> {
 impl ChatStore for RedisStore {
     async fn create_room(&self, room: Room) -> StoreResult<(Room, bool)> {
         let json = serde_json::to_string(&room).map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut call = self.create_room.prepare_invoke();
-        call.key(self.room_key(&room.id, None));
-        for user in &room.participant_ids {
-            call.key(self.redis.key(&["user", user, "rooms"]));
-        }
-        call.arg(&json).arg(&room.id);
         let mut conn = self.redis.conn();
-        let (created, stored): (i64, String) = self.redis.run(call.invoke_async(&mut conn)).await?;
-        Ok((decode(&stored)?, created == 1))
+        let set = redis::cmd("SET").arg(self.room_key(&room.id, None)).arg(&json).arg("NX").arg("GET").to_owned();
+        let existing: Option<String> = self.redis.run(set.query_async(&mut conn)).await?;
+        let (room, created) = match existing {
+            Some(stored) => (decode::<Room>(&stored)?, false),
+            None => (room, true),
+        };
+        // The participants' indexes live in their own slots, so they cannot join the write
+        // above in one script on a Cluster. Indexing on every call, not only on creation,
+        // repairs an index that a failure between the two left behind.
+        let index = room.participant_ids.iter().map(|user| {
+            let mut conn = self.redis.conn();
+            let add = redis::cmd("SADD").arg(self.rooms_key(user)).arg(&room.id).to_owned();
+            async move { self.redis.run(add.query_async::<i64>(&mut conn)).await }
+        });
+        futures::future::try_join_all(index).await?;
+        Ok((room, created))
     }
 
     async fn room(&self, id: &str) -> StoreResult<Option<Room>> {
@@ -165,8 +168,7 @@ impl ChatStore for RedisStore {
 
     async fn room_ids_of(&self, user: &str) -> StoreResult<Vec<String>> {
         let mut conn = self.redis.conn();
-        let key = self.redis.key(&["user", user, "rooms"]);
-        self.redis.run(redis::cmd("SMEMBERS").arg(key).query_async(&mut conn)).await
+        self.redis.run(redis::cmd("SMEMBERS").arg(self.rooms_key(user)).query_async(&mut conn)).await
     }
 
     async fn rooms_of(&self, user: &str) -> StoreResult<Vec<RoomSummary>> {

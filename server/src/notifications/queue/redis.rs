@@ -28,7 +28,7 @@ use super::{Counts, DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
 use crate::config::QueueConfig;
 use crate::notifications::channels::Channel;
 use crate::notifications::worker::Deliverer;
-use crate::redis::Redis;
+use crate::redis::{Conn, Redis};
 use crate::store::{StoreError, StoreResult};
 
 /// Delivered tasks' payloads are deleted this often (apalis keeps them otherwise).
@@ -41,6 +41,12 @@ const MISSED_HEARTBEATS: usize = 3;
 /// rest back (which needs Redis): an unreachable Redis must not hold the exit for the whole
 /// grace period. What is not handed back runs again after the heartbeat timeout.
 const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The hash tag of every queue key. apalis-redis's worker registration script also writes
+/// its global `core:apalis:queues:list` key, which it does not declare; on a Cluster that
+/// key must be in the same slot as the script's declared keys, and a tag holding exactly
+/// that name puts every queue key in its slot. On a single Redis the tag is only a name.
+const QUEUE_SLOT: &str = "{core:apalis:queues:list}";
 
 /// Stores a dead letter and drops the oldest beyond the limit, atomically.
 const BURY: &str = r"
@@ -98,14 +104,15 @@ impl PollStrategy for Wakeup {
 }
 
 impl RedisQueue {
-    /// The queue on `redis`, with keys under its prefix (`<prefix>:notify:<channel>:…`).
+    /// The queue on `redis`, with keys under its prefix
+    /// (`<prefix>:{core:apalis:queues:list}:notify:<channel>:…`).
     pub fn new(redis: Redis, config: &QueueConfig) -> Self {
         let heartbeat = Duration::from_millis(config.queue_heartbeat_ms);
         let queues = Channel::ALL
             .iter()
             .map(|c| {
                 apalis_redis::Config::default()
-                    .queue(redis.key(&["notify", c.as_str()]))
+                    .queue(redis.key(&[QUEUE_SLOT, "notify", c.as_str()]))
                     .heartbeat_interval(heartbeat)
                     .missed_heartbeats(MISSED_HEARTBEATS)
                     // Fetch no more than can run: fetched jobs count as in flight.
@@ -115,8 +122,8 @@ impl RedisQueue {
             })
             .collect();
         Self(Arc::new(Shared {
-            dead: redis.key(&["notify", "dead"]),
-            dead_order: redis.key(&["notify", "dead", "order"]),
+            dead: redis.key(&[QUEUE_SLOT, "notify", "dead"]),
+            dead_order: redis.key(&[QUEUE_SLOT, "notify", "dead", "order"]),
             redis,
             queues,
             dead_limit: config.queue_dead_letter_limit,
@@ -187,7 +194,7 @@ impl RedisQueue {
         let mut failures = 0u32;
         while !*stop.borrow() {
             let storage =
-                RedisStorage::<Job>::new(self.0.redis.conn()).with_config(self.0.queues[channel.index()].clone());
+                RedisStorage::<Job, Conn>::new(self.0.redis.conn()).with_config(self.0.queues[channel.index()].clone());
             // A fresh name per run: the jobs of a previous run that died are then orphans
             // that the heartbeat of this one puts back.
             let name = format!("switchyard-{}-{:016x}", channel.as_str(), rand::random::<u64>());
@@ -237,7 +244,7 @@ impl RedisQueue {
     /// Deletes the stored payloads of delivered jobs now and then.
     async fn vacuum(self, channel: Channel, stop: watch::Receiver<bool>) {
         let config = self.0.queues[channel.index()].clone();
-        let mut storage = RedisStorage::<Job>::new(self.0.redis.conn()).with_config(config.clone());
+        let mut storage = RedisStorage::<Job, Conn>::new(self.0.redis.conn()).with_config(config.clone());
         let mut tick = tokio::time::interval(VACUUM_INTERVAL);
         loop {
             tokio::select! { _ = tick.tick() => {}, _ = stopped(stop.clone()) => return }
