@@ -1,8 +1,8 @@
 // Fault drills, each bounded and self-stopping, each ending with the delivery check:
-// kill -9 of a node, a Redis restart, and Redis paused.
+// kill -9 of a node, a Redis restart, Redis paused, and a Sentinel failover.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, startRedis, startNginx, token, connect, call, next, sleep, uid, http } from "./helpers.js";
+import { startServer, startRedis, startSentinel, startNginx, token, connect, call, next, sleep, until, uid, http } from "./helpers.js";
 import { setupRoom, runTraffic, verify, closeAll } from "./traffic.js";
 
 const ENV = (redis) => ({
@@ -13,8 +13,9 @@ const ENV = (redis) => ({
   RATE_LIMIT_QUERY: "1000/1s",
 });
 
-async function cluster() {
-  const redis = await startRedis();
+/** Three nodes behind nginx on the Redis deployment `start` returns (a single Redis by default). */
+async function cluster(start = startRedis) {
+  const redis = await start();
   const nodes = await Promise.all([0, 1, 2].map(() => startServer(ENV(redis))));
   const nginx = await startNginx(nodes);
   return {
@@ -127,6 +128,37 @@ test("Redis paused: events fail fast with unavailable, /ready is 503, everything
     await verify(c.nginx.url, room, participants, traffic.acked);
   } finally {
     probe.close();
+    closeAll(participants);
+    await c.stop();
+  }
+});
+
+test("Sentinel failover while messages flow: sends resume on the new master, nothing acked is lost or doubled", async () => {
+  const c = await cluster(startSentinel);
+  const { room, participants } = await setupRoom(c.nginx.url, 4, { prefix: "s" });
+  try {
+    const traffic = runTraffic(participants);
+    await sleep(1000);
+    const oldMaster = await c.redis.masterPort();
+    await c.redis.failover();
+    const failedOver = Date.now();
+    assert.notEqual(await c.redis.masterPort(), oldMaster, "the other server is master now");
+    const acked = traffic.acked.size;
+    // With min-replicas-to-write 1, the new master takes writes once the old one has rejoined
+    // as its replica, which Sentinel arranges within its 10 s INFO period.
+    await until("sends to succeed on the new master", async () => traffic.acked.size >= acked + 5, 20000);
+    const resumed = Date.now() - failedOver;
+    await sleep(1000);
+    await traffic.stop();
+    assert.ok(resumed < 20000, `sends resumed ${resumed} ms after the failover`);
+    await verify(c.nginx.url, room, participants, traffic.acked);
+    // Broadcasts work again: the adapter's subscriptions moved to the new master.
+    const [a, b] = participants;
+    const live = next(b.socket, "newMessage", (m) => m.content === "after failover");
+    await call(a.socket, "sendMessage", { roomId: room.id, content: "after failover" });
+    await live;
+    assert.ok(c.nodes.every((n) => n.logs.some((l) => l.includes("Redis master changed; following it"))));
+  } finally {
     closeAll(participants);
     await c.stop();
   }

@@ -100,8 +100,14 @@ export async function startRedisCluster(masters = 3) {
  * loopback; resolves once the Sentinel knows the replica, so a failover can be asked for.
  */
 export async function startSentinel() {
-  const master = await startRedis();
-  const replica = await startRedis({ args: ["--replicaof", "127.0.0.1", String(master.port)] });
+  // Both as docs/scaling.md advises: a master without a live replica refuses writes, so a
+  // failed-over master cannot ack writes that its demotion then throws away. The diskless
+  // sync delay is cut from 5 s so the replica is in sync at once.
+  const args = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "5", "--repl-diskless-sync-delay", "0"];
+  const master = await startRedis({ args });
+  const replica = await startRedis({ args: [...args, "--replicaof", "127.0.0.1", String(master.port)] });
+  const role = (server) => redisCli("-p", String(server.port), "info", "replication");
+  await until("the replica to sync", async () => (await role(replica)).includes("master_link_status:up"));
   const dir = mkdtempSync(path.join(tmpdir(), "sy-sentinel-"));
   const conf = path.join(dir, "sentinel.conf");
   writeFileSync(
