@@ -3,7 +3,7 @@
 // back on their own to a new process on the same address.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, freePort, token, connect, call, next, http, uid } from "./helpers.js";
+import { startServer, startRedis, freePort, token, connect, call, next, http, sleep, uid } from "./helpers.js";
 
 test("SIGTERM drains clients, exits 0, clients reconnect to the next process", async () => {
   const port = await freePort();
@@ -64,6 +64,27 @@ test("while draining, /ready is 503 and new handshakes are refused", async () =>
     assert.ok(refused, "new Engine.IO sessions refused");
     assert.equal((await server.exited).code, 0);
   } finally {
+    await server.stop();
+  }
+});
+
+test("SIGTERM while Redis refuses connections exits promptly, not after the grace period", async () => {
+  const redis = await startRedis();
+  const server = await startServer({ REDIS_URL: redis.url, SHUTDOWN_GRACE_SECONDS: "30" });
+  const socket = await connect(server.url, "/chat", token(uid("alice")));
+  try {
+    await redis.stop("SIGKILL");
+    await sleep(300);
+    const t0 = Date.now();
+    const { code } = await server.stop("SIGTERM");
+    const took = Date.now() - t0;
+    assert.equal(code, 0);
+    // Every Redis call of the drain (unsubscribing the adapter, handing jobs back) gives up
+    // after REDIS_TIMEOUT_MS (2 s); they used to wait for Redis until the grace period ended.
+    assert.ok(took < 6000, `exited after ${took} ms`);
+    assert.ok(!server.logs.some((l) => l.includes("grace period over")));
+  } finally {
+    socket.close();
     await server.stop();
   }
 });

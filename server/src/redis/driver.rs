@@ -5,12 +5,16 @@
 //! subscriptions are gone for good (seen in the Redis-restart fault drill). This driver
 //! publishes through a [`Conn`], which reconnects with back-off, follows a Sentinel
 //! failover, and re-subscribes to every channel on its own; on a Cluster it uses sharded
-//! pub/sub.
+//! pub/sub. Every call is bounded by `REDIS_TIMEOUT_MS`: while Redis refuses connections
+//! the connection waits for a reconnect, and an unbounded unsubscribe held a SIGTERM drain
+//! (the adapter unsubscribes when the server closes) for the whole grace period.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use redis::{PushInfo, PushKind};
+use redis::{ErrorKind, PushInfo, PushKind, RedisError, RedisResult};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
@@ -24,6 +28,7 @@ type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 pub struct ManagedDriver {
     handlers: Handlers,
     conn: Conn,
+    timeout: Duration,
 }
 
 impl ManagedDriver {
@@ -36,7 +41,13 @@ impl ManagedDriver {
             Ok::<(), std::convert::Infallible>(())
         });
         let conn = Conn::open(config, Some(push)).await?;
-        Ok(Self { handlers, conn })
+        Ok(Self { handlers, conn, timeout: Duration::from_millis(config.redis_timeout_ms) })
+    }
+
+    async fn bounded<T>(&self, call: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+        tokio::time::timeout(self.timeout, call).await.unwrap_or_else(|_| {
+            Err(RedisError::from((ErrorKind::Io, "no answer from Redis within", format!("{:?}", self.timeout))))
+        })
     }
 }
 
@@ -65,23 +76,23 @@ impl Driver for ManagedDriver {
     type Error = redis::RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        self.conn.clone().publish(&chan, &val).await
+        self.bounded(self.conn.clone().publish(&chan, &val)).await
     }
 
     async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, Self::Error> {
         let (tx, rx) = mpsc::channel(size);
         // Register before subscribing so no message that arrives right after is lost.
         self.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(chan.clone(), tx);
-        self.conn.clone().subscribe(&chan).await?;
+        self.bounded(self.conn.clone().subscribe(&chan)).await?;
         Ok(MessageStream::new(rx))
     }
 
     async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
         self.handlers.write().unwrap_or_else(|p| p.into_inner()).remove(&chan);
-        self.conn.clone().unsubscribe(&chan).await
+        self.bounded(self.conn.clone().unsubscribe(&chan)).await
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        self.conn.clone().subscribers(chan).await
+        self.bounded(self.conn.clone().subscribers(chan)).await
     }
 }
