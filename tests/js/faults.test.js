@@ -1,8 +1,9 @@
 // Fault drills, each bounded and self-stopping, each ending with the delivery check:
-// kill -9 of a node, a Redis restart, Redis paused, and a Sentinel failover.
+// kill -9 of a node, a Redis restart, Redis paused, a Sentinel failover, and restarts of
+// every Redis Cluster master.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, startRedis, startSentinel, startNginx, token, connect, call, next, sleep, until, uid, http } from "./helpers.js";
+import { startServer, startRedis, startRedisCluster, startSentinel, startNginx, token, connect, call, next, sleep, until, uid, http } from "./helpers.js";
 import { setupRoom, runTraffic, verify, closeAll } from "./traffic.js";
 
 const ENV = (redis) => ({
@@ -158,6 +159,36 @@ test("Sentinel failover while messages flow: sends resume on the new master, not
     await call(a.socket, "sendMessage", { roomId: room.id, content: "after failover" });
     await live;
     assert.ok(c.nodes.every((n) => n.logs.some((l) => l.includes("Redis master changed; following it"))));
+  } finally {
+    closeAll(participants);
+    await c.stop();
+  }
+});
+
+test("Redis Cluster masters restarted in turn while messages flow: sends and broadcasts resume, nothing acked is lost", async () => {
+  const c = await cluster(startRedisCluster);
+  const { room, participants } = await setupRoom(c.nginx.url, 4, { prefix: "c" });
+  try {
+    const traffic = runTraffic(participants);
+    await sleep(1000);
+    // Every master once: the shards holding the room and the adapter's channels all restart.
+    for (let i = 0; i < c.redis.nodes.length; i++) {
+      await c.redis.restart(i);
+      const acked = traffic.acked.size;
+      await until(`sends to succeed after restarting master ${i}`, async () => traffic.acked.size >= acked + 3, 15000);
+    }
+    await sleep(1000);
+    await traffic.stop();
+    await verify(c.nginx.url, room, participants, traffic.acked);
+    // Broadcasts cross nodes again: the restarted shards have the adapter's subscriptions back.
+    for (const n of c.nodes) {
+      const [a, b] = await Promise.all([connect(n.url, "/chat", token(participants[0].user)), connect(c.nodes.find((m) => m !== n).url, "/chat", token(participants[1].user))]);
+      const live = next(b, "newMessage", (m) => m.content === `after restarts via ${n.port}`);
+      await call(a, "sendMessage", { roomId: room.id, content: `after restarts via ${n.port}` });
+      await live;
+      a.close();
+      b.close();
+    }
   } finally {
     closeAll(participants);
     await c.stop();

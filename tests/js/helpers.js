@@ -77,18 +77,23 @@ export async function until(what, check, ms = 20000) {
 
 /** Starts a real Redis Cluster of `masters` nodes (no replicas) on loopback. */
 export async function startRedisCluster(masters = 3) {
+  const args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"];
   const nodes = [];
-  for (let i = 0; i < masters; i++) {
-    nodes.push(await startRedis({ args: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"] }));
-  }
+  for (let i = 0; i < masters; i++) nodes.push(await startRedis({ args }));
+  const ok = (n) => until("the cluster to be ok", async () => (await redisCli("-p", String(n.port), "cluster", "info")).includes("cluster_state:ok"));
   const addrs = nodes.map((n) => `127.0.0.1:${n.port}`);
   await redisCli("--cluster", "create", ...addrs, "--cluster-replicas", "0", "--cluster-yes");
-  for (const n of nodes) {
-    await until("the cluster to be ok", async () => (await redisCli("-p", String(n.port), "cluster", "info")).includes("cluster_state:ok"));
-  }
+  for (const n of nodes) await ok(n);
   return {
     url: `redis+cluster://${addrs.join(",")}`,
     nodes,
+    /** Stops node `i` and starts it again on its port and data (AOF, cluster config). */
+    async restart(i) {
+      const old = nodes[i];
+      await old.stop();
+      nodes[i] = await startRedis({ port: old.port, dir: old.dir, args });
+      await ok(nodes[i]);
+    },
     async stop() {
       await Promise.all(nodes.map((n) => n.stop()));
     },

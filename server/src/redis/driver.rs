@@ -3,15 +3,15 @@
 //! Written for a measured reason: the crate's own `RedisDriver` holds a plain multiplexed
 //! connection that never reconnects, so after a Redis restart every broadcast fails and
 //! subscriptions are gone for good (seen in the Redis-restart fault drill). This driver
-//! publishes through a [`Conn`], which reconnects with back-off, follows a Sentinel
-//! failover, and re-subscribes to every channel on its own; on a Cluster it uses sharded
-//! pub/sub. Every call is bounded by `REDIS_TIMEOUT_MS`: while Redis refuses connections
+//! publishes through a [`Conn`], which reconnects with back-off and follows a Sentinel
+//! failover, and subscribes again to every channel after a lost link; on a Cluster it uses
+//! sharded pub/sub. Every call is bounded by `REDIS_TIMEOUT_MS`: while Redis refuses connections
 //! the connection waits for a reconnect, and an unbounded unsubscribe held a SIGTERM drain
 //! (the adapter unsubscribes when the server closes) for the whole grace period.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use redis::{ErrorKind, PushInfo, PushKind, RedisError, RedisResult};
@@ -25,7 +25,9 @@ type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
 /// Pub/sub driver for the Socket.IO adapter that survives Redis restarts and failovers.
 #[derive(Clone)]
-pub struct ManagedDriver {
+pub struct ManagedDriver(Arc<Shared>);
+
+struct Shared {
     handlers: Handlers,
     conn: Conn,
     timeout: Duration,
@@ -36,18 +38,57 @@ impl ManagedDriver {
     pub async fn connect(config: &RedisConfig) -> redis::RedisResult<Self> {
         let handlers = Handlers::default();
         let route = handlers.clone();
+        // Closed when the connection (which owns the push sender) is dropped.
+        let (lost, lost_rx) = mpsc::unbounded_channel();
         let push: PushSender = Arc::new(move |push: PushInfo| {
+            if push.kind == PushKind::Disconnection {
+                let _ = lost.send(());
+            }
             dispatch(&route, push);
             Ok::<(), std::convert::Infallible>(())
         });
         let conn = Conn::open(config, Some(push)).await?;
-        Ok(Self { handlers, conn, timeout: Duration::from_millis(config.redis_timeout_ms) })
+        let driver = Self(Arc::new(Shared { handlers, conn, timeout: Duration::from_millis(config.redis_timeout_ms) }));
+        let pause = Duration::from_millis(config.redis_reconnect_max_ms);
+        tokio::spawn(resubscribe(Arc::downgrade(&driver.0), lost_rx, pause));
+        Ok(driver)
     }
+}
 
+impl Shared {
     async fn bounded<T>(&self, call: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
         tokio::time::timeout(self.timeout, call).await.unwrap_or_else(|_| {
             Err(RedisError::from((ErrorKind::Io, "no answer from Redis within", format!("{:?}", self.timeout))))
         })
+    }
+
+    /// Subscribes again to every channel; true when all succeeded.
+    async fn subscribe_all(&self) -> bool {
+        let channels: Vec<String> = self.handlers.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let calls = channels.iter().map(|channel| {
+            let mut conn = self.conn.clone();
+            async move { self.bounded(conn.subscribe(channel)).await }
+        });
+        futures::future::join_all(calls).await.iter().all(Result::is_ok)
+    }
+}
+
+/// After the connection lost a link, subscribes to every channel again, retrying until it
+/// works. The connections re-subscribe by themselves after most losses, but a restarted
+/// Cluster node came back without its sharded subscriptions (seen in the Cluster restart
+/// drill), and a missing subscription silently stops broadcasts to this node; subscribing
+/// to a channel twice on one connection changes nothing.
+async fn resubscribe(driver: Weak<Shared>, mut lost: mpsc::UnboundedReceiver<()>, pause: Duration) {
+    while lost.recv().await.is_some() {
+        loop {
+            tokio::time::sleep(pause).await;
+            // Losses reported meanwhile are covered by this attempt.
+            while lost.try_recv().is_ok() {}
+            let Some(driver) = driver.upgrade() else { return };
+            if driver.subscribe_all().await {
+                break;
+            }
+        }
     }
 }
 
@@ -76,23 +117,23 @@ impl Driver for ManagedDriver {
     type Error = redis::RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        self.bounded(self.conn.clone().publish(&chan, &val)).await
+        self.0.bounded(self.0.conn.clone().publish(&chan, &val)).await
     }
 
     async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, Self::Error> {
         let (tx, rx) = mpsc::channel(size);
         // Register before subscribing so no message that arrives right after is lost.
-        self.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(chan.clone(), tx);
-        self.bounded(self.conn.clone().subscribe(&chan)).await?;
+        self.0.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(chan.clone(), tx);
+        self.0.bounded(self.0.conn.clone().subscribe(&chan)).await?;
         Ok(MessageStream::new(rx))
     }
 
     async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
-        self.handlers.write().unwrap_or_else(|p| p.into_inner()).remove(&chan);
-        self.bounded(self.conn.clone().unsubscribe(&chan)).await
+        self.0.handlers.write().unwrap_or_else(|p| p.into_inner()).remove(&chan);
+        self.0.bounded(self.0.conn.clone().unsubscribe(&chan)).await
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        self.bounded(self.conn.clone().subscribers(chan)).await
+        self.0.bounded(self.0.conn.clone().subscribers(chan)).await
     }
 }
