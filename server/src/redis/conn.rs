@@ -159,12 +159,11 @@ impl ConnectionLike for Conn {
 /// The client for a standalone `url`, forcing RESP3: the adapter's pub/sub rides on RESP3
 /// push messages.
 fn resp3_client(url: &str) -> RedisResult<redis::Client> {
-    let separator = if url.contains('?') { '&' } else { '?' };
     if url.contains("protocol=") {
-        redis::Client::open(url)
-    } else {
-        redis::Client::open(format!("{url}{separator}protocol=resp3"))
+        return redis::Client::open(url);
     }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    redis::Client::open(format!("{url}{separator}protocol=resp3"))
 }
 
 /// A reconnecting connection to the master that the sentinels currently name.
