@@ -162,6 +162,11 @@ pub struct SocketConfig {
     #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub ping_timeout_ms: u64,
 
+    /// Bytes of WebSocket read buffer per connection. Every idle connection holds one; a
+    /// frame larger than the buffer is read in several steps, so small costs little.
+    #[arg(long, env = "WS_READ_BUFFER_BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    pub ws_read_buffer_bytes: u32,
+
     /// Milliseconds after which an unrefreshed `typing: true` is ended by the server.
     #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub typing_timeout_ms: u64,
