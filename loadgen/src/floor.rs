@@ -41,10 +41,21 @@ async fn serve(stream: tokio::net::TcpStream, rooms: Rooms, id: u64) {
     let (mut sink, mut source) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     rooms.lock().unwrap().entry(room.clone()).or_default().push((id, tx));
+    // Frames queued for this client go out in one write: flush only when the queue is empty,
+    // as a real server does (a flush per frame is a syscall per delivery, and that, not the
+    // network, would be the floor).
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
-            if sink.send(m).await.is_err() {
-                break;
+            if sink.feed(m).await.is_err() {
+                return;
+            }
+            while let Ok(m) = rx.try_recv() {
+                if sink.feed(m).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
             }
         }
     });
