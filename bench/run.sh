@@ -18,6 +18,8 @@ PROFILE=release; [[ $SMOKE == 1 ]] && PROFILE=debug
 cargo build --quiet $([[ $PROFILE == release ]] && echo --release) -p switchyard-server -p switchyard-loadgen --bins
 BIN="target/$PROFILE"
 (cd bench/node-server && [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error)
+# The plot of a full run needs matplotlib.
+[[ $SMOKE == 1 ]] || python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no server on $1"; return 1; }
