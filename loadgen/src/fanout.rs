@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -33,20 +33,18 @@ pub async fn fanout(
     let before = total_rss(args);
     for r in 0..rooms {
         let users: Vec<String> = (0..members).map(|m| format!("fan-{r}-{m}")).collect();
-        let mut conns = vec![];
-        for (m, user) in users.iter().enumerate() {
-            let server = args.server[(r * members + m) % args.server.len()];
-            conns.push(
-                client::connect(
-                    args.proto,
-                    server,
-                    source(args, r * members + m),
-                    &token(&args.secret, user),
-                    &format!("r{r}"),
-                )
-                .await?,
-            );
-        }
+        // Connected 200 at a time: a slow handshake must not leave the first members unread
+        // (and their pings unanswered) for the whole setup.
+        let mut conns: Vec<(client::Tx, client::Rx)> = futures::stream::iter(users.iter().enumerate())
+            .map(|(m, user)| {
+                let server = args.server[(r * members + m) % args.server.len()];
+                let tok = token(&args.secret, user);
+                let room = format!("r{r}");
+                async move { client::connect(args.proto, server, source(args, r * members + m), &tok, &room).await }
+            })
+            .buffered(200)
+            .try_collect()
+            .await?;
         let (mut tx0, mut rx0) = conns.remove(0);
         // Socket.IO targets: member 0 creates the room; every member's sockets join it.
         let room_id = if args.proto == Proto::Socketio {

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
 use crate::{Args, client, source, token, total_rss};
 
 /// Splits `idle` over child processes (each under the per-process open-file limit).
-pub async fn idle_parent(args: &Args, connections: usize, procs: usize) -> anyhow::Result<Value> {
+pub async fn idle_parent(args: &Args, connections: usize, procs: usize, hold: u64) -> anyhow::Result<Value> {
     let before = total_rss(args);
     let per = connections.div_ceil(procs);
     let exe = std::env::current_exe()?;
@@ -26,32 +27,41 @@ pub async fn idle_parent(args: &Args, connections: usize, procs: usize) -> anyho
             raw.iter().filter(|a| !a.starts_with("--procs") && !a.starts_with("--connections")).cloned().collect();
         strip_value(&mut argv, &raw, "--procs");
         strip_value(&mut argv, &raw, "--connections");
-        argv.extend(["--connections".into(), per.to_string(), "--offset".into(), (p * per).to_string()]);
-        children.push(tokio::process::Command::new(&exe).args(&argv).stdout(std::process::Stdio::piped()).spawn()?);
+        argv.extend([
+            "--connections".into(),
+            per.to_string(),
+            "--offset".into(),
+            (p * per).to_string(),
+            "--child".into(),
+        ]);
+        children.push(
+            tokio::process::Command::new(&exe)
+                .args(&argv)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()?,
+        );
     }
-    // Read peak RSS while the children hold their connections.
-    let mut peak = before;
-    let mut outputs = vec![];
-    let watch = async {
-        loop {
-            peak = peak.max(total_rss(args));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    let wait = async {
-        for child in children {
-            outputs.push(child.wait_with_output().await);
-        }
-    };
-    tokio::select! { _ = wait => {}, _ = watch => {} }
-    let mut connected = 0;
-    let mut failed = 0;
-    let mut rate = 0.0;
-    for out in outputs {
-        let v: Value = serde_json::from_slice(&out?.stdout).context("child result")?;
+    // Each child reports once its connections are up and holds them until its stdin closes,
+    // so the peak is taken with every connection of every child open at once.
+    let (mut connected, mut failed, mut rate) = (0, 0, 0.0);
+    for child in &mut children {
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
+        let v: Value = serde_json::from_str(&line).context("child result")?;
         connected += v["connected"].as_u64().unwrap_or(0);
         failed += v["failed"].as_u64().unwrap_or(0);
         rate += v["connect_rate"].as_f64().unwrap_or(0.0);
+    }
+    let mut peak = before;
+    for _ in 0..hold.max(1) * 5 {
+        peak = peak.max(total_rss(args));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for mut child in children {
+        drop(child.stdin.take());
+        child.wait().await?;
     }
     let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
     Ok(json!({ "scenario": "idle", "connected": connected, "failed": failed, "connect_rate": rate,
@@ -68,7 +78,14 @@ fn strip_value(argv: &mut Vec<String>, raw: &[String], flag: &str) {
 }
 
 /// Opens `n` connections, holds them for `hold` seconds, reports connect rate and RSS.
-pub async fn idle(args: &Args, n: usize, concurrency: usize, hold: u64, offset: usize) -> anyhow::Result<Value> {
+pub async fn idle(
+    args: &Args,
+    n: usize,
+    concurrency: usize,
+    hold: u64,
+    offset: usize,
+    child: bool,
+) -> anyhow::Result<Value> {
     let before = total_rss(args);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let failed = Arc::new(AtomicU64::new(0));
@@ -113,13 +130,23 @@ pub async fn idle(args: &Args, n: usize, concurrency: usize, hold: u64, offset: 
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(hold)).await;
+    let report = |peak: u64| {
+        let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
+        json!({ "scenario": "idle", "connected": connected, "failed": failed.load(Ordering::Relaxed),
+                "connect_rate": connected as f64 / elapsed, "rss_before_kib": before, "rss_peak_kib": peak,
+                "kib_per_connection": per_conn })
+    };
+    if child {
+        // Report now; hold until the parent closes our stdin.
+        println!("{}", report(total_rss(args)));
+        let mut rest = Vec::new();
+        tokio::io::stdin().read_to_end(&mut rest).await?;
+    } else {
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     let peak = total_rss(args);
     for h in holders {
         h.abort();
     }
-    let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
-    Ok(json!({ "scenario": "idle", "connected": connected, "failed": failed.load(Ordering::Relaxed),
-               "connect_rate": connected as f64 / elapsed, "rss_before_kib": before, "rss_peak_kib": peak,
-               "kib_per_connection": per_conn }))
+    Ok(if child { Value::Null } else { report(peak) })
 }

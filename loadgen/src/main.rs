@@ -59,6 +59,9 @@ enum Scenario {
         /// Offset of user ids (set for child processes).
         #[arg(long, default_value_t = 0, hide = true)]
         offset: usize,
+        /// Run as a child of `--procs`: report once connected, hold until stdin closes.
+        #[arg(long, hide = true)]
+        child: bool,
     },
     /// Rooms of members with one sender each.
     Fanout {
@@ -132,11 +135,11 @@ pub(crate) fn total_rss(args: &Args) -> u64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let result = match &args.scenario {
-        Scenario::Idle { connections, concurrency, hold, procs, offset } => {
+        Scenario::Idle { connections, concurrency, hold, procs, offset, child } => {
             if *procs > 1 {
-                idle::idle_parent(&args, *connections, *procs).await?
+                idle::idle_parent(&args, *connections, *procs, *hold).await?
             } else {
-                idle::idle(&args, *connections, *concurrency, *hold, *offset).await?
+                idle::idle(&args, *connections, *concurrency, *hold, *offset, *child).await?
             }
         }
         Scenario::Fanout { rooms, members, rate, duration, size } => {
@@ -144,6 +147,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Chat { users, group, rate, duration } => chat::chat(&args, *users, *group, *rate, *duration).await?,
     };
-    println!("{result}");
+    // A child has already reported to its parent.
+    if !result.is_null() {
+        println!("{result}");
+    }
     Ok(())
 }
