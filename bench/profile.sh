@@ -38,12 +38,13 @@ python3 bench/profile_summary.py heap "$TMP/heap.folded" $CONNS \
 p=$(port)
 env "${ENV[@]}" WEBSOCKET_PORT="$p" "$TMP/server" >/dev/null 2>&1 &
 up "$p"
-pid=$(pgrep -f "$TMP/server")
+pid=$(pgrep -n -f "$TMP/server")
 "$BIN/switchyard-loadgen" --secret "$SECRET" --server "127.0.0.1:$p" fanout --members 1000 --rate 600 --duration 10 >/dev/null &
 gen=$!
 sleep 4
 perf record -q -F 199 --call-graph dwarf,16384 -p "$pid" -o "$TMP/perf.data" -- sleep 4 >/dev/null 2>&1
 wait $gen || true
+kill "$pid"; wait "$pid" 2>/dev/null || true
 perf script -i "$TMP/perf.data" 2>/dev/null > "$TMP/perf.script"
 python3 bench/profile_summary.py cpu "$TMP/perf.script" 0 \
   "bash bench/profile.sh: perf, fan-out 1 room x 1000 members at 600 messages/s (saturated), server process" > "$OUT/fanout-cpu.txt"
@@ -52,12 +53,13 @@ python3 bench/profile_summary.py cpu "$TMP/perf.script" 0 \
 p=$(port)
 env "${ENV[@]}" WEBSOCKET_PORT="$p" "$TMP/server" >/dev/null 2>&1 &
 up "$p"
-pid=$(pgrep -f "$TMP/server")
+pid=$(pgrep -n -f "$TMP/server")
 "$BIN/switchyard-loadgen" --secret "$SECRET" --server "127.0.0.1:$p" idle --connections 19000 --procs 2 --hold 1 >/dev/null &
 gen=$!
 sleep 2
 perf record -q -F 199 --call-graph dwarf,16384 -p "$pid" -o "$TMP/perf2.data" -- sleep 2 >/dev/null 2>&1
 wait $gen || true
+kill "$pid"; wait "$pid" 2>/dev/null || true
 perf script -i "$TMP/perf2.data" 2>/dev/null > "$TMP/perf2.script"
 python3 bench/profile_summary.py cpu "$TMP/perf2.script" 0 \
   "bash bench/profile.sh: perf, 19,000 /chat connections opened 200 at a time, server process" > "$OUT/connect-cpu.txt"

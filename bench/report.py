@@ -19,8 +19,8 @@ for line in open(results_file):
 
 problems = []
 for label, r in rows.items():
-    if r["scenario"] == "idle" and (r["failed"] or not r["connected"]):
-        problems.append(f"{label}: {r['failed']} connections failed")
+    if r["scenario"] == "idle" and (r["failed"] or r.get("lost") or not r["connected"]):
+        problems.append(f"{label}: {r['failed']} connections failed, {r.get('lost')} closed while held")
     if r["scenario"] in ("fanout", "chat") and (r["drops"] or r["ack_errors"] or not r["delivered"]):
         problems.append(f"{label}: {r['drops']} drops, {r['ack_errors']} ack errors, {r['delivered']} delivered")
 if smoke:

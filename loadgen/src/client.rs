@@ -54,6 +54,11 @@ pub async fn connect(
     tx.send(Frame::text(format!("40/chat,{}", json!({ "token": token })))).await?;
     loop {
         let packet = next_text(&mut rx).await?;
+        // The server pings as soon as the session opens, before it answers the CONNECT; a
+        // ping swallowed here would end the connection at the ping timeout.
+        if packet == "2" {
+            tx.send(Frame::text(PONG)).await?;
+        }
         if packet.starts_with("40/chat,") {
             return Ok((tx, rx));
         }

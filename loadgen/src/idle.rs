@@ -44,27 +44,29 @@ pub async fn idle_parent(args: &Args, connections: usize, procs: usize, hold: u6
     }
     // Each child reports once its connections are up and holds them until its stdin closes,
     // so the peak is taken with every connection of every child open at once.
-    let (mut connected, mut failed, mut rate) = (0, 0, 0.0);
+    let (mut connected, mut failed, mut rate, mut lost) = (0, 0, 0.0, 0);
+    let mut reports = vec![];
     for child in &mut children {
-        let stdout = child.stdout.take().context("child stdout")?;
-        let mut line = String::new();
-        tokio::io::BufReader::new(stdout).read_line(&mut line).await?;
-        let v: Value = serde_json::from_str(&line).context("child result")?;
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("child stdout")?).lines();
+        let v: Value = serde_json::from_str(&lines.next_line().await?.unwrap_or_default()).context("child result")?;
         connected += v["connected"].as_u64().unwrap_or(0);
         failed += v["failed"].as_u64().unwrap_or(0);
         rate += v["connect_rate"].as_f64().unwrap_or(0.0);
+        reports.push(lines);
     }
     let mut peak = before;
     for _ in 0..hold.max(1) * 5 {
         peak = peak.max(total_rss(args));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for mut child in children {
+    for (mut child, mut lines) in children.into_iter().zip(reports) {
         drop(child.stdin.take());
+        let last: Value = serde_json::from_str(&lines.next_line().await?.unwrap_or_default()).context("child end")?;
+        lost += last["lost"].as_u64().unwrap_or(0);
         child.wait().await?;
     }
     let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
-    Ok(json!({ "scenario": "idle", "connected": connected, "failed": failed, "connect_rate": rate,
+    Ok(json!({ "scenario": "idle", "connected": connected, "failed": failed, "lost": lost, "connect_rate": rate,
                "rss_before_kib": before, "rss_peak_kib": peak, "kib_per_connection": per_conn }))
 }
 
@@ -89,50 +91,70 @@ pub async fn idle(
     let before = total_rss(args);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let failed = Arc::new(AtomicU64::new(0));
+    // Connections the server closed while they were held: each should have stayed open.
+    let lost = Arc::new(AtomicU64::new(0));
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
+    let mut holders = Vec::with_capacity(n);
     for i in 0..n {
         let permit = permits.clone().acquire_owned().await?;
         let (server, src) = (args.server[i % args.server.len()], source(args, offset + i));
-        let (tok, proto, failed) = (token(&args.secret, &format!("idle-{}", offset + i)), args.proto, failed.clone());
-        tasks.push(tokio::spawn(async move {
+        let tok = token(&args.secret, &format!("idle-{}", offset + i));
+        let (proto, failed, lost, ready, mut stop) =
+            (args.proto, failed.clone(), lost.clone(), ready_tx.clone(), stop_rx.clone());
+        // Each connection answers pings from the moment it is up: a run that takes longer to
+        // connect than the server's ping interval + timeout must not lose its first sockets.
+        holders.push(tokio::spawn(async move {
             let conn = client::connect(proto, server, src, &tok, "idle").await;
             drop(permit);
-            match conn {
-                Ok(c) => Some(c),
+            let (mut tx, mut rx) = match conn {
+                Ok(c) => c,
                 Err(e) => {
                     if failed.fetch_add(1, Ordering::Relaxed) < 3 {
                         eprintln!("connect failed: {e:#}");
                     }
-                    None
+                    let _ = ready.send(false);
+                    return;
+                }
+            };
+            let _ = ready.send(true);
+            loop {
+                tokio::select! {
+                    frame = rx.next() => match frame {
+                        Some(Ok(Frame::Text(t))) if t.as_str() == "2" => {
+                            let _ = tx.send(Frame::text(client::PONG)).await;
+                        }
+                        Some(Ok(Frame::Close(why))) => {
+                            if lost.fetch_add(1, Ordering::Relaxed) < 3 {
+                                eprintln!("server closed a held connection: {why:?}");
+                            }
+                            return;
+                        }
+                        Some(Ok(_)) => {}
+                        end => {
+                            if lost.fetch_add(1, Ordering::Relaxed) < 3 {
+                                eprintln!("held connection ended: {end:?}");
+                            }
+                            return;
+                        }
+                    },
+                    _ = stop.changed() => return,
                 }
             }
         }));
     }
-    let mut conns = vec![];
-    for t in tasks {
-        if let Some(c) = t.await? {
-            conns.push(c);
+    let mut connected = 0;
+    for _ in 0..n {
+        if ready_rx.recv().await == Some(true) {
+            connected += 1;
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let connected = conns.len();
-    // Hold, answering pings so the server sees healthy clients.
-    let holders: Vec<_> = conns
-        .into_iter()
-        .map(|(mut tx, mut rx)| {
-            tokio::spawn(async move {
-                while let Some(Ok(Frame::Text(t))) = rx.next().await {
-                    if t.as_str() == "2" {
-                        let _ = tx.send(Frame::text(client::PONG)).await;
-                    }
-                }
-            })
-        })
-        .collect();
     let report = |peak: u64| {
         let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
         json!({ "scenario": "idle", "connected": connected, "failed": failed.load(Ordering::Relaxed),
+                "lost": lost.load(Ordering::Relaxed),
                 "connect_rate": connected as f64 / elapsed, "rss_before_kib": before, "rss_peak_kib": peak,
                 "kib_per_connection": per_conn })
     };
@@ -145,8 +167,10 @@ pub async fn idle(
         tokio::time::sleep(Duration::from_secs(hold)).await;
     }
     let peak = total_rss(args);
+    let _ = stop_tx.send(true);
     for h in holders {
-        h.abort();
+        h.await?;
     }
-    Ok(if child { Value::Null } else { report(peak) })
+    // A child's second line tells its parent what was lost while held.
+    Ok(report(peak))
 }

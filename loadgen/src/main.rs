@@ -147,9 +147,6 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Chat { users, group, rate, duration } => chat::chat(&args, *users, *group, *rate, *duration).await?,
     };
-    // A child has already reported to its parent.
-    if !result.is_null() {
-        println!("{result}");
-    }
+    println!("{result}");
     Ok(())
 }

@@ -185,7 +185,9 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         ManagedDriver::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot subscribe on Redis: {e}"))?;
     let adapter = RedisAdapterCtr::new_with_driver(
         TracedDriver::new(driver, metrics.clone()),
-        RedisAdapterConfig::new().with_prefix(format!("{}-sio", config.redis.redis_key_prefix)),
+        RedisAdapterConfig::new()
+            .with_prefix(format!("{}-sio", config.redis.redis_key_prefix))
+            .with_stream_buffer(config.redis.redis_stream_buffer as usize),
     );
     let backend = Backend {
         store: Arc::new(RedisStore::new(redis.clone(), history)),

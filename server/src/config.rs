@@ -265,6 +265,12 @@ pub struct RedisConfig {
     /// Prefix of every key and channel, so several deployments can share one Redis.
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "sy")]
     pub redis_key_prefix: String,
+
+    /// Broadcasts from other nodes queued for this one before further ones are dropped. A
+    /// burst (95,000 connects over five nodes announce 95,000 presence changes) overflowed
+    /// the adapter's default of 1,024; each queued message is one broadcast's bytes.
+    #[arg(long, env = "REDIS_STREAM_BUFFER", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1_024..=4_194_304))]
+    pub redis_stream_buffer: u32,
 }
 
 /// Notifications: which events make which notifications, and who may send events.
