@@ -58,9 +58,12 @@ def cpu():
     print("where the time goes (inclusive, selected frames):")
     keep = re.compile(r"(switchyard|socketioxide|engineioxide|tungstenite|send_raw|send_many|broadcast|"
                       r"sys_sendto|tcp_sendmsg|sys_recvfrom|serde_json|malloc|free|Semaphore|mpsc|wake)", re.I)
+    # Runtime and closure frames wrap everything; they say nothing about where time goes.
+    wrapper = re.compile(r"^(catch_unwind|do_call|poll_future|poll_inner|with_mut|poll<|poll$|call_once|\{|run_task|"
+                         r"budget|with_budget|tokio::runtime|std::|core::ops|__rust|<core::future)")
     shown = 0
     for s, n in inclusive.most_common():
-        if keep.search(s) and "{{closure}}" not in s and 100 * n / samples >= 2:
+        if keep.search(s) and not wrapper.search(s) and "{{closure}}" not in s and 100 * n / samples >= 2:
             print(f"{100 * n / samples:>5.1f}%  {s[:150]}")
             shown += 1
         if shown == 25:
