@@ -12,7 +12,7 @@ CONNS=5000
 # Line tables only: symbols and source lines for the profiles, the same optimised code.
 export CARGO_PROFILE_RELEASE_DEBUG=line-tables-only
 cargo build --quiet --release -p switchyard-server -p switchyard-loadgen --bins
-BIN=target/release
+BIN="${CARGO_TARGET_DIR:-target}/release"
 OUT=bench/profiles
 TMP=$(mktemp -d)
 mkdir -p "$OUT"

@@ -16,7 +16,7 @@ trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 PROFILE=release; [[ $SMOKE == 1 ]] && PROFILE=debug
 cargo build --quiet $([[ $PROFILE == release ]] && echo --release) -p switchyard-server -p switchyard-loadgen --bins
-BIN="target/$PROFILE"
+BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
 (cd bench/node-server && [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error)
 # The plot of a full run needs matplotlib.
 [[ $SMOKE == 1 ]] || python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib
