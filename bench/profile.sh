@@ -34,33 +34,28 @@ heaptrack_print -f "$TMP"/heap.*zst --print-peaks 0 --print-allocators 0 --print
 python3 bench/profile_summary.py heap "$TMP/heap.folded" $CONNS \
   "bash bench/profile.sh: heaptrack, $CONNS idle /chat connections, live heap at the peak" > "$OUT/idle-heap.txt"
 
-# 2. Fan-out at saturation: 1 room × 1000 members, 600 messages/s; 4 s of samples mid-run.
-p=$(port)
-env "${ENV[@]}" WEBSOCKET_PORT="$p" "$TMP/server" >/dev/null 2>&1 &
-up "$p"
-pid=$(pgrep -n -f "$TMP/server")
-"$BIN/switchyard-loadgen" --secret "$SECRET" --server "127.0.0.1:$p" fanout --members 1000 --rate 600 --duration 10 >/dev/null &
-gen=$!
-sleep 4
-perf record -q -F 199 --call-graph dwarf,16384 -p "$pid" -o "$TMP/perf.data" -- sleep 4 >/dev/null 2>&1
-wait $gen || true
-kill "$pid"; wait "$pid" 2>/dev/null || true
-perf script -i "$TMP/perf.data" 2>/dev/null > "$TMP/perf.script"
-python3 bench/profile_summary.py cpu "$TMP/perf.script" 0 \
-  "bash bench/profile.sh: perf, fan-out 1 room x 1000 members at 600 messages/s (saturated), server process" > "$OUT/fanout-cpu.txt"
+# CPU profile of the server while the generator runs: OUT_FILE TITLE WARMUP_S SAMPLE_S GENERATOR_ARGS...
+cpu_profile() {
+  local out=$1 title=$2 warmup=$3 secs=$4 p pid gen
+  shift 4
+  p=$(port)
+  env "${ENV[@]}" WEBSOCKET_PORT="$p" "$TMP/server" >/dev/null 2>&1 &
+  up "$p"
+  pid=$(pgrep -n -f "$TMP/server")
+  "$BIN/switchyard-loadgen" --secret "$SECRET" --server "127.0.0.1:$p" "$@" >/dev/null &
+  gen=$!
+  sleep "$warmup"
+  perf record -q -F 199 --call-graph dwarf,16384 -p "$pid" -o "$TMP/perf.data" -- sleep "$secs" >/dev/null 2>&1
+  wait $gen || true
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  perf script -i "$TMP/perf.data" 2>/dev/null > "$TMP/perf.script"
+  python3 bench/profile_summary.py cpu "$TMP/perf.script" 0 "bash bench/profile.sh: perf, $title, server process" > "$OUT/$out"
+}
 
+# 2. Fan-out at saturation: 1 room × 1000 members, 600 messages/s; 4 s of samples mid-run.
+cpu_profile fanout-cpu.txt "fan-out 1 room x 1000 members at 600 messages/s (saturated)" 4 4 \
+  fanout --members 1000 --rate 600 --duration 10
 # 3. Connect storm: 19,000 handshakes (JWT verified), 2 s of samples mid-storm.
-p=$(port)
-env "${ENV[@]}" WEBSOCKET_PORT="$p" "$TMP/server" >/dev/null 2>&1 &
-up "$p"
-pid=$(pgrep -n -f "$TMP/server")
-"$BIN/switchyard-loadgen" --secret "$SECRET" --server "127.0.0.1:$p" idle --connections 19000 --procs 2 --hold 1 >/dev/null &
-gen=$!
-sleep 2
-perf record -q -F 199 --call-graph dwarf,16384 -p "$pid" -o "$TMP/perf2.data" -- sleep 2 >/dev/null 2>&1
-wait $gen || true
-kill "$pid"; wait "$pid" 2>/dev/null || true
-perf script -i "$TMP/perf2.data" 2>/dev/null > "$TMP/perf2.script"
-python3 bench/profile_summary.py cpu "$TMP/perf2.script" 0 \
-  "bash bench/profile.sh: perf, 19,000 /chat connections opened 200 at a time, server process" > "$OUT/connect-cpu.txt"
+cpu_profile connect-cpu.txt "19,000 /chat connections opened 200 at a time" 2 2 \
+  idle --connections 19000 --procs 2 --hold 1
 echo "wrote $OUT/idle-heap.txt, $OUT/fanout-cpu.txt and $OUT/connect-cpu.txt"

@@ -15,7 +15,9 @@ test("SIGTERM drains clients, exits 0, clients reconnect to the next process", a
     connect(server.url, "/chat", token(alice), { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500, transports: ["polling"] }),
   ]);
   try {
-    const reasons = sockets.map((s) => next(s, "disconnect", () => true, 10000));
+    // Generous: a CI machine loaded by the suites before this one has been slow to deliver
+    // the polling client's close (once in a full run). Exit time is asserted separately below.
+    const reasons = sockets.map((s) => next(s, "disconnect", () => true, 20000));
     const t0 = Date.now();
     const exit = server.stop("SIGTERM");
     for (const reason of await Promise.all(reasons)) {
