@@ -389,7 +389,8 @@ async fn detach_from_read_buffer(request: Request, next: Next) -> Response {
         .headers
         .iter()
         .map(|(name, value)| {
-            let mut owned = HeaderValue::from_bytes(value.as_bytes()).expect("copy of a valid header value");
+            // Every value hyper accepted is a valid HeaderValue; the clone is only a fallback.
+            let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
             owned.set_sensitive(value.is_sensitive());
             (name.clone(), owned)
         })
