@@ -48,18 +48,17 @@ fi
 
 record() { echo "$1 $2" >> "$OUT/results.txt"; }  # label json
 
-for target in switchyard node; do
-  port=$(free_port)
-  start_$target "$port"; pid=$LAST
-  record "idle/$target" "$(gen --server 127.0.0.1:$port --server-pid "$pid" idle --connections $IDLE --procs $PROCS --hold 3)"
-  stop "$pid"
-done
-
-for target in switchyard node; do
-  port=$(free_port)
-  start_$target "$port"; pid=$LAST
-  record "chat/$target" "$(gen --server 127.0.0.1:$port --server-pid "$pid" chat --users $USERS --group 8 --rate $CHAT_RATE --duration $DUR)"
-  stop "$pid"
+# Idle and the chat mix, each on a fresh process of each server.
+IDLE_ARGS=(idle --connections $IDLE --procs $PROCS --hold 3)
+CHAT_ARGS=(chat --users $USERS --group 8 --rate $CHAT_RATE --duration $DUR)
+for scenario in idle chat; do
+  args_var="${scenario^^}_ARGS[@]"
+  for target in switchyard node; do
+    port=$(free_port)
+    start_$target "$port"; pid=$LAST
+    record "$scenario/$target" "$(gen --server 127.0.0.1:$port --server-pid "$pid" "${!args_var}")"
+    stop "$pid"
+  done
 done
 
 for rate in "${RATES[@]}"; do
