@@ -624,5 +624,13 @@ mod tests {
         assert_eq!(err, "error: invalid value for JWT_SECRET: must be at least 32 bytes");
         let err = Config::load_from(["s", "--rate-limit-message", "lots"]).unwrap_err();
         assert!(err.contains("RATE_LIMIT_MESSAGE"), "{err}");
+        for (flag, value, env) in [
+            ("--ws-read-buffer-bytes", "100", "WS_READ_BUFFER_BYTES"),
+            ("--ws-read-buffer-bytes", "many", "WS_READ_BUFFER_BYTES"),
+            ("--redis-stream-buffer", "10", "REDIS_STREAM_BUFFER"),
+        ] {
+            let err = Config::load_from(["s", flag, value]).unwrap_err();
+            assert!(err.contains(env), "{flag} {value}: {err}");
+        }
     }
 }
