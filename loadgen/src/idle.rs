@@ -12,11 +12,11 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio_tungstenite::tungstenite::Message as Frame;
 
-use crate::{Args, client, source, token, total_rss};
+use crate::{Args, client, source, token, total_cpu_ms, total_rss};
 
 /// Splits `idle` over child processes (each under the per-process open-file limit).
 pub async fn idle_parent(args: &Args, connections: usize, procs: usize, hold: u64) -> anyhow::Result<Value> {
-    let before = total_rss(args);
+    let (before, cpu_before) = (total_rss(args), total_cpu_ms(args));
     let per = connections.div_ceil(procs);
     let exe = std::env::current_exe()?;
     let raw: Vec<String> = std::env::args().skip(1).collect();
@@ -54,6 +54,7 @@ pub async fn idle_parent(args: &Args, connections: usize, procs: usize, hold: u6
         rate += v["connect_rate"].as_f64().unwrap_or(0.0);
         reports.push(lines);
     }
+    let cpu = total_cpu_ms(args).saturating_sub(cpu_before);
     let mut peak = before;
     for _ in 0..hold.max(1) * 5 {
         peak = peak.max(total_rss(args));
@@ -67,7 +68,13 @@ pub async fn idle_parent(args: &Args, connections: usize, procs: usize, hold: u6
     }
     let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
     Ok(json!({ "scenario": "idle", "connected": connected, "failed": failed, "lost": lost, "connect_rate": rate,
+               "server_cpu_ms": cpu, "server_cpu_us_per_connect": per_connect(cpu, connected),
                "rss_before_kib": before, "rss_peak_kib": peak, "kib_per_connection": per_conn }))
+}
+
+/// Server CPU per successful connect, µs.
+fn per_connect(cpu_ms: u64, connected: u64) -> f64 {
+    if connected > 0 { cpu_ms as f64 * 1000.0 / connected as f64 } else { 0.0 }
 }
 
 fn strip_value(argv: &mut Vec<String>, raw: &[String], flag: &str) {
@@ -88,7 +95,7 @@ pub async fn idle(
     offset: usize,
     child: bool,
 ) -> anyhow::Result<Value> {
-    let before = total_rss(args);
+    let (before, cpu_before) = (total_rss(args), total_cpu_ms(args));
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let failed = Arc::new(AtomicU64::new(0));
     // Connections the server closed while they were held: each should have stayed open.
@@ -151,11 +158,13 @@ pub async fn idle(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = total_cpu_ms(args).saturating_sub(cpu_before);
     let report = |peak: u64| {
         let per_conn = if connected > 0 { peak.saturating_sub(before) as f64 / connected as f64 } else { 0.0 };
         json!({ "scenario": "idle", "connected": connected, "failed": failed.load(Ordering::Relaxed),
                 "lost": lost.load(Ordering::Relaxed),
-                "connect_rate": connected as f64 / elapsed, "rss_before_kib": before, "rss_peak_kib": peak,
+                "connect_rate": connected as f64 / elapsed, "server_cpu_ms": cpu,
+                "server_cpu_us_per_connect": per_connect(cpu, connected), "rss_before_kib": before, "rss_peak_kib": peak,
                 "kib_per_connection": per_conn })
     };
     if child {

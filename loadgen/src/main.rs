@@ -1,7 +1,8 @@
 //! `switchyard-loadgen`: drives a realtime server (Switchyard, Node socket.io, or the raw
 //! WebSocket floor) with bounded scenarios and prints one JSON result line.
 //!
-//! Scenarios, one module each: [`idle`] (connections held, RSS per connection, connect rate),
+//! Scenarios, one module each: [`idle`] (connections held, RSS per connection, connect rate and the server's CPU per
+//! connect),
 //! [`fanout`] (rooms of receivers, delivered messages/s, latency, drops; over several
 //! `--server` addresses it is the cross-node scenario) and [`chat`] (a realistic mix of direct
 //! and group rooms, acks, read receipts and typing).
@@ -129,6 +130,23 @@ fn rss_kib(pid: u32) -> u64 {
 
 pub(crate) fn total_rss(args: &Args) -> u64 {
     args.server_pid.iter().map(|p| rss_kib(*p)).sum()
+}
+
+/// CPU time (user + system) a process has used, ms. On this shared machine the generator
+/// competes with the server for the same cores; the server's CPU per connect is its own cost.
+fn cpu_ms(pid: u32) -> u64 {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+        // Fields after the command name, which is in parentheses and may hold spaces:
+        // state is the first, utime the 12th and stime the 13th.
+        let fields: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    });
+    // Linux reports in USER_HZ, 100 per second on every architecture it runs here.
+    ticks.unwrap_or(0) * 10
+}
+
+pub(crate) fn total_cpu_ms(args: &Args) -> u64 {
+    args.server_pid.iter().map(|p| cpu_ms(*p)).sum()
 }
 
 #[tokio::main]
