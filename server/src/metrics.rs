@@ -17,6 +17,7 @@
 //! | `socket_active_rooms` | gauge | |
 //! | `socket_active_users` | gauge | |
 //! | `socket_errors_total` | counter | `namespace`, `type` |
+//! | `switchyard_deliveries_skipped_total` | counter | `namespace`, `reason` (`queue_full`/`closed`) |
 //! | `socket_auth_events_total` | counter | `status` (`success`/`failed`/`expired`) |
 //! | `socket_server_uptime_seconds` | gauge | |
 //! | `switchyard_server_ready` | gauge | |
@@ -31,7 +32,8 @@
 //! [`Metrics`] is a cheap-to-clone handle, reached through `AppState::metrics()`:
 //!
 //! - sockets: [`Metrics::connected`] / [`Metrics::disconnected`] (done by `ns::track`), inbound
-//!   and outbound events and errors (done by `ns::handle` and the instrumented emitter),
+//!   and outbound events, errors and sockets an emit skipped (done by `ns::handle` and the
+//!   instrumented emitter),
 //!   [`Metrics::auth_succeeded`] / [`Metrics::auth_failed`] (handshake and HTTP API).
 //! - the notification queue: [`Metrics::set_queue_jobs`] with the current count per
 //!   [`JobState`] (call it whenever the counts change or on a timer), [`Metrics::job_retried`]
@@ -58,6 +60,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::socket::DisconnectReason;
 
 use crate::auth::AuthFailure;
+use crate::emitter::Skipped;
 use crate::error::ErrorCode;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
@@ -68,6 +71,8 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 const NAMESPACES: [&str; 2] = ["/chat", "/notifications"];
 /// Channels of the notification queue (pre-created at 0 for the same reason).
 const CHANNELS: [&str; 3] = ["browser", "webhook", "email"];
+/// Why an emit skipped a socket, in the order of [`Skipped`]'s fields.
+const SKIP_REASONS: [&str; 2] = ["queue_full", "closed"];
 
 /// Seconds; from a fast in-memory event to a slow Redis round trip.
 const DURATION_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -165,6 +170,12 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkipLabels {
+    namespace: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: &'static str,
 }
@@ -202,6 +213,7 @@ struct Inner {
     active_rooms: Gauge,
     active_users: Gauge,
     errors: Family<ErrorLabels, Counter>,
+    skipped: Family<SkipLabels, Counter>,
     auth: Family<StatusLabels, Counter>,
     uptime: Gauge<f64, AtomicU64>,
     ready: Gauge,
@@ -230,6 +242,7 @@ impl Metrics {
             active_rooms: Gauge::default(),
             active_users: Gauge::default(),
             errors: Family::default(),
+            skipped: Family::default(),
             auth: Family::default(),
             uptime: Gauge::default(),
             ready: Gauge::default(),
@@ -253,6 +266,11 @@ impl Metrics {
         r.register("socket_active_rooms", "Chat rooms with a socket on this process", inner.active_rooms.clone());
         r.register("socket_active_users", "Users with a socket on this process", inner.active_users.clone());
         r.register("socket_errors", "Events answered with an error, by error code", inner.errors.clone());
+        r.register(
+            "switchyard_deliveries_skipped",
+            "Sockets of this process an emit did not reach, by reason (queue_full, closed)",
+            inner.skipped.clone(),
+        );
         r.register("socket_auth_events", "Token verifications by outcome", inner.auth.clone());
         r.register("socket_server_uptime_seconds", "Seconds since this process started", inner.uptime.clone());
         r.register("switchyard_server_ready", "1 when /ready answers 200, else 0", inner.ready.clone());
@@ -272,6 +290,9 @@ impl Metrics {
             // Server-side error codes, so the error-rate alert has a 0 to divide.
             for code in [ErrorCode::Internal, ErrorCode::Unavailable] {
                 let _ = inner.errors.get_or_create(&ErrorLabels { namespace, r#type: code.as_str() });
+            }
+            for reason in SKIP_REASONS {
+                let _ = inner.skipped.get_or_create(&SkipLabels { namespace, reason });
             }
         }
         for status in ["success", "failed", "expired"] {
@@ -329,6 +350,15 @@ impl Metrics {
         self.0.duration.get_or_create(&EventLabels { namespace, event }).observe(elapsed.as_secs_f64());
         if let Some(code) = error {
             self.error(namespace, code.as_str());
+        }
+    }
+
+    /// An emit in `namespace` skipped these local sockets.
+    pub fn skipped(&self, namespace: &'static str, skipped: &Skipped) {
+        for (reason, count) in SKIP_REASONS.into_iter().zip([skipped.queue_full, skipped.closed]) {
+            if count > 0 {
+                self.0.skipped.get_or_create(&SkipLabels { namespace, reason }).inc_by(count as u64);
+            }
         }
     }
 
