@@ -39,6 +39,11 @@ pub async fn connect(
     room: &str,
 ) -> anyhow::Result<(Tx, Rx)> {
     let socket = if server.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // The source port is picked at connect time, by the whole 4-tuple. Bound to port 0, the
+    // kernel searches for a port no earlier socket of that address holds, TIME_WAIT ones from
+    // the previous run included: right after a 19,000-connection run that search cost the
+    // generator 16 s of system time instead of 3, and the connect rate halved.
+    bind_port_at_connect(&socket)?;
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(server).await.with_context(|| format!("connect {server} from {source}"))?;
     stream.set_nodelay(true)?;
@@ -74,6 +79,10 @@ pub async fn connect(
             bail!("connect refused: {packet}");
         }
     }
+}
+
+fn bind_port_at_connect(socket: &TcpSocket) -> nix::Result<()> {
+    nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
 }
 
 async fn next_text(rx: &mut Rx) -> anyhow::Result<String> {
