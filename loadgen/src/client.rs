@@ -1,5 +1,6 @@
 //! The smallest Socket.IO v5 client that can drive a server hard: WebSocket transport only,
-//! one namespace, text packets, acks by id. Also speaks raw WebSocket for the floor server.
+//! one namespace, text packets, acks by id. Also speaks raw WebSocket for the floor server, and
+//! Centrifugo's JSON client protocol (v2) for that peer.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -22,6 +23,8 @@ pub enum Proto {
     Socketio,
     /// Plain WebSocket frames (the physical floor).
     Raw,
+    /// Centrifugo's JSON client protocol v2 over WebSocket: commands and replies by id.
+    Centrifugo,
 }
 
 /// Write half of a connection.
@@ -30,7 +33,8 @@ pub type Tx = SplitSink<WebSocketStream<TcpStream>, Frame>;
 pub type Rx = SplitStream<WebSocketStream<TcpStream>>;
 
 /// Opens a WebSocket from `source` (a loopback address, to spread ports) to `server`, and
-/// for Socket.IO joins `/chat` with `token`.
+/// for Socket.IO joins `/chat` with `token`. The floor joins `room` by its URL; Centrifugo
+/// connects with `token` and subscribes to `room` unless it is empty.
 pub async fn connect(
     proto: Proto,
     server: SocketAddr,
@@ -50,6 +54,7 @@ pub async fn connect(
     let url = match proto {
         Proto::Socketio => format!("ws://{server}/socket.io/?EIO=4&transport=websocket"),
         Proto::Raw => format!("ws://{server}/floor?room={room}"),
+        Proto::Centrifugo => format!("ws://{server}/connection/websocket"),
     };
     // tungstenite's default 128 KiB read buffer is zeroed as it is used: across 19,000
     // connections, page faults and memset made the generator, not the server, the limit of
@@ -58,6 +63,10 @@ pub async fn connect(
     let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     let (mut tx, mut rx) = ws.split();
     if proto == Proto::Raw {
+        return Ok((tx, rx));
+    }
+    if proto == Proto::Centrifugo {
+        centrifugo_connect(&mut tx, &mut rx, token, room).await?;
         return Ok((tx, rx));
     }
     let open = next_text(&mut rx).await?;
@@ -85,6 +94,30 @@ fn bind_port_at_connect(socket: &TcpSocket) -> nix::Result<()> {
     nix::sys::socket::setsockopt(socket, nix::sys::socket::sockopt::IpBindAddressNoPort, &true)
 }
 
+/// Sends the connect command and the subscribe command in one frame (the server runs a
+/// connection's commands in order, so one round trip does both) and waits for both replies.
+async fn centrifugo_connect(tx: &mut Tx, rx: &mut Rx, token: &str, room: &str) -> anyhow::Result<()> {
+    let mut commands = json!({ "id": 1, "connect": { "token": token } }).to_string();
+    let last = if room.is_empty() {
+        1
+    } else {
+        commands += &format!("\n{}", json!({ "id": 2, "subscribe": { "channel": room } }));
+        2
+    };
+    tx.send(Frame::text(commands)).await?;
+    loop {
+        let frame = next_text(rx).await?;
+        for message in messages(Proto::Centrifugo, &frame) {
+            match decode(Proto::Centrifugo, message) {
+                Packet::Ping => tx.send(Frame::text(pong(Proto::Centrifugo))).await?,
+                Packet::Ack(_, v) if v["ok"] != json!(true) => bail!("connect refused: {message}"),
+                Packet::Ack(id, _) if id == last => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+}
+
 async fn next_text(rx: &mut Rx) -> anyhow::Result<String> {
     while let Some(frame) = rx.next().await {
         if let Frame::Text(t) = frame? {
@@ -109,13 +142,38 @@ pub enum Packet {
 /// Engine.IO pong.
 pub const PONG: &str = "3";
 
-/// Decodes a text frame.
+/// The answer to a server ping: Centrifugo's is an empty command, as its ping is an empty reply.
+pub fn pong(proto: Proto) -> &'static str {
+    if proto == Proto::Centrifugo { "{}" } else { PONG }
+}
+
+/// Whether a frame, or one message of it, holds a server ping; found by comparison alone, as
+/// it is checked on every frame.
+pub fn is_ping(proto: Proto, text: &str) -> bool {
+    match proto {
+        Proto::Socketio => text == "2",
+        Proto::Centrifugo => messages(proto, text).any(|message| message == "{}"),
+        Proto::Raw => false,
+    }
+}
+
+/// The messages in a text frame: Centrifugo writes several replies and pushes into one frame,
+/// a line each; the other protocols carry one message per frame.
+pub fn messages(proto: Proto, text: &str) -> impl Iterator<Item = &str> {
+    let (whole, lines) = if proto == Proto::Centrifugo { (None, Some(text.split('\n'))) } else { (Some(text), None) };
+    whole.into_iter().chain(lines.into_iter().flatten().filter(|line| !line.is_empty()))
+}
+
+/// Decodes one message (see [`messages`]).
 pub fn decode(proto: Proto, text: &str) -> Packet {
     if proto == Proto::Raw {
         return Packet::Event(String::new(), Value::String(text.to_owned()));
     }
-    if text == "2" {
+    if is_ping(proto, text) {
         return Packet::Ping;
+    }
+    if proto == Proto::Centrifugo {
+        return decode_centrifugo(text);
     }
     if let Some(rest) = text.strip_prefix("42/chat,") {
         if let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(rest)
@@ -138,14 +196,33 @@ pub fn decode(proto: Proto, text: &str) -> Packet {
     Packet::Other
 }
 
+/// A Centrifugo reply, as `Ack(id, { ok, data })` like the Socket.IO servers' acks, so callers
+/// check one field; a publication push, as `Event(channel, data)`.
+fn decode_centrifugo(text: &str) -> Packet {
+    let Ok(mut reply) = serde_json::from_str::<Value>(text) else { return Packet::Other };
+    if let Some(id) = reply.get("id").and_then(Value::as_u64) {
+        return Packet::Ack(id, json!({ "ok": reply.get("error").is_none(), "data": reply }));
+    }
+    let push = &mut reply["push"];
+    match (push["channel"].as_str().map(str::to_owned), push["pub"]["data"].take()) {
+        (Some(channel), data) if !data.is_null() => Packet::Event(channel, data),
+        _ => Packet::Other,
+    }
+}
+
 /// Encodes an event with an ack id.
 pub fn event(id: u64, name: &str, data: &Value) -> String {
     format!("42/chat,{id}{}", json!([name, data]))
 }
 
-/// The send timestamp (µs) at the start of a delivered message's content, found without
-/// parsing the JSON: in a fan-out run the generator reads every delivery, and its own parsing
-/// must not be what limits the run.
+/// Encodes a Centrifugo publish of `data` (sent as a JSON string) into `channel`.
+pub fn publish(id: u64, channel: &str, data: &str) -> String {
+    json!({ "id": id, "publish": { "channel": channel, "data": data } }).to_string()
+}
+
+/// The send timestamp (µs) at the start of a delivered message's content (one message of a
+/// frame, see [`messages`]), found without parsing the JSON: in a fan-out run the generator
+/// reads every delivery, and its own parsing must not be what limits the run.
 pub fn sent_at(proto: Proto, text: &str) -> Option<u64> {
     let content = match proto {
         Proto::Raw => text,
@@ -156,7 +233,33 @@ pub fn sent_at(proto: Proto, text: &str) -> Option<u64> {
             let at = text.find("\"content\":\"")? + "\"content\":\"".len();
             &text[at..]
         }
+        // A publication push is `{"push":{"channel":…,"pub":{"data":…`, data first.
+        Proto::Centrifugo => {
+            if !text.starts_with("{\"push\":") {
+                return None;
+            }
+            let at = text.find("\"pub\":{\"data\":\"")? + "\"pub\":{\"data\":\"".len();
+            &text[at..]
+        }
     };
     let digits = content.bytes().take_while(u8::is_ascii_digit).count();
     content[..digits].parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centrifugo_frame_of_several_messages() {
+        let frame = "{\"push\":{\"channel\":\"r0\",\"pub\":{\"data\":\"1700|xx\",\"info\":{}}}}\n{}\n{\"id\":7,\"error\":{\"code\":103}}";
+        let lines: Vec<&str> = messages(Proto::Centrifugo, frame).collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(sent_at(Proto::Centrifugo, lines[0]), Some(1700));
+        assert!(is_ping(Proto::Centrifugo, frame) && is_ping(Proto::Centrifugo, lines[1]));
+        assert!(matches!(decode(Proto::Centrifugo, lines[0]), Packet::Event(c, d) if c == "r0" && d == "1700|xx"));
+        assert!(matches!(decode(Proto::Centrifugo, lines[2]), Packet::Ack(7, v) if v["ok"] == json!(false)));
+        // Other protocols keep a frame whole.
+        assert_eq!(messages(Proto::Socketio, "2").collect::<Vec<_>>(), ["2"]);
+    }
 }

@@ -46,7 +46,8 @@ pub async fn fanout(
             .try_collect()
             .await?;
         let (mut tx0, mut rx0) = conns.remove(0);
-        // Socket.IO targets: member 0 creates the room; every member's sockets join it.
+        // Socket.IO targets: member 0 creates the room; every member's sockets join it. The floor
+        // and Centrifugo joined room `r{r}` as they connected.
         let room_id = if args.proto == Proto::Socketio {
             let payload = json!({ "participantIds": users[1..], "name": format!("bench-{r}") });
             tx0.send(Frame::text(client::event(1, "getOrCreateRoom", &payload))).await?;
@@ -78,10 +79,12 @@ pub async fn fanout(
         // The sender reads its acks (and pings) on the side.
         let ack_reader = tokio::spawn(async move {
             while let Some(Ok(Frame::Text(t))) = rx.next().await {
-                if let Packet::Ack(_, v) = decode(proto, t.as_str())
-                    && v["ok"] != json!(true)
-                {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                for message in client::messages(proto, t.as_str()) {
+                    if let Packet::Ack(_, v) = decode(proto, message)
+                        && v["ok"] != json!(true)
+                    {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         });
@@ -96,6 +99,7 @@ pub async fn fanout(
                     Proto::Socketio => {
                         client::event(id, "sendMessage", &json!({ "roomId": room_id, "content": content }))
                     }
+                    Proto::Centrifugo => client::publish(id, &room_id, &content),
                     Proto::Raw => content,
                 };
                 id += 1;
@@ -152,11 +156,13 @@ async fn receive(
             }
             continue;
         };
-        if proto == Proto::Socketio && t.as_str() == "2" {
-            let _ = tx.send(Frame::text(client::PONG)).await;
-        } else if let Some(sent) = client::sent_at(proto, t.as_str()) {
-            let _ = local.record(now_micros().saturating_sub(sent).max(1));
-            received.fetch_add(1, Ordering::Relaxed);
+        for message in client::messages(proto, t.as_str()) {
+            if client::is_ping(proto, message) {
+                let _ = tx.send(Frame::text(client::pong(proto))).await;
+            } else if let Some(sent) = client::sent_at(proto, message) {
+                let _ = local.record(now_micros().saturating_sub(sent).max(1));
+                received.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     let _ = hist.lock().await.add(&local);

@@ -129,8 +129,8 @@ pub async fn idle(
             loop {
                 tokio::select! {
                     frame = rx.next() => match frame {
-                        Some(Ok(Frame::Text(t))) if t.as_str() == "2" => {
-                            let _ = tx.send(Frame::text(client::PONG)).await;
+                        Some(Ok(Frame::Text(t))) if client::is_ping(proto, t.as_str()) => {
+                            let _ = tx.send(Frame::text(client::pong(proto))).await;
                         }
                         Some(Ok(Frame::Close(why))) => {
                             if lost.fetch_add(1, Ordering::Relaxed) < 3 {

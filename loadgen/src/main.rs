@@ -1,5 +1,5 @@
-//! `switchyard-loadgen`: drives a realtime server (Switchyard, Node socket.io, or the raw
-//! WebSocket floor) with bounded scenarios and prints one JSON result line.
+//! `switchyard-loadgen`: drives a realtime server (Switchyard, Node socket.io, Centrifugo, or
+//! the raw WebSocket floor) with bounded scenarios and prints one JSON result line.
 //!
 //! Scenarios, one module each: [`idle`] (connections held, RSS per connection, connect rate and the server's CPU per
 //! connect),
