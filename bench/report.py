@@ -45,6 +45,8 @@ md += ["## Machine", "",
        f"- {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}",
        f"- {version(['rustc', '--version'])}; node {version(['node', '--version'])}; {version(['redis-server', '--version'])}",
        "- Servers and the load generator share the machine; compare ratios within this run.", ""]
+if any("/centrifugo" in l for l in rows):
+    md.insert(len(md) - 2, f"- Centrifugo {os.environ.get('CENTRIFUGO_VERSION', '?')} (idle and fan-out only)")
 
 def get(label, key):
     return rows.get(label, {}).get(key)
@@ -61,11 +63,15 @@ if sy and nd:
     md += ["", f"- RSS per idle connection: Switchyard / Node = **{sy / nd:.2f}** (goal ≤ 0.25)"]
 if cs and cn:
     md += [f"- Connect rate: Switchyard / Node = **{cs / cn:.2f}** (goal ≥ 3)"]
+sc = get("idle/centrifugo", "kib_per_connection")
+if sy and sc:
+    md += [f"- RSS per idle connection: Switchyard / Centrifugo = **{sy / sc:.2f}**"]
 
 rates = sorted({int(l.split("/")[2]) for l in rows if l.startswith("fanout/")})
+FANOUT_TARGETS = ("switchyard", "node", "floor") + (("centrifugo",) if any(l.startswith("fanout/centrifugo/") for l in rows) else ())
 md += ["", "## Fan-out", "", "| rate/sender | server | delivered/s | p50 ms | p99 ms | p99.9 ms | drops |", "|---|---|---|---|---|---|---|"]
 for rate in rates:
-    for t in ("switchyard", "node", "floor"):
+    for t in FANOUT_TARGETS:
         r = rows.get(f"fanout/{t}/{rate}")
         if r:
             md.append(f"| {rate} | {t} | {r['delivered_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p999_ms']:.1f} | {r['drops']} |")
@@ -82,6 +88,9 @@ s, n, f = peak("switchyard"), peak("node"), peak("floor")
 if s and n and f:
     md += ["", f"- Peak delivered/s: Switchyard {s:,.0f}, Node {n:,.0f}, floor {f:,.0f}. "
            f"Switchyard / Node = **{s / n:.2f}** (goal ≥ 3), Switchyard / floor = **{s / f:.2f}** (goal ≥ 0.6)"]
+c = peak("centrifugo")
+if s and c:
+    md += [f"- Peak delivered/s: Centrifugo {c:,.0f}. Switchyard / Centrifugo = **{s / c:.2f}**"]
 if f and not (rows.get(f"fanout/floor/{max(rates)}") or {}).get("drops"):
     md += ["- The floor delivered everything even at the highest rate: it was not saturated: its peak is a lower bound of its capacity and "
            "Switchyard / floor an upper bound."]
@@ -90,7 +99,7 @@ if node_full:
     ratios = ", ".join(f"{r}/s: **{get(f'fanout/switchyard/{r}', 'p99_ms') / get(f'fanout/node/{r}', 'p99_ms'):.2f}**"
                        for r in node_full)
     md += [f"- p99 Switchyard / Node at each rate Node delivers in full (goal ≤ 0.33 at Node's best sustained rate): {ratios}"]
-md += [f"- Highest rate delivered in full: " + ", ".join(f"{t} {sustained(t)}" for t in ("switchyard", "node", "floor"))]
+md += [f"- Highest rate delivered in full: " + ", ".join(f"{t} {sustained(t)}" for t in FANOUT_TARGETS)]
 
 md += ["", "## Chat mix (direct and group rooms; messages, read receipts, typing)", "",
        "| server | users | actions/s | ack p50 ms | ack p99 ms | deliveries | delivery p99 ms | drops | errors |",
@@ -124,7 +133,7 @@ try:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    for t in ("switchyard", "node", "floor"):
+    for t in FANOUT_TARGETS:
         xs = [r for r in rates if f"fanout/{t}/{r}" in rows]
         a.plot(xs, [rows[f"fanout/{t}/{r}"]["delivered_per_sec"] for r in xs], marker="o", label=t)
         b.plot(xs, [rows[f"fanout/{t}/{r}"]["p99_ms"] for r in xs], marker="o", label=t)

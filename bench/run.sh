@@ -18,6 +18,12 @@ PROFILE=release; [[ $SMOKE == 1 ]] && PROFILE=debug
 cargo build --quiet $([[ $PROFILE == release ]] && echo --release) -p switchyard-server -p switchyard-loadgen --bins
 BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
 (cd bench/node-server && [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error)
+# Centrifugo, the Go peer for idle and fan-out, is built once per machine outside the repo: a
+# cold `go install` took 5.6 min here, sharing the 2 cores with a Rust build (370 CPU-seconds;
+# 1.7 GB of Go module and build cache). Later runs find the binary.
+export CENTRIFUGO_VERSION=v6.9.1  # report.py names it: a `go install` build reports v0.0.0
+CENTRIFUGO="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/centrifugo-$CENTRIFUGO_VERSION/centrifugo"
+[[ -x $CENTRIFUGO ]] || GOBIN="$(dirname "$CENTRIFUGO")" go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION"
 # The plot of a full run needs matplotlib.
 [[ $SMOKE == 1 ]] || python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib
 
@@ -36,9 +42,15 @@ start_node() { # port [redis_url]
   env JWT_SECRET="$SECRET" PORT="$1" ${2:+REDIS_URL=$2} node bench/node-server/server.js >>"$OUT/node.log" 2>&1 &
   LAST=$!; PIDS+=($LAST); wait_http "$1"
 }
+start_centrifugo() { # port; bench/centrifugo/config.yaml, with this run's secret
+  env CENTRIFUGO_CLIENT_TOKEN_HMAC_SECRET_KEY="$SECRET" "$CENTRIFUGO" --config bench/centrifugo/config.yaml \
+    --http_server.port "$1" >>"$OUT/centrifugo.log" 2>&1 &
+  LAST=$!; PIDS+=($LAST); wait_http "$1"
+}
 start_floor() { "$BIN/ws-floor" "127.0.0.1:$1" >/dev/null 2>&1 & LAST=$!; PIDS+=($LAST); sleep 0.3; }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 gen() { "$BIN/switchyard-loadgen" --secret "$SECRET" "$@"; }
+proto() { case $1 in floor) echo raw ;; centrifugo) echo centrifugo ;; *) echo socketio ;; esac; }
 
 if [[ $SMOKE == 1 ]]; then
   IDLE=200; PROCS=2; NODES=2; ROOMS=2; MEMBERS=20; RATE=20; DUR=2; RATES=(20); USERS=48; CHAT_RATE=2
@@ -48,27 +60,30 @@ fi
 
 record() { echo "$1 $2" >> "$OUT/results.txt"; }  # label json
 
-# Idle and the chat mix, each on a fresh process of each server.
+# Idle and the chat mix, each on a fresh process of each server (Centrifugo has no chat contract).
 IDLE_ARGS=(idle --connections $IDLE --procs $PROCS --hold 3)
 CHAT_ARGS=(chat --users $USERS --group 8 --rate $CHAT_RATE --duration $DUR)
 for scenario in idle chat; do
   args_var="${scenario^^}_ARGS[@]"
-  for target in switchyard node; do
+  for target in switchyard node $([[ $scenario == idle ]] && echo centrifugo); do
     port=$(free_port)
     start_$target "$port"; pid=$LAST
-    record "$scenario/$target" "$(gen --server 127.0.0.1:$port --server-pid "$pid" "${!args_var}")"
+    record "$scenario/$target" "$(gen --proto "$(proto $target)" --server 127.0.0.1:$port --server-pid "$pid" "${!args_var}")"
     stop "$pid"
   done
 done
 
 for rate in "${RATES[@]}"; do
-  for target in switchyard node floor; do
+  for target in switchyard node floor centrifugo; do
     # Node saturates near 100 (100,000 deliveries/s); far beyond, it only queues in memory.
     [[ $target == node && $rate -gt 400 ]] && continue
+    # Centrifugo saturates between 200 and 800 here (runs vary with the machine's load). It
+    # runs a connection's commands one at a time, so at 3200 the sender's publishes back up
+    # in its socket: a 10 s run lasted 36 s (p99 29 s) and outlived the sender's ping window.
+    [[ $target == centrifugo && $rate -gt 1600 ]] && continue
     port=$(free_port)
     start_$target "$port"; pid=$LAST
-    proto=socketio; [[ $target == floor ]] && proto=raw
-    record "fanout/$target/$rate" "$(gen --proto $proto --server 127.0.0.1:$port --server-pid "$pid" fanout --rooms $ROOMS --members $MEMBERS --rate "$rate" --duration $DUR)"
+    record "fanout/$target/$rate" "$(gen --proto "$(proto $target)" --server 127.0.0.1:$port --server-pid "$pid" fanout --rooms $ROOMS --members $MEMBERS --rate "$rate" --duration $DUR)"
     stop "$pid"
   done
 done
