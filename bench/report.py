@@ -51,18 +51,25 @@ if any("/centrifugo" in l for l in rows):
 def get(label, key):
     return rows.get(label, {}).get(key)
 
-md += ["## Idle connections", "", "| server | processes | connections | failed | KiB RSS per connection | connects/s |",
-       "|---|---|---|---|---|---|"]
+md += ["## Idle connections", "",
+       "| server | processes | connections | failed | KiB RSS per connection | connects/s | server CPU µs per connect |",
+       "|---|---|---|---|---|---|---|"]
 for l, r in sorted(rows.items()):
     if l.startswith("idle/"):
         _, t, *procs = l.split("/")
-        md.append(f"| {t} | {procs[0] if procs else 1} | {r['connected']} | {r['failed']} | {r['kib_per_connection']:.1f} | {r['connect_rate']:.0f} |")
+        md.append(f"| {t} | {procs[0] if procs else 1} | {r['connected']} | {r['failed']} | {r['kib_per_connection']:.1f} | "
+                  f"{r['connect_rate']:.0f} | {r['server_cpu_us_per_connect']:.0f} |")
 sy, nd = get("idle/switchyard", "kib_per_connection"), get("idle/node", "kib_per_connection")
 cs, cn = get("idle/switchyard", "connect_rate"), get("idle/node", "connect_rate")
 if sy and nd:
     md += ["", f"- RSS per idle connection: Switchyard / Node = **{sy / nd:.2f}** (goal ≤ 0.25)"]
 if cs and cn:
     md += [f"- Connect rate: Switchyard / Node = **{cs / cn:.2f}** (goal ≥ 3)"]
+us, un = get("idle/switchyard", "server_cpu_us_per_connect"), get("idle/node", "server_cpu_us_per_connect")
+if us and un:
+    # The generator shares the two cores: the rate is capped by both processes' CPU, the CPU
+    # per connect is the server's own cost.
+    md += [f"- Server CPU per connect: Switchyard / Node = **{us / un:.2f}**"]
 sc = get("idle/centrifugo", "kib_per_connection")
 if sy and sc:
     md += [f"- RSS per idle connection: Switchyard / Centrifugo = **{sy / sc:.2f}**"]
