@@ -98,9 +98,12 @@ if s and n and f:
 c = peak("centrifugo")
 if s and c:
     md += [f"- Peak delivered/s: Centrifugo {c:,.0f}. Switchyard / Centrifugo = **{s / c:.2f}**"]
-if f and not (rows.get(f"fanout/floor/{max(rates)}") or {}).get("drops"):
+if f and sustained("floor") == max(rates):
     md += ["- The floor delivered everything even at the highest rate: it was not saturated: its peak is a lower bound of its capacity and "
            "Switchyard / floor an upper bound."]
+elif f:
+    md += [f"- The floor saturated: at {max(rates)}/s offered it delivered {get(f'fanout/floor/{max(rates)}', 'delivered_per_sec'):,.0f}/s, "
+           "so its peak is the capacity of the floor and the generator together on this machine."]
 node_full = [r for r in rates if (x := rows.get(f"fanout/node/{r}")) and not x["drops"]]
 if node_full:
     ratios = ", ".join(f"{r}/s: **{get(f'fanout/switchyard/{r}', 'p99_ms') / get(f'fanout/node/{r}', 'p99_ms'):.2f}**"
