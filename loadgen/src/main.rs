@@ -1,11 +1,10 @@
 //! `switchyard-loadgen`: drives a realtime server (Switchyard, Node socket.io, Centrifugo, or
 //! the raw WebSocket floor) with bounded scenarios and prints one JSON result line.
 //!
-//! Scenarios, one module each: [`idle`] (connections held, RSS per connection, connect rate and the server's CPU per
-//! connect),
-//! [`fanout`] (rooms of receivers, delivered messages/s, latency, drops; over several
-//! `--server` addresses it is the cross-node scenario) and [`chat`] (a realistic mix of direct
-//! and group rooms, acks, read receipts and typing).
+//! Scenarios, one module each: [`idle`] (connections held, RSS per connection, connect rate,
+//! the server's CPU per connect), [`fanout`] (rooms of receivers, delivered messages/s,
+//! latency, drops; over several `--server` addresses it is the cross-node scenario) and
+//! [`chat`] (a realistic mix of direct and group rooms, acks, read receipts and typing).
 
 mod chat;
 mod client;

@@ -103,7 +103,7 @@ impl<A: Adapter> Emitter for IoHandle<A> {
             Ok(()) => Skipped::default(),
             // One entry per socket: past saturation that is every receiver of every message,
             // so they are counted, never formatted (a log line per broadcast listing a
-            // thousand sockets took a fifth of the server's CPU at 4x overload).
+            // thousand sockets took about a tenth of the server's CPU at 4x overload).
             Err(BroadcastError::Socket(errors)) => {
                 let queue_full = errors.iter().filter(|e| matches!(e, SocketError::InternalChannelFull)).count();
                 Skipped { queue_full, closed: errors.len() - queue_full }
