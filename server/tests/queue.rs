@@ -30,14 +30,6 @@ async fn ship(server: &Server, order: &str) -> String {
     body["jobs"][0]["id"].as_str().unwrap().to_owned()
 }
 
-/// The value of the first `/metrics` sample of `name` whose labels include `label`.
-async fn metric(server: &Server, name: &str, label: &str) -> Option<f64> {
-    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
-        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 async fn dead_letters(server: &Server) -> Vec<Value> {
     let (status, body) = request(Method::GET, &server.url("/api/admin/dead-letters"), Some(KEY), None).await;
     assert_eq!(status, 200, "{body}");
@@ -80,7 +72,7 @@ async fn retries_arrive_with_growing_gaps_and_valid_signatures() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.hits().len(), 4, "nothing after the success");
     assert!(dead_letters(&server).await.is_empty());
-    assert_eq!(metric(&server, "switchyard_queue_job_retries_total", r#"channel="webhook""#).await, Some(3.0));
+    assert_eq!(server.metric("switchyard_queue_job_retries_total", r#"channel="webhook""#).await, Some(3.0));
 }
 
 #[tokio::test]
@@ -96,9 +88,9 @@ async fn a_400_is_a_dead_letter_after_one_try() {
     assert_eq!(dead[0]["job"]["channel"], "webhook");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(receiver.hits().len(), 1, "never retried");
-    assert_eq!(metric(&server, "switchyard_queue_dead_letters_total", r#"channel="webhook""#).await, Some(1.0));
+    assert_eq!(server.metric("switchyard_queue_dead_letters_total", r#"channel="webhook""#).await, Some(1.0));
     let gauge = notifications_support::eventually(Duration::from_secs(8), "the dead-letter gauge", async || {
-        metric(&server, "switchyard_queue_jobs", r#"state="dead""#).await.filter(|v| *v == 1.0)
+        server.metric("switchyard_queue_jobs", r#"state="dead""#).await.filter(|v| *v == 1.0)
     })
     .await;
     assert_eq!(gauge, 1.0);

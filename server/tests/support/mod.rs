@@ -55,6 +55,14 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The value of the first `/metrics` sample of `name` whose labels include `label`.
+    pub async fn metric(&self, name: &str, label: &str) -> Option<f64> {
+        let text = reqwest::get(self.url("/metrics")).await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+            .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// Connects to `/chat` as `user`.
     pub async fn chat(&self, user: &str) -> Client {
         Client::connect(self.addr, "/chat", Some(&token(user))).await.expect("connects")
