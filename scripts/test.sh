@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SWITCHYARD_TOOLS="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}"
+# This command builds each crate once; incremental caches would only take disk space.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
