@@ -81,7 +81,7 @@ mod tests {
     }
 
     /// The metric names the server exports (the contract the dashboard is written against).
-    const SERVER_METRICS: [&str; 16] = [
+    const SERVER_METRICS: [&str; 17] = [
         "socket_active_connections",
         "socket_connections_total",
         "socket_disconnects_total",
@@ -93,6 +93,7 @@ mod tests {
         "socket_errors_total",
         "socket_auth_events_total",
         "socket_server_uptime_seconds",
+        "switchyard_deliveries_skipped_total",
         "switchyard_queue_jobs",
         "switchyard_queue_job_retries_total",
         "switchyard_queue_dead_letters_total",
