@@ -38,6 +38,11 @@ start_switchyard() { # port [redis_url]
   env "${SY_ENV[@]}" WEBSOCKET_PORT="$1" ${2:+REDIS_URL=$2} "$BIN/switchyard-server" >/dev/null 2>&1 &
   LAST=$!; PIDS+=($LAST); wait_http "$1"
 }
+# Switchyard with load shedding off, to show what shedding does past saturation.
+start_switchyard-noshed() { # port
+  env "${SY_ENV[@]}" OVERLOAD_MAX_LAG_MS=0 WEBSOCKET_PORT="$1" "$BIN/switchyard-server" >/dev/null 2>&1 &
+  LAST=$!; PIDS+=($LAST); wait_http "$1"
+}
 start_node() { # port [redis_url]
   env JWT_SECRET="$SECRET" PORT="$1" ${2:+REDIS_URL=$2} node bench/node-server/server.js >>"$OUT/node.log" 2>&1 &
   LAST=$!; PIDS+=($LAST); wait_http "$1"
@@ -74,7 +79,9 @@ for scenario in idle chat; do
 done
 
 for rate in "${RATES[@]}"; do
-  for target in switchyard node floor centrifugo; do
+  for target in switchyard switchyard-noshed node floor centrifugo; do
+    # Shedding only acts past saturation (about 800/s here).
+    [[ $target == switchyard-noshed && $rate -lt 800 ]] && continue
     # Node saturates near 100 (100,000 deliveries/s); far beyond, it only queues in memory.
     [[ $target == node && $rate -gt 400 ]] && continue
     # Centrifugo saturates between 200 and 800 here (runs vary with the machine's load). It

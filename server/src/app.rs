@@ -28,6 +28,7 @@ use crate::notifications::Notifications;
 use crate::notifications::queue::{JobQueue, MemoryQueue, RedisQueue};
 use crate::notifications::redis_store::RedisNotificationStore;
 use crate::notifications::store::{MemoryNotificationStore, NotificationStore};
+use crate::overload::Overload;
 use crate::presence::{LocalPresence, Presence, PresenceTracker, RedisPresence};
 use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, RedisRateLimiter, Verdict};
 use crate::redis::{ManagedDriver, Redis};
@@ -231,6 +232,7 @@ where
         emitter.clone(),
         config.limits.max_message_length as usize,
         Duration::from_millis(config.socket.typing_timeout_ms),
+        Overload::spawn(config.limits.overload_max_lag()),
     );
     let notifications =
         Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone(), metrics.clone())?;

@@ -13,6 +13,7 @@ use socketioxide::socket::Sid;
 use crate::auth::Identity;
 use crate::emitter::{Emitter, Target, chat_room, user_room};
 use crate::error::{ApiError, ApiResult};
+use crate::overload::Overload;
 use crate::protocol::{GetMessages, GetOrCreateRoom, MarkRead, SendMessage, Typing};
 use crate::store::{ChatStore, Message, NewMessage, Page, Room, RoomKind, RoomSummary, now_rfc3339};
 
@@ -39,18 +40,21 @@ pub struct Chat {
     emitter: Arc<dyn Emitter>,
     max_message_chars: usize,
     typing: Arc<TypingTimers>,
+    overload: Overload,
 }
 
 impl Chat {
-    /// A chat service over `store`, delivering through `emitter`.
+    /// A chat service over `store`, delivering through `emitter`; `overload` decides whether
+    /// new messages are accepted.
     pub fn new(
         store: Arc<dyn ChatStore>,
         emitter: Arc<dyn Emitter>,
         max_message_chars: usize,
         typing_timeout: Duration,
+        overload: Overload,
     ) -> Self {
         let typing = Arc::new(TypingTimers { timeout: typing_timeout, generations: Mutex::default() });
-        Self { store, emitter, max_message_chars, typing }
+        Self { store, emitter, max_message_chars, typing, overload }
     }
 
     /// The store (for connect-time room joins and readiness).
@@ -86,7 +90,9 @@ impl Chat {
     }
 
     /// `sendMessage`: stored first, then delivered to the room except `origin`. A retry with
-    /// the same `clientMessageId` returns the stored message and delivers nothing.
+    /// the same `clientMessageId` returns the stored message and delivers nothing. Past
+    /// saturation a valid message is refused with `unavailable` before it is stored, so the
+    /// sender knows to retry and nothing half-delivered lands in history.
     pub async fn send_message(
         &self,
         user: &Identity,
@@ -94,6 +100,7 @@ impl Chat {
         origin: Option<Sid>,
     ) -> ApiResult<(Message, bool)> {
         let content = payload.normalise(self.max_message_chars)?;
+        self.overload.admit()?;
         self.member_room(user, &payload.room_id).await?;
         let new = NewMessage {
             room_id: payload.room_id,

@@ -142,12 +142,22 @@ pub struct LimitsConfig {
     /// Messages kept per room; older ones are dropped from history.
     #[arg(long, env = "HISTORY_LIMIT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=10_000_000))]
     pub history_limit: u64,
+
+    /// Scheduling lag in milliseconds past which `sendMessage` is refused with `unavailable`
+    /// (load shedding past saturation); 0 never refuses.
+    #[arg(long, env = "OVERLOAD_MAX_LAG_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub overload_max_lag_ms: u64,
 }
 
 impl LimitsConfig {
     /// The Engine.IO frame limit derived from `max_payload_bytes`.
     pub fn engine_max_payload(&self) -> u64 {
         (self.max_payload_bytes * 16).max(1 << 20)
+    }
+
+    /// The load-shedding limit, `None` when turned off.
+    pub fn overload_max_lag(&self) -> Option<Duration> {
+        (self.overload_max_lag_ms > 0).then(|| Duration::from_millis(self.overload_max_lag_ms))
     }
 }
 
@@ -628,9 +638,14 @@ mod tests {
             ("--ws-read-buffer-bytes", "100", "WS_READ_BUFFER_BYTES"),
             ("--ws-read-buffer-bytes", "many", "WS_READ_BUFFER_BYTES"),
             ("--redis-stream-buffer", "10", "REDIS_STREAM_BUFFER"),
+            ("--overload-max-lag-ms", "soon", "OVERLOAD_MAX_LAG_MS"),
+            ("--overload-max-lag-ms", "60001", "OVERLOAD_MAX_LAG_MS"),
         ] {
             let err = Config::load_from(["s", flag, value]).unwrap_err();
             assert!(err.contains(env), "{flag} {value}: {err}");
         }
+        let limits = |ms: &str| Config::load_from(["s", "--overload-max-lag-ms", ms]).unwrap().limits;
+        assert_eq!(limits("0").overload_max_lag(), None, "0 turns load shedding off");
+        assert_eq!(limits("75").overload_max_lag(), Some(Duration::from_millis(75)));
     }
 }

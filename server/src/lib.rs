@@ -30,6 +30,7 @@ pub mod http;
 pub mod metrics;
 pub mod notifications;
 pub mod ns;
+pub mod overload;
 pub mod presence;
 pub mod protocol;
 pub mod ratelimit;

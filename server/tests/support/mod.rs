@@ -33,9 +33,14 @@ impl Drop for Server {
 }
 
 impl Server {
-    /// Starts a server with `--jwt-secret SECRET` plus `args`.
+    /// Starts a server with `--jwt-secret SECRET` plus `args`. Load shedding is off unless
+    /// `args` turn it on: test threads share a busy machine, and a thread descheduled for
+    /// longer than the limit would refuse a test's message (tests/overload.rs stalls on purpose).
     pub async fn start(args: &[&str]) -> Server {
         let mut argv = vec!["switchyard-server", "--jwt-secret", SECRET, "--shutdown-grace-seconds", "2"];
+        if !args.contains(&"--overload-max-lag-ms") {
+            argv.extend_from_slice(&["--overload-max-lag-ms", "0"]);
+        }
         argv.extend_from_slice(args);
         let config = Config::load_from(argv).expect("valid test config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
