@@ -68,7 +68,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     /// Human-readable explanation; never contains internals.
     pub message: String,
-    /// For `rate_limited`: when to retry (becomes `Retry-After`).
+    /// For `rate_limited` and load shedding's `unavailable`: when to retry (becomes
+    /// `Retry-After`).
     pub retry_after: Option<Duration>,
 }
 
