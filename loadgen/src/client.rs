@@ -160,8 +160,9 @@ pub fn is_ping(proto: Proto, text: &str) -> bool {
 /// The messages in a text frame: Centrifugo writes several replies and pushes into one frame,
 /// a line each; the other protocols carry one message per frame.
 pub fn messages(proto: Proto, text: &str) -> impl Iterator<Item = &str> {
-    let (whole, lines) = if proto == Proto::Centrifugo { (None, Some(text.split('\n'))) } else { (Some(text), None) };
-    whole.into_iter().chain(lines.into_iter().flatten().filter(|line| !line.is_empty()))
+    // NUL never occurs in a text frame of the others, so splitting on it keeps them whole.
+    let separator = if proto == Proto::Centrifugo { '\n' } else { '\0' };
+    text.split(separator).filter(|message| !message.is_empty())
 }
 
 /// Decodes one message (see [`messages`]).

@@ -24,11 +24,9 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// What a refused client is told to wait before retrying.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// The limit on scheduling lag past which sends are refused. Cheap to clone.
-#[derive(Clone)]
+/// The limit on scheduling lag past which sends are refused.
 pub struct Overload(Option<Limit>);
 
-#[derive(Clone)]
 struct Limit {
     max_lag: Duration,
     probe: Arc<Probe>,
