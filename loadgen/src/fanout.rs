@@ -1,7 +1,8 @@
 //! `fanout`: R rooms × S members, one sender per room at a fixed rate; delivered messages/s,
 //! end-to-end latency from a timestamp at the start of the content, and drops. Messages the
 //! server refused as overloaded (`unavailable` acks) are counted apart and owe no deliveries.
-//! Spread over several `--server` addresses it is the cross-node scenario.
+//! Spread over several `--server` addresses it is the cross-node scenario, and latency is also
+//! reported per server, so the hop to other nodes shows apart from the sender's own node.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,7 +26,9 @@ pub async fn fanout(
     duration: u64,
     size: usize,
 ) -> anyhow::Result<Value> {
-    let hist = Arc::new(Mutex::new(hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let hist = Arc::new(Mutex::new(histogram()));
+    // The same samples again, by the server each receiver is connected to.
+    let by_server: Arc<Vec<Mutex<Histogram>>> = Arc::new(args.server.iter().map(|_| Mutex::new(histogram())).collect());
     let received = Arc::new(AtomicU64::new(0));
     let ack_errors = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -65,8 +68,11 @@ pub async fn fanout(
         } else {
             format!("r{r}")
         };
-        for (tx, rx) in conns {
-            readers.push(tokio::spawn(receive(args.proto, tx, rx, hist.clone(), received.clone(), stop_rx.clone())));
+        for (m, (tx, rx)) in conns.into_iter().enumerate() {
+            // Member 0 was removed: this is member m + 1.
+            let server = (r * members + m + 1) % args.server.len();
+            let hists = (hist.clone(), by_server.clone(), server);
+            readers.push(tokio::spawn(receive(args.proto, tx, rx, hists, received.clone(), stop_rx.clone())));
         }
         senders.push((tx0, rx0, room_id));
     }
@@ -130,26 +136,43 @@ pub async fn fanout(
     let got = received.load(Ordering::Relaxed);
     let h = hist.lock().await;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let mut per_server = vec![];
+    for (i, server) in args.server.iter().enumerate() {
+        let h = by_server[i].lock().await;
+        let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+        // Room r's sender, its member 0, is on server r × members mod n.
+        let senders = (0..rooms).filter(|r| r * members % args.server.len() == i).count();
+        per_server.push(json!({ "server": server.to_string(), "senders": senders, "delivered": h.len(),
+                                "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999) }));
+    }
     Ok(json!({
         "scenario": "fanout", "rooms": rooms, "members": members, "rate_per_sender": rate, "sent": sent,
         "refused": refused, "expected": expected, "delivered": got, "drops": expected.saturating_sub(got),
         "delivered_per_sec": got as f64 / elapsed, "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
         "max_ms": h.max() as f64 / 1000.0, "ack_errors": ack_errors.load(Ordering::Relaxed),
         "rss_before_kib": before, "rss_setup_kib": setup_rss, "rss_end_kib": total_rss(args),
+        "by_server": per_server,
     }))
 }
 
+type Histogram = hdrhistogram::Histogram<u64>;
+
+/// Latency in µs, from 1 µs to a minute.
+fn histogram() -> Histogram {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
 /// Counts deliveries and records latency from the timestamp at the start of the content,
-/// until `stop`; then adds its samples to the shared histogram.
+/// until `stop`; then adds its samples to the run's histogram and to its server's.
 async fn receive(
     proto: Proto,
     mut tx: client::Tx,
     mut rx: client::Rx,
-    hist: Arc<Mutex<hdrhistogram::Histogram<u64>>>,
+    (all, by_server, server): (Arc<Mutex<Histogram>>, Arc<Vec<Mutex<Histogram>>>, usize),
     received: Arc<AtomicU64>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut local = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    let mut local = histogram();
     loop {
         let frame = tokio::select! {
             frame = rx.next() => frame,
@@ -170,5 +193,6 @@ async fn receive(
             }
         }
     }
-    let _ = hist.lock().await.add(&local);
+    let _ = all.lock().await.add(&local);
+    let _ = by_server[server].lock().await.add(&local);
 }
