@@ -26,9 +26,10 @@ pub async fn fanout(
     duration: u64,
     size: usize,
 ) -> anyhow::Result<Value> {
-    let hist = Arc::new(Mutex::new(histogram()));
-    // The same samples again, by the server each receiver is connected to.
-    let by_server: Arc<Vec<Mutex<Histogram>>> = Arc::new(args.server.iter().map(|_| Mutex::new(histogram())).collect());
+    let latency = Arc::new(Latency {
+        all: Mutex::new(histogram()),
+        by_server: args.server.iter().map(|_| Mutex::new(histogram())).collect(),
+    });
     let received = Arc::new(AtomicU64::new(0));
     let ack_errors = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -71,8 +72,8 @@ pub async fn fanout(
         for (m, (tx, rx)) in conns.into_iter().enumerate() {
             // Member 0 was removed: this is member m + 1.
             let server = (r * members + m + 1) % args.server.len();
-            let hists = (hist.clone(), by_server.clone(), server);
-            readers.push(tokio::spawn(receive(args.proto, tx, rx, hists, received.clone(), stop_rx.clone())));
+            let (latency, received, stop) = (latency.clone(), received.clone(), stop_rx.clone());
+            readers.push(tokio::spawn(receive(args.proto, tx, rx, latency, server, received, stop)));
         }
         senders.push((tx0, rx0, room_id));
     }
@@ -134,11 +135,11 @@ pub async fn fanout(
     let refused = refused.load(Ordering::Relaxed);
     let expected = sent.saturating_sub(refused) * (members as u64 - 1);
     let got = received.load(Ordering::Relaxed);
-    let h = hist.lock().await;
+    let h = latency.all.lock().await;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let mut per_server = vec![];
     for (i, server) in args.server.iter().enumerate() {
-        let h = by_server[i].lock().await;
+        let h = latency.by_server[i].lock().await;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         // Room r's sender, its member 0, is on server r × members mod n.
         let senders = (0..rooms).filter(|r| r * members % args.server.len() == i).count();
@@ -157,18 +158,26 @@ pub async fn fanout(
 
 type Histogram = hdrhistogram::Histogram<u64>;
 
-/// Latency in µs, from 1 µs to a minute.
+/// Delivery latencies of a run, in µs: all of them, and again by the server each receiver is
+/// connected to.
+struct Latency {
+    all: Mutex<Histogram>,
+    by_server: Vec<Mutex<Histogram>>,
+}
+
+/// From 1 µs to a minute.
 fn histogram() -> Histogram {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 /// Counts deliveries and records latency from the timestamp at the start of the content,
-/// until `stop`; then adds its samples to the run's histogram and to its server's.
+/// until `stop`; then adds its samples to the run's latencies, under `server` too.
 async fn receive(
     proto: Proto,
     mut tx: client::Tx,
     mut rx: client::Rx,
-    (all, by_server, server): (Arc<Mutex<Histogram>>, Arc<Vec<Mutex<Histogram>>>, usize),
+    latency: Arc<Latency>,
+    server: usize,
     received: Arc<AtomicU64>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -193,6 +202,6 @@ async fn receive(
             }
         }
     }
-    let _ = all.lock().await.add(&local);
-    let _ = by_server[server].lock().await.add(&local);
+    let _ = latency.all.lock().await.add(&local);
+    let _ = latency.by_server[server].lock().await.add(&local);
 }
