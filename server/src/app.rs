@@ -232,7 +232,7 @@ where
         emitter.clone(),
         config.limits.max_message_length as usize,
         Duration::from_millis(config.socket.typing_timeout_ms),
-        Overload::spawn(config.limits.overload_max_lag()),
+        Overload::spawn(config.limits.overload_max_lag(), metrics.clone()),
     );
     let notifications =
         Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone(), metrics.clone())?;

@@ -26,6 +26,7 @@
 //! | `switchyard_queue_dead_letters_total` | counter | `channel` |
 //! | `switchyard_redis_command_errors_total` | counter | |
 //! | `switchyard_redis_command_duration_seconds` | histogram | |
+//! | `switchyard_scheduling_lag_seconds` | histogram | |
 //!
 //! # Recording from other modules
 //!
@@ -40,6 +41,7 @@
 //!   and [`Metrics::job_dead_lettered`] with the channel name.
 //! - Redis: [`Metrics::redis_command`] with the elapsed time and whether the command
 //!   succeeded, for every command or pub/sub publish.
+//! - the runtime: [`Metrics::scheduling_lag`], from the load-shedding probe (`overload`).
 //!
 //! Channels are `&'static str` on purpose: pass the channel's fixed name (`browser`,
 //! `webhook`, `email`), never something built from input.
@@ -78,6 +80,9 @@ const SKIP_REASONS: [&str; 2] = ["queue_full", "closed"];
 const DURATION_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 /// Seconds; a healthy Redis answers in well under a millisecond on the same network.
 const REDIS_BUCKETS: [f64; 11] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
+/// Seconds; an idle runtime wakes its timers within a millisecond, and load shedding starts
+/// at 50 ms by default.
+const LAG_BUCKETS: [f64; 11] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 /// Where a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,6 +227,7 @@ struct Inner {
     dead_letters: Family<ChannelLabels, Counter>,
     redis_errors: Counter,
     redis_duration: Histogram,
+    scheduling_lag: Histogram,
 }
 
 impl Metrics {
@@ -251,6 +257,7 @@ impl Metrics {
             dead_letters: Family::default(),
             redis_errors: Counter::default(),
             redis_duration: Histogram::new(REDIS_BUCKETS),
+            scheduling_lag: Histogram::new(LAG_BUCKETS),
         };
         // Counters are registered without `_total`: the OpenMetrics encoder appends it.
         r.register("socket_active_connections", "Sockets connected to this process", inner.active_connections.clone());
@@ -282,6 +289,11 @@ impl Metrics {
             "switchyard_redis_command_duration_seconds",
             "Redis command round-trip time",
             inner.redis_duration.clone(),
+        );
+        r.register(
+            "switchyard_scheduling_lag_seconds",
+            "How late the runtime ran a task whose timer was due, sampled every 10 ms: the load-shedding signal",
+            inner.scheduling_lag.clone(),
         );
         // Series with a known, small label set start at 0 so rates and alerts have data.
         for namespace in NAMESPACES {
@@ -398,6 +410,11 @@ impl Metrics {
         if !ok {
             self.0.redis_errors.inc();
         }
+    }
+
+    /// A timer-woken probe ran `lag` after it was due (see `overload`).
+    pub fn scheduling_lag(&self, lag: Duration) {
+        self.0.scheduling_lag.observe(lag.as_secs_f64());
     }
 
     /// Refreshes the scrape-time gauges and returns the exposition text.

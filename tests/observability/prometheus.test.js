@@ -290,6 +290,8 @@ test("both servers are scraped and the workload shows in the contract metrics", 
     // Cross-node traffic goes through Redis pub/sub, timed by the adapter's driver.
     [`sum(switchyard_redis_command_duration_seconds_count{${env}})`]: (v) => v > 0,
     [`count(switchyard_queue_jobs{${env}})`]: (v) => v === 8,
+    // The lag probe runs on both nodes, 100 times a second, with shedding off too.
+    [`count(switchyard_scheduling_lag_seconds_count{${env}} > 100)`]: (v) => v === 2,
   };
   for (const [expr, ok] of Object.entries(checks)) {
     const v = await value(expr);

@@ -81,7 +81,7 @@ mod tests {
     }
 
     /// The metric names the server exports (the contract the dashboard is written against).
-    const SERVER_METRICS: [&str; 17] = [
+    const SERVER_METRICS: [&str; 18] = [
         "socket_active_connections",
         "socket_connections_total",
         "socket_disconnects_total",
@@ -99,6 +99,7 @@ mod tests {
         "switchyard_queue_dead_letters_total",
         "switchyard_redis_command_errors_total",
         "switchyard_redis_command_duration_seconds_bucket",
+        "switchyard_scheduling_lag_seconds_bucket",
     ];
 
     #[test]
