@@ -77,14 +77,16 @@ if sy and sc:
 
 rates = sorted({int(l.split("/")[2]) for l in rows if l.startswith("fanout/")})
 FANOUT_TARGETS = ("switchyard", "switchyard-noshed", "node", "floor") + (("centrifugo",) if any(l.startswith("fanout/centrifugo/") for l in rows) else ())
-md += ["", "## Fan-out", "", "Refused: messages the server answered with `unavailable` (load shedding); they are not stored and owe no deliveries. "
+md += ["", "## Fan-out", "", "Bytes per delivery: the message as the receiver got it, protocol framing included; the floor relays frames "
+       "as large as Switchyard's. Refused: messages the server answered with `unavailable` (load shedding); they are not stored and owe no deliveries. "
        "`switchyard-noshed` is Switchyard with load shedding off (`OVERLOAD_MAX_LAG_MS=0`).", "",
-       "| rate/sender | server | delivered/s | p50 ms | p99 ms | p99.9 ms | drops | refused |", "|---|---|---|---|---|---|---|---|"]
+       "| rate/sender | server | delivered/s | bytes per delivery | p50 ms | p99 ms | p99.9 ms | drops | refused |", "|---|---|---|---|---|---|---|---|---|"]
 for rate in rates:
     for t in FANOUT_TARGETS:
         r = rows.get(f"fanout/{t}/{rate}")
         if r:
-            md.append(f"| {rate} | {t} | {r['delivered_per_sec']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['p999_ms']:.1f} | {r['drops']} | {r.get('refused', 0)} |")
+            md.append(f"| {rate} | {t} | {r['delivered_per_sec']:.0f} | {r.get('frame_bytes', 0):.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                      f"{r['p999_ms']:.1f} | {r['drops']} | {r.get('refused', 0)} |")
 def peak(t):
     return max((get(f"fanout/{t}/{r}", "delivered_per_sec") or 0 for r in rates), default=0)
 

@@ -90,9 +90,16 @@ for rate in "${RATES[@]}"; do
     [[ $target == centrifugo && $rate -gt 1600 ]] && continue
     # The floor still delivered everything at 3,200; 6,400 is there to find its ceiling.
     [[ $target != floor && $rate -gt 3200 ]] && continue
+    args=(fanout --rooms $ROOMS --members $MEMBERS --rate "$rate" --duration $DUR)
+    # The floor relays frames as large as those Switchyard delivered in its first fan-out of
+    # this run (the message as JSON in a Socket.IO event: 263 bytes for 100 of content).
+    [[ $target == floor ]] && args+=(--size "$FRAME_BYTES")
     port=$(free_port)
     start_$target "$port"; pid=$LAST
-    record "fanout/$target/$rate" "$(gen --proto "$(proto $target)" --server 127.0.0.1:$port --server-pid "$pid" fanout --rooms $ROOMS --members $MEMBERS --rate "$rate" --duration $DUR)"
+    result=$(gen --proto "$(proto $target)" --server 127.0.0.1:$port --server-pid "$pid" "${args[@]}")
+    record "fanout/$target/$rate" "$result"
+    [[ $target == switchyard && -z ${FRAME_BYTES:-} ]] &&
+      FRAME_BYTES=$(python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["frame_bytes"]))' "$result")
     stop "$pid"
   done
 done

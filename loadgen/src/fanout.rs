@@ -26,11 +26,12 @@ pub async fn fanout(
     duration: u64,
     size: usize,
 ) -> anyhow::Result<Value> {
-    let latency = Arc::new(Latency {
-        all: Mutex::new(histogram()),
+    let deliveries = Arc::new(Deliveries {
+        count: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        latency: Mutex::new(histogram()),
         by_server: args.server.iter().map(|_| Mutex::new(histogram())).collect(),
     });
-    let received = Arc::new(AtomicU64::new(0));
     let ack_errors = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let mut senders = vec![];
@@ -72,14 +73,15 @@ pub async fn fanout(
         for (m, (tx, rx)) in conns.into_iter().enumerate() {
             // Member 0 was removed: this is member m + 1.
             let server = (r * members + m + 1) % args.server.len();
-            let (latency, received, stop) = (latency.clone(), received.clone(), stop_rx.clone());
-            readers.push(tokio::spawn(receive(args.proto, tx, rx, latency, server, received, stop)));
+            let (deliveries, stop) = (deliveries.clone(), stop_rx.clone());
+            readers.push(tokio::spawn(receive(args.proto, tx, rx, deliveries, server, stop)));
         }
         senders.push((tx0, rx0, room_id));
     }
     let setup_rss = total_rss(args);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let padding = "x".repeat(size.saturating_sub(20));
+    // The content is `size` bytes: a 16-digit µs timestamp, a separator, the padding.
+    let padding = "x".repeat(size.saturating_sub(17));
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut send_tasks = vec![];
@@ -134,12 +136,13 @@ pub async fn fanout(
     let sent = sent.load(Ordering::Relaxed);
     let refused = refused.load(Ordering::Relaxed);
     let expected = sent.saturating_sub(refused) * (members as u64 - 1);
-    let got = received.load(Ordering::Relaxed);
-    let h = latency.all.lock().await;
+    let got = deliveries.count.load(Ordering::Relaxed);
+    let bytes = deliveries.bytes.load(Ordering::Relaxed);
+    let h = deliveries.latency.lock().await;
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     let mut per_server = vec![];
     for (i, server) in args.server.iter().enumerate() {
-        let h = latency.by_server[i].lock().await;
+        let h = deliveries.by_server[i].lock().await;
         let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         // Room r's sender, its member 0, is on server r × members mod n.
         let senders = (0..rooms).filter(|r| r * members % args.server.len() == i).count();
@@ -149,7 +152,8 @@ pub async fn fanout(
     Ok(json!({
         "scenario": "fanout", "rooms": rooms, "members": members, "rate_per_sender": rate, "sent": sent,
         "refused": refused, "expected": expected, "delivered": got, "drops": expected.saturating_sub(got),
-        "delivered_per_sec": got as f64 / elapsed, "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
+        "delivered_per_sec": got as f64 / elapsed, "frame_bytes": if got > 0 { bytes as f64 / got as f64 } else { 0.0 },
+        "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
         "max_ms": h.max() as f64 / 1000.0, "ack_errors": ack_errors.load(Ordering::Relaxed),
         "rss_before_kib": before, "rss_setup_kib": setup_rss, "rss_end_kib": total_rss(args),
         "by_server": per_server,
@@ -158,10 +162,13 @@ pub async fn fanout(
 
 type Histogram = hdrhistogram::Histogram<u64>;
 
-/// Delivery latencies of a run, in µs: all of them, and again by the server each receiver is
-/// connected to.
-struct Latency {
-    all: Mutex<Histogram>,
+/// What a run's receivers got.
+struct Deliveries {
+    count: AtomicU64,
+    /// Their total size: the messages as delivered, protocol framing included.
+    bytes: AtomicU64,
+    /// Latency in µs, of all of them and again by the server each receiver is connected to.
+    latency: Mutex<Histogram>,
     by_server: Vec<Mutex<Histogram>>,
 }
 
@@ -170,18 +177,17 @@ fn histogram() -> Histogram {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
-/// Counts deliveries and records latency from the timestamp at the start of the content,
-/// until `stop`; then adds its samples to the run's latencies, under `server` too.
+/// Counts deliveries and their bytes and records latency from the timestamp at the start of
+/// the content, until `stop`; then adds its figures to the run's, under `server` too.
 async fn receive(
     proto: Proto,
     mut tx: client::Tx,
     mut rx: client::Rx,
-    latency: Arc<Latency>,
+    deliveries: Arc<Deliveries>,
     server: usize,
-    received: Arc<AtomicU64>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut local = histogram();
+    let (mut local, mut count, mut bytes) = (histogram(), 0, 0);
     loop {
         let frame = tokio::select! {
             frame = rx.next() => frame,
@@ -198,10 +204,13 @@ async fn receive(
                 let _ = tx.send(Frame::text(client::pong(proto))).await;
             } else if let Some(sent) = client::sent_at(proto, message) {
                 let _ = local.record(now_micros().saturating_sub(sent).max(1));
-                received.fetch_add(1, Ordering::Relaxed);
+                count += 1;
+                bytes += message.len() as u64;
             }
         }
     }
-    let _ = latency.all.lock().await.add(&local);
-    let _ = latency.by_server[server].lock().await.add(&local);
+    deliveries.count.fetch_add(count, Ordering::Relaxed);
+    deliveries.bytes.fetch_add(bytes, Ordering::Relaxed);
+    let _ = deliveries.latency.lock().await.add(&local);
+    let _ = deliveries.by_server[server].lock().await.add(&local);
 }

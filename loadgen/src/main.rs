@@ -77,7 +77,7 @@ enum Scenario {
         /// Seconds of sending.
         #[arg(long, default_value_t = 5)]
         duration: u64,
-        /// Payload size in bytes.
+        /// Size of each message's content in bytes; for the raw floor, of the whole frame.
         #[arg(long, default_value_t = 100)]
         size: usize,
     },
