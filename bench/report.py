@@ -117,13 +117,13 @@ if node_full:
 md += [f"- Highest rate delivered in full: " + ", ".join(f"{t} {sustained(t)}" for t in FANOUT_TARGETS)]
 
 md += ["", "## Chat mix (direct and group rooms; messages, read receipts, typing)", "",
-       "| server | users | actions/s | ack p50 ms | ack p99 ms | deliveries | delivery p99 ms | drops | errors |",
-       "|---|---|---|---|---|---|---|---|---|"]
+       "| server | users | actions/s | ack p50 ms | ack p99 ms | deliveries | delivery p99 ms | drops | errors | refused |",
+       "|---|---|---|---|---|---|---|---|---|---|"]
 for t in ("switchyard", "node"):
     r = rows.get(f"chat/{t}")
     if r:
         md.append(f"| {t} | {r['users']} | {r['actions_per_sec']:.0f} | {r['ack_p50_ms']:.1f} | {r['ack_p99_ms']:.1f} | "
-                  f"{r['delivered']} | {r['p99_ms']:.1f} | {r['drops']} | {r['ack_errors']} |")
+                  f"{r['delivered']} | {r['p99_ms']:.1f} | {r['drops']} | {r['ack_errors']} | {r.get('refused', 0)} |")
 as_, an = get("chat/switchyard", "ack_p99_ms"), get("chat/node", "ack_p99_ms")
 if as_ and an:
     md += ["", f"- Ack p99 at the same offered load: Switchyard / Node = **{as_ / an:.2f}**"]

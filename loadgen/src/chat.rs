@@ -2,7 +2,8 @@
 //! each user acts `rate` times a second at random: a message to one of its two rooms (60%),
 //! marking the newest message it received read (20%), or typing (20%). Every action asks for
 //! an ack. Reports acked actions/s, ack latency, `newMessage` deliveries with their latency,
-//! and drops: deliveries owed by acked messages that never arrived.
+//! and drops: deliveries owed by acked messages that never arrived. Actions the server refused
+//! as overloaded are counted apart.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +35,7 @@ struct Room {
 struct Tally {
     acked: AtomicU64,
     errors: AtomicU64,
+    refused: AtomicU64,
     expected: AtomicU64,
     delivered: AtomicU64,
     receipts: AtomicU64,
@@ -107,7 +109,7 @@ pub async fn chat(args: &Args, users: usize, group: usize, rate: f64, duration: 
     let (expected, delivered) = (get(&tally.expected), get(&tally.delivered));
     Ok(json!({
         "scenario": "chat", "users": users, "group": group, "rate_per_user": rate,
-        "acked": get(&tally.acked), "ack_errors": get(&tally.errors),
+        "acked": get(&tally.acked), "ack_errors": get(&tally.errors), "refused": get(&tally.refused),
         "actions_per_sec": get(&tally.acked) as f64 / duration as f64,
         "ack_p50_ms": ms(&l.ack, 0.5), "ack_p99_ms": ms(&l.ack, 0.99), "ack_p999_ms": ms(&l.ack, 0.999),
         "expected": expected, "delivered": delivered, "drops": expected.saturating_sub(delivered),
@@ -186,6 +188,10 @@ async fn act(
                     }
                     Packet::Ack(id, v) => {
                         let Some((action, at)) = pending.remove(&id) else { continue };
+                        if client::is_refusal(&v) {
+                            tally.refused.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         if v["ok"] != json!(true) {
                             if tally.errors.fetch_add(1, Ordering::Relaxed) < 3 {
                                 eprintln!("action failed: {v}");

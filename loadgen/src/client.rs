@@ -211,6 +211,12 @@ fn decode_centrifugo(text: &str) -> Packet {
     }
 }
 
+/// Whether a failed ack is the server shedding load (`unavailable`): an answer to retry
+/// later, not an error, and a refused message owes no deliveries.
+pub fn is_refusal(ack: &Value) -> bool {
+    ack["error"]["code"] == "unavailable"
+}
+
 /// Encodes an event with an ack id.
 pub fn event(id: u64, name: &str, data: &Value) -> String {
     format!("42/chat,{id}{}", json!([name, data]))

@@ -95,7 +95,7 @@ pub async fn fanout(
                     if let Packet::Ack(_, v) = decode(proto, message)
                         && v["ok"] != json!(true)
                     {
-                        let counter = if v["error"]["code"] == "unavailable" { &refused } else { &errors };
+                        let counter = if client::is_refusal(&v) { &refused } else { &errors };
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
