@@ -53,27 +53,47 @@ def get(label, key):
     return rows.get(label, {}).get(key)
 
 md += ["## Idle connections", "",
-       "| server | processes | connections | failed | KiB RSS per connection | connects/s | server CPU µs per connect |",
-       "|---|---|---|---|---|---|---|"]
-for l, r in sorted(rows.items()):
+       "One storm per server and round, each on a fresh process; the order rotates each round. Ratios are taken within a "
+       "round (storms minutes apart vary more than the servers differ) and the median over the rounds is reported.", "",
+       "| server | processes | round | connections | failed | KiB RSS per connection | connects/s | server CPU µs per connect |",
+       "|---|---|---|---|---|---|---|---|"]
+idle = {}  # (server, processes) -> {round: result}
+for l, r in rows.items():
     if l.startswith("idle/"):
-        _, t, *procs = l.split("/")
-        md.append(f"| {t} | {procs[0] if procs else 1} | {r['connected']} | {r['failed']} | {r['kib_per_connection']:.1f} | "
+        _, t, procs, rnd = l.split("/")
+        idle.setdefault((t, int(procs)), {})[int(rnd)] = r
+for (t, procs), by_round in sorted(idle.items()):
+    for rnd, r in sorted(by_round.items()):
+        md.append(f"| {t} | {procs} | {rnd} | {r['connected']} | {r['failed']} | {r['kib_per_connection']:.1f} | "
                   f"{r['connect_rate']:.0f} | {r['server_cpu_us_per_connect']:.0f} |")
-sy, nd = get("idle/switchyard", "kib_per_connection"), get("idle/node", "kib_per_connection")
-cs, cn = get("idle/switchyard", "connect_rate"), get("idle/node", "connect_rate")
-if sy and nd:
-    md += ["", f"- RSS per idle connection: Switchyard / Node = **{sy / nd:.2f}** (goal ≤ 0.25)"]
-if cs and cn:
-    md += [f"- Connect rate: Switchyard / Node = **{cs / cn:.2f}** (goal ≥ 3)"]
-us, un = get("idle/switchyard", "server_cpu_us_per_connect"), get("idle/node", "server_cpu_us_per_connect")
-if us and un:
+
+def median(values):
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+def idle_ratio(key, peer):
+    """Switchyard's `key` over `peer`'s, per round; their median and the per-round figures."""
+    ours, theirs = idle.get(("switchyard", 1), {}), idle.get((peer, 1), {})
+    ratios = [ours[n][key] / theirs[n][key] for n in sorted(ours) if n in theirs and theirs[n][key]]
+    if not ratios:
+        return ""
+    each = f" (rounds: {', '.join(f'{x:.2f}' for x in ratios)})" if len(ratios) > 1 else ""
+    return f"**{median(ratios):.2f}**{each}"
+
+md.append("")
+for text, key, peer, goal in (
+    ("RSS per idle connection: Switchyard / Node", "kib_per_connection", "node", " (goal ≤ 0.25)"),
+    ("Connect rate: Switchyard / Node", "connect_rate", "node", " (goal ≥ 3)"),
     # The generator shares the two cores: the rate is capped by both processes' CPU, the CPU
     # per connect is the server's own cost.
-    md += [f"- Server CPU per connect: Switchyard / Node = **{us / un:.2f}**"]
-sc = get("idle/centrifugo", "kib_per_connection")
-if sy and sc:
-    md += [f"- RSS per idle connection: Switchyard / Centrifugo = **{sy / sc:.2f}**"]
+    ("Server CPU per connect: Switchyard / Node", "server_cpu_us_per_connect", "node", ""),
+    ("RSS per idle connection: Switchyard / Centrifugo", "kib_per_connection", "centrifugo", ""),
+    ("Connect rate: Switchyard / Centrifugo", "connect_rate", "centrifugo", ""),
+):
+    ratio = idle_ratio(key, peer)
+    if ratio:
+        md.append(f"- {text} = {ratio}{goal}")
 
 rates = sorted({int(l.split("/")[2]) for l in rows if l.startswith("fanout/")})
 FANOUT_TARGETS = ("switchyard", "switchyard-noshed", "node", "floor") + (("centrifugo",) if any(l.startswith("fanout/centrifugo/") for l in rows) else ())
@@ -147,8 +167,7 @@ for l, r in sorted(rows.items()):
     md.append(f"| {t} | {pair} | {r['rate_per_sender']} | {f'{single:.1f}' if single else '–'} | {r['delivered_per_sec']:.0f} | {r['p50_ms']:.1f} | "
               f"{r['p99_ms']:.1f} | {per_node} | {r['drops']} | {f'{ratio:.2f}' if ratio else '–'} |")
 if ratios:
-    ratios.sort()
-    md += ["", f"- Switchyard cross-node p99 / single-node p99, median of {len(ratios)} pairs = **{ratios[len(ratios) // 2]:.2f}** (goal ≤ 2)"]
+    md += ["", f"- Switchyard cross-node p99 / single-node p99, median of {len(ratios)} pairs = **{median(ratios):.2f}** (goal ≤ 2)"]
 if problems:
     md += ["", "## Problems", ""] + [f"- {p}" for p in problems]
 md += ["", "## Raw results", "", "```"] + [f"{l} {json.dumps(r)}" for l, r in sorted(rows.items())] + ["```", ""]
