@@ -100,7 +100,9 @@ pub struct RealtimeClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
 
-    /// Origins browsers may connect from (CORS_ORIGINS), for example https://app.example.com.
+    /// Origins browsers may connect from (CORS_ORIGINS), for example https://app.example.com;
+    /// `*` allows any origin.
+    #[x_kube(validation = Rule::new("self.all(o, o == '*' || o.startsWith('https://') || o.startsWith('http://'))").message("corsOrigins entries must be * or http(s) origins such as https://app.example.com"))]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub cors_origins: Vec<String>,
@@ -606,31 +608,31 @@ pub struct AuthSpec {
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitSpec {
     /// Chat messages (RATE_LIMIT_MESSAGE).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]*/[1-9][0-9]*s$')").message("rateLimits.message must look like 30/10s"))]
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.message must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub message: Option<String>,
 
     /// Typing indicators (RATE_LIMIT_TYPING).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]*/[1-9][0-9]*s$')").message("rateLimits.typing must look like 30/10s"))]
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.typing must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub typing: Option<String>,
 
     /// Read receipts (RATE_LIMIT_READ).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]*/[1-9][0-9]*s$')").message("rateLimits.read must look like 30/10s"))]
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.read must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub read: Option<String>,
 
     /// Room joins and leaves (RATE_LIMIT_ROOM).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]*/[1-9][0-9]*s$')").message("rateLimits.room must look like 30/10s"))]
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.room must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub room: Option<String>,
 
     /// History and presence queries (RATE_LIMIT_QUERY).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]*/[1-9][0-9]*s$')").message("rateLimits.query must look like 30/10s"))]
+    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.query must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub query: Option<String>,
@@ -640,9 +642,10 @@ pub struct RateLimitSpec {
     #[schemars(range(min = 0))]
     pub warnings: Option<i32>,
 
-    /// How long a blocked client stays blocked, in seconds (RATE_LIMIT_BLOCK_SECONDS).
+    /// How long a blocked client stays blocked, in seconds (RATE_LIMIT_BLOCK_SECONDS), 1 to
+    /// 86400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 1, max = 86400))]
     pub block_seconds: Option<i32>,
 }
 
@@ -708,10 +711,11 @@ impl Default for GrafanaDashboardSpec {
 }
 
 /// OpenTelemetry tracing.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TracingSpec {
     /// OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT), for example http://otel-collector:4317.
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')").message("tracing.otlpEndpoint must be an http(s) URL"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
 
@@ -722,6 +726,7 @@ pub struct TracingSpec {
 
     /// Service name on the spans (OTEL_SERVICE_NAME); the RealtimeCluster's name when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub service_name: Option<String>,
 }
 
@@ -729,22 +734,27 @@ pub struct TracingSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerSpec {
-    /// Value of the `environment` label on every metric (ENVIRONMENT).
+    /// Value of the `environment` label on every metric (ENVIRONMENT), 1 to 64 characters.
     #[serde(default = "default_environment")]
+    #[schemars(length(min = 1, max = 64))]
     pub environment: String,
 
     /// Log format (LOG_FORMAT).
     #[serde(default)]
     pub log_format: LogFormat,
 
-    /// tracing filter directives (RUST_LOG), for example info or switchyard_server=debug.
+    /// Log filter (LOG_LEVEL): a level (trace, debug, info, warn, error, off), or
+    /// comma-separated `target=level` directives, for example info,switchyard_server=debug.
+    #[x_kube(validation = Rule::new(LOG_FILTER_RULE).message("server.logLevel must be a level or target=level directives, such as info,switchyard_server=debug"))]
     #[serde(default = "default_log_level")]
+    #[schemars(length(min = 1, max = 256))]
     pub log_level: String,
 
     /// Seconds a terminating pod spends telling clients to reconnect elsewhere
-    /// (SHUTDOWN_GRACE_SECONDS). The pod's termination grace period is set above this.
+    /// (SHUTDOWN_GRACE_SECONDS), 1 to 3600. The pod's termination grace period is set above
+    /// this.
     #[serde(default = "default_shutdown_grace")]
-    #[schemars(range(min = 0, max = 3600))]
+    #[schemars(range(min = 1, max = 3600))]
     pub shutdown_grace_seconds: i32,
 
     /// Seconds the preStop hook sleeps before SIGTERM, so endpoints and load balancers stop
@@ -753,14 +763,14 @@ pub struct ServerSpec {
     #[schemars(range(min = 0, max = 300))]
     pub pre_stop_sleep_seconds: i32,
 
-    /// Engine.IO ping interval in milliseconds (PING_INTERVAL_MS).
+    /// Engine.IO ping interval in milliseconds (PING_INTERVAL_MS), 1000 to 600000.
     #[serde(default = "default_ping_interval")]
-    #[schemars(range(min = 1000))]
+    #[schemars(range(min = 1000, max = 600000))]
     pub ping_interval_ms: i64,
 
-    /// Engine.IO ping timeout in milliseconds (PING_TIMEOUT_MS).
+    /// Engine.IO ping timeout in milliseconds (PING_TIMEOUT_MS), 1000 to 600000.
     #[serde(default = "default_ping_timeout")]
-    #[schemars(range(min = 1000))]
+    #[schemars(range(min = 1000, max = 600000))]
     pub ping_timeout_ms: i64,
 }
 
@@ -777,6 +787,11 @@ impl Default for ServerSpec {
         }
     }
 }
+
+/// The log filters the CRD admits: a level, or `target=level` directives. A subset of what the
+/// server's filter parser takes (span filters are left out), strict enough that a value the
+/// server would refuse at start-up (and crash-loop on) is refused by the API server instead.
+const LOG_FILTER_RULE: &str = "self.matches('^((?i:trace|debug|info|warn|error|off)|[A-Za-z_][A-Za-z0-9_:]*(=(?i:trace|debug|info|warn|error|off))?)(,((?i:trace|debug|info|warn|error|off)|[A-Za-z_][A-Za-z0-9_:]*(=(?i:trace|debug|info|warn|error|off))?))*$')";
 
 fn default_environment() -> String {
     "production".into()

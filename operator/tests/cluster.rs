@@ -346,6 +346,14 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
         ("keda-without-keda", "autoscaling:\n  mode: keda", &["spec.autoscaling.mode", "autoscaling.keda"][..]),
         ("bad-rate", "rateLimits:\n  message: lots", &["spec.rateLimits.message", "30/10s"][..]),
         ("bad-ratio", "tracing:\n  samplingRatio: 1.5", &["spec.tracing.samplingRatio"][..]),
+        // Values the server would refuse at start-up, so its pods would crash-loop.
+        ("huge-rate", "rateLimits:\n  message: 9999999999/10s", &["spec.rateLimits.message", "30/10s"][..]),
+        ("zero-block", "rateLimits:\n  blockSeconds: 0", &["spec.rateLimits.blockSeconds"][..]),
+        ("bad-endpoint", "tracing:\n  otlpEndpoint: otel:4317", &["spec.tracing.otlpEndpoint", "http(s) URL"][..]),
+        ("bad-log-level", "server:\n  logLevel: debug=loud", &["spec.server.logLevel", "target=level"][..]),
+        ("empty-environment", "server:\n  environment: \"\"", &["spec.server.environment"][..]),
+        ("zero-grace", "server:\n  shutdownGraceSeconds: 0", &["spec.server.shutdownGraceSeconds"][..]),
+        ("bad-origin", "corsOrigins: [app.example.com]", &["spec.corsOrigins", "http(s) origins"][..]),
         (
             "two-routes",
             "routing:\n  host: chat.example.com\n  ingress: {}\n  gateway:\n    parentRef: {name: gw}",
@@ -361,7 +369,7 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
         }
     }
     // And the valid neighbours of those cases pass.
-    let ok = "autoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n  targetConnectionsPerPod: 1\nrouting:\n  host: chat.example.com\nrateLimits:\n  message: 30/10s";
+    let ok = "autoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n  targetConnectionsPerPod: 1\nrouting:\n  host: chat.example.com\nrateLimits:\n  message: 30/10s\n  blockSeconds: 1\ntracing:\n  otlpEndpoint: http://otel:4317\nserver:\n  logLevel: info,switchyard_server=DEBUG\n  shutdownGraceSeconds: 1";
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", "valid", ok)));
     // Every shipped example is valid against the CRD.
     let mut examples = 0;

@@ -24,7 +24,7 @@ pub fn server_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
     set("WEBSOCKET_PORT", SERVER_PORT.to_string());
     set("ENVIRONMENT", server.environment.clone());
     set("LOG_FORMAT", server.log_format.as_str().into());
-    set("RUST_LOG", server.log_level.clone());
+    set("LOG_LEVEL", server.log_level.clone());
     set("SHUTDOWN_GRACE_SECONDS", server.shutdown_grace_seconds.to_string());
     set("PING_INTERVAL_MS", server.ping_interval_ms.to_string());
     set("PING_TIMEOUT_MS", server.ping_timeout_ms.to_string());
@@ -70,8 +70,8 @@ pub fn server_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
             set("OTEL_EXPORTER_OTLP_ENDPOINT", ep.clone());
             set("OTEL_SERVICE_NAME", tr.service_name.clone().unwrap_or_else(|| super::server_name(rtc)));
         }
+        // The server's sampler is always parent-based: only the ratio is a setting.
         if let Some(ratio) = tr.sampling_ratio {
-            set("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into());
             set("OTEL_TRACES_SAMPLER_ARG", ratio.to_string());
         }
     }
@@ -102,8 +102,113 @@ pub fn config_hash(cm: &ConfigMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AuthSpec, ExternalRedisSpec, RateLimitSpec, RedisSpec, SecretKeyRef, TracingSpec};
+    use clap::CommandFactory;
+
+    use crate::crd::{AuthSpec, ExternalRedisSpec, RateLimitSpec, RedisSpec, SecretKeyRef, ServerSpec, TracingSpec};
     use crate::fixtures::rtc;
+
+    /// Runs the server's own flag parser and start-up validation over `env`, each variable
+    /// given as the flag that reads it (flags win over this test process's environment). A
+    /// variable the server does not read is an error too: a setting the operator writes for
+    /// nothing (the log level once went out as RUST_LOG, which the server ignores).
+    fn server_accepts(env: &BTreeMap<String, String>) -> Result<(), String> {
+        let command = switchyard_server::Config::command();
+        let mut args = vec!["switchyard-server".to_string()];
+        for (key, value) in env {
+            let flag = command
+                .get_arguments()
+                .find(|arg| arg.get_env().is_some_and(|e| e == key.as_str()))
+                .and_then(|arg| arg.get_long())
+                .ok_or_else(|| format!("{key} is not a server setting"))?;
+            args.push(format!("--{flag}={value}"));
+        }
+        switchyard_server::Config::load_from(args).map(drop)
+    }
+
+    /// The environment of `rtc` as its pod gets it: the ConfigMap plus the JWT secret that
+    /// the Deployment adds from `auth.jwtSecretRef` when no JWKS URL is set.
+    fn pod_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
+        let mut env = server_env(rtc);
+        if !env.contains_key("JWT_JWKS_URL") {
+            env.insert("JWT_SECRET".into(), "a-secret-of-at-least-thirty-two-bytes".into());
+        }
+        env
+    }
+
+    #[test]
+    fn the_server_starts_with_what_specs_at_the_crd_bounds_produce() {
+        assert_eq!(server_accepts(&pod_env(&rtc("defaults"))), Ok(()));
+
+        let mut low = rtc("low");
+        low.spec.server = Some(ServerSpec {
+            environment: "p".into(),
+            log_level: "ERROR".into(),
+            shutdown_grace_seconds: 1,
+            pre_stop_sleep_seconds: 0,
+            ping_interval_ms: 1000,
+            ping_timeout_ms: 1000,
+            ..Default::default()
+        });
+        low.spec.rate_limits = Some(RateLimitSpec {
+            message: Some("1/1s".into()),
+            typing: Some("1/1s".into()),
+            read: Some("1/1s".into()),
+            room: Some("1/1s".into()),
+            query: Some("1/1s".into()),
+            warnings: Some(0),
+            block_seconds: Some(1),
+        });
+        low.spec.tracing = Some(TracingSpec {
+            otlp_endpoint: Some("http://c:4317".into()),
+            sampling_ratio: Some(0.0),
+            service_name: Some("s".into()),
+        });
+        assert_eq!(server_accepts(&pod_env(&low)), Ok(()));
+
+        let mut high = rtc("high");
+        high.spec.server = Some(ServerSpec {
+            environment: "e".repeat(64),
+            log_level: "info,switchyard_server=trace,tower_http::trace=Debug,off".into(),
+            shutdown_grace_seconds: 3600,
+            pre_stop_sleep_seconds: 300,
+            ping_interval_ms: 600_000,
+            ping_timeout_ms: 600_000,
+            ..Default::default()
+        });
+        let most = Some("999999999/999999999s".to_string());
+        high.spec.rate_limits = Some(RateLimitSpec {
+            message: most.clone(),
+            typing: most.clone(),
+            read: most.clone(),
+            room: most.clone(),
+            query: most,
+            warnings: Some(i32::MAX),
+            block_seconds: Some(86_400),
+        });
+        high.spec.tracing = Some(TracingSpec {
+            otlp_endpoint: Some("https://otel.example:4317".into()),
+            sampling_ratio: Some(1.0),
+            service_name: Some("s".repeat(253)),
+        });
+        high.spec.cors_origins = vec!["*".into(), "https://app.example".into()];
+        high.spec.auth = Some(AuthSpec {
+            jwks_url: Some("https://id.example/jwks".into()),
+            issuer: Some("id".into()),
+            audience: Some("chat".into()),
+            ..Default::default()
+        });
+        assert_eq!(server_accepts(&pod_env(&high)), Ok(()));
+    }
+
+    #[test]
+    fn the_contract_check_catches_what_the_server_would_refuse_or_ignore() {
+        let mut env = pod_env(&rtc("chat"));
+        env.insert("RUST_LOG".into(), "debug".into());
+        assert_eq!(server_accepts(&env), Err("RUST_LOG is not a server setting".into()));
+        let mut env = pod_env(&rtc("chat"));
+        env.insert("SHUTDOWN_GRACE_SECONDS".into(), "0".into());
+        assert!(server_accepts(&env).is_err_and(|e| e.contains("shutdown-grace-seconds")), "{env:?}");
+    }
 
     #[test]
     fn defaults_wire_the_managed_redis_and_server_settings() {
@@ -115,6 +220,7 @@ mod tests {
         assert_eq!(env["PING_INTERVAL_MS"], "25000");
         assert_eq!(env["PING_TIMEOUT_MS"], "20000");
         assert_eq!(env["ENVIRONMENT"], "production");
+        assert_eq!(env["LOG_LEVEL"], "info");
         assert!(!env.contains_key("CORS_ORIGINS"));
     }
 
