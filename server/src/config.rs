@@ -177,7 +177,7 @@ pub struct SocketConfig {
     #[arg(long, env = "WS_READ_BUFFER_BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     pub ws_read_buffer_bytes: u32,
 
-    /// Milliseconds after which an unrefreshed `typing: true` is ended by the server.
+    /// Milliseconds after which an unrefreshed `isTyping: true` is ended by the server.
     #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub typing_timeout_ms: u64,
 }

@@ -31,6 +31,9 @@ async fn an_event_reaches_every_socket_of_the_user_and_reads_bring_the_count_dow
     for socket in [&mut first, &mut second, &mut other] {
         assert_eq!(socket.next_event("unreadCount").await, json!({ "count": 0 }));
     }
+    // Sent straight to each socket on connect, and counted like every other emit.
+    let sent = server.metric("socket_messages_total", r#"event="unreadCount",direction="outbound""#).await;
+    assert_eq!(sent, Some(3.0));
 
     let (status, body) =
         post_event(&base, &json!({ "type": "user.registered", "userId": "ann", "data": { "name": "Ann" } })).await;

@@ -34,8 +34,11 @@ pub async fn setup<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>
 pub async fn on_connect<A: Adapter>(socket: SocketRef<A>, State(app): State<AppState>) {
     let Ok(user) = identity(&socket) else { return };
     match app.notifications().inbox().unread(&user.user_id).await {
+        // Straight to this socket, not through the emitter, so it is counted here.
         Ok(count) => {
-            let _ = socket.emit("unreadCount", &json!({ "count": count }));
+            if socket.emit("unreadCount", &json!({ "count": count })).is_ok() {
+                app.metrics().outbound(crate::notifications::NS, "unreadCount");
+            }
         }
         // The count follows with the next change; the client can also ask getNotifications.
         Err(e) => tracing::warn!(error = %e.message, "could not read the unread count on connect"),
