@@ -11,11 +11,11 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -228,6 +228,9 @@ impl Children<'_> {
             observed.redis = Some(self.apply(self.api(), "StatefulSet", sts).await?);
         }
         self.apply(self.api::<Service>(), "Service", &d.service).await?;
+        if let Some(name) = &d.generated_jwt_secret {
+            self.create_generated_secret(name).await?;
+        }
         if d.deployment.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
             self.hand_replicas_to_autoscaler(&d.deployment).await?;
         }
@@ -287,6 +290,27 @@ impl Children<'_> {
             debug!(kind, name, "unchanged");
         }
         Ok(after)
+    }
+
+    /// Creates the generated JWT Secret unless it exists. Never applied or updated: each build
+    /// draws a new key, and a new key would invalidate every token in use. Existence is told
+    /// by the create's conflict, not by a read: the operator may create Secrets but never reads
+    /// one, so it holds no key of anyone's.
+    async fn create_generated_secret(&self, name: &str) -> Result<()> {
+        let api: Api<Secret> = self.api();
+        let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
+        match api.create(&params, &resources::auth::generated_secret(self.rtc)).await {
+            Ok(_) => {
+                info!(name, "created the generated JWT secret");
+                self.ctx.metrics.child_changed("Secret", "created");
+                let note = format!("Created Secret {name} (no auth in the spec: a key shared by every pod)");
+                publish(self.ctx, self.rtc, EventType::Normal, "Created", "Apply", note).await;
+                Ok(())
+            }
+            // It exists: created by an earlier reconcile, or by the user with a key of their own.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(source) => Err(Error::Kube { action: format!("creating Secret {name}"), source }),
+        }
     }
 
     /// When autoscaling is turned on, the operator stops applying `spec.replicas`. Server-side

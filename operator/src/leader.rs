@@ -22,6 +22,21 @@ pub struct LeaseSettings {
     pub grace_seconds: u64,
 }
 
+impl LeaseSettings {
+    /// Refuses timings the lease manager cannot run with: it renews `grace_seconds` before
+    /// expiry, so a grace of zero or of the whole duration (or more) would renew too late or in
+    /// a tight loop of PATCHes against the API server.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let (duration, grace) = (self.duration_seconds, self.grace_seconds);
+        if grace == 0 || grace >= duration {
+            anyhow::bail!(
+                "lease timings: LEASE_GRACE_SECONDS ({grace}) must be at least 1 and less than LEASE_DURATION_SECONDS ({duration})"
+            );
+        }
+        Ok(())
+    }
+}
+
 /// A running lease manager and its "am I the leader" channel.
 pub struct Leadership {
     rx: watch::Receiver<bool>,
@@ -31,6 +46,7 @@ pub struct Leadership {
 impl Leadership {
     /// Starts competing for the Lease in the background.
     pub async fn start(client: Client, settings: &LeaseSettings) -> anyhow::Result<Self> {
+        settings.validate()?;
         let manager = LeaseManagerBuilder::new(client, &settings.name)
             .with_namespace(&settings.namespace)
             .with_identity(&settings.identity)
@@ -75,6 +91,30 @@ impl Leadership {
             }
             Ok(Err(e)) => warn!(error = %e, "lease manager failed"),
             Err(e) => warn!(error = %e, "lease task panicked"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(duration_seconds: u64, grace_seconds: u64) -> LeaseSettings {
+        LeaseSettings { name: "l".into(), namespace: "n".into(), identity: "i".into(), duration_seconds, grace_seconds }
+    }
+
+    #[test]
+    fn grace_must_fit_inside_the_duration() {
+        assert!(settings(15, 5).validate().is_ok());
+        assert!(settings(2, 1).validate().is_ok());
+        for (duration, grace) in [(2, 5), (5, 5), (15, 0)] {
+            let err = settings(duration, grace).validate().unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "lease timings: LEASE_GRACE_SECONDS ({grace}) must be at least 1 and less than LEASE_DURATION_SECONDS ({duration})"
+                )
+            );
         }
     }
 }

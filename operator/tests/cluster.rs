@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -355,6 +355,20 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
         ("zero-grace", "server:\n  shutdownGraceSeconds: 0", &["spec.server.shutdownGraceSeconds"][..]),
         ("bad-origin", "corsOrigins: [app.example.com]", &["spec.corsOrigins", "http(s) origins"][..]),
         (
+            "bad-timeout",
+            "routing:\n  host: chat.example.com\n  gateway:\n    parentRef: {name: gw}\n    requestTimeout: 1 hour",
+            &["spec.routing.gateway.requestTimeout", "Gateway API duration"][..],
+        ),
+        (
+            "bad-interval",
+            "monitoring:\n  serviceMonitor:\n    interval: often",
+            &["spec.monitoring.serviceMonitor.interval", "Prometheus duration"][..],
+        ),
+        // The name becomes the Service's (a DNS label starting with a letter) and, with
+        // "-redis", the StatefulSet's (at most 52 characters).
+        ("1chat", "replicas: 1", &["metadata.name", "start with a letter"][..]),
+        ("a-name-that-is-one-character-too-long-for-redis", "replicas: 1", &["metadata.name", "at most 46"][..]),
+        (
             "two-routes",
             "routing:\n  host: chat.example.com\n  ingress: {}\n  gateway:\n    parentRef: {name: gw}",
             &["spec.routing", "mutually exclusive"][..],
@@ -371,6 +385,11 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
     // And the valid neighbours of those cases pass.
     let ok = "autoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n  targetConnectionsPerPod: 1\nrouting:\n  host: chat.example.com\nrateLimits:\n  message: 30/10s\n  blockSeconds: 1\ntracing:\n  otlpEndpoint: http://otel:4317\nserver:\n  logLevel: info,switchyard_server=DEBUG\n  shutdownGraceSeconds: 1";
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", "valid", ok)));
+    // YAML 1.1 reads a bare `no` as false: the CRD's enum must hold the string, quoted here.
+    let fsync = "redis:\n  managed:\n    persistence: {appendFsync: \"no\"}\nrouting:\n  host: chat.example.com\n  gateway:\n    parentRef: {name: gw}\n    requestTimeout: 1h30m\nmonitoring:\n  serviceMonitor: {interval: 1m30s}";
+    let longest = "a-name-that-is-exactly-forty-six-chars-long-ok";
+    assert_eq!(longest.len(), 46);
+    kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", longest, fsync)));
     // Every shipped example is valid against the CRD.
     let mut examples = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
@@ -735,6 +754,13 @@ async fn optional_kinds_follow_their_crds() {
     let events = kubectl_ok(&["get", "events", "-n", ns, "-o", "jsonpath={.items[*].reason}"], None);
     assert!(events.contains("GatewayAPINotInstalled") && events.contains("KEDANotInstalled"), "{events}");
 
+    // No auth in the spec: one generated key for every pod, owned by the cluster.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let jwt = eventually("generated JWT Secret", WAIT, || async { secrets.get_opt("chat-jwt").await.ok()? }).await;
+    let key = jwt.data.as_ref().unwrap()["secret"].0.clone();
+    assert_eq!(key.len(), 64);
+    assert_eq!(jwt.metadata.owner_references.as_ref().unwrap()[0].name, "chat");
+
     // Install stand-in CRDs for the three optional APIs, then nudge a reconcile.
     install_optional_crds();
     kubectl_ok(&["annotate", "rtc", "chat", "-n", ns, "--overwrite", "test/nudge=1"], None);
@@ -747,6 +773,14 @@ async fn optional_kinds_follow_their_crds() {
     let route = eventually("HTTPRoute created", WAIT, || async { routes.get_opt("chat").await.ok()? }).await;
     assert_eq!(route.data["spec"]["parentRefs"][0]["name"], "public");
     assert_eq!(route.data["spec"]["rules"][0]["sessionPersistence"]["type"], "Cookie");
+    // Reconciles since then kept the key: a new one would invalidate every token in use.
+    let again = secrets.get("chat-jwt").await.unwrap();
+    assert_eq!(again.data.as_ref().unwrap()["secret"].0, key, "a reconcile drew a new JWT key");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let dep = deployments.get("chat").await.unwrap();
+    let env = dep.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
+    let jwt_env = env.iter().find(|e| e.name == "JWT_SECRET").expect("JWT_SECRET in the pod");
+    assert_eq!(jwt_env.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "chat-jwt");
     let scaled: Api<DynamicObject> =
         Api::namespaced_with(client.clone(), ns, &dynamic("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects"));
     let so = eventually("ScaledObject created", WAIT, || async { scaled.get_opt("chat").await.ok()? }).await;
@@ -902,12 +936,19 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
         ("unknownKey=1", "unknownKey"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("metrics.serviceMonitor.interval=soon", "interval"),
+        ("example.name=1chat", "example/name"),
     ] {
         let out = helm(&["install", "bad", chart, "-n", "switchyard-bad", "--create-namespace", "--set", set]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "--set {set} was accepted");
         assert!(stderr.contains(needle) && stderr.contains("schema"), "--set {set}: unclear error: {stderr}");
     }
+    // A lease grace as long as the lease would renew in a tight loop: the template refuses it.
+    let out = helm(&["template", "bad", chart, "--set", "leaderElection.leaseGraceSeconds=15"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("leaseGraceSeconds must be less than"), "{stderr}");
+    // Subcharts receive the parent's `global` values; the schema accepts them.
+    helm_ok(&["template", "sy", chart, "--set", "global.registry=example.com"]);
 
     // --- install: exactly the expected objects
     kubectl(&["delete", "namespace", "switchyard-system", "--wait=true", "--ignore-not-found"], None);
@@ -990,10 +1031,12 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     );
     assert_eq!(String::from_utf8_lossy(&status.stdout).trim(), "yes", "operator cannot patch realtimeclusters/status");
     assert!(can("create", "events.events.k8s.io", "apps"));
+    assert!(can("create", "secrets", "apps"), "operator cannot create the generated JWT Secret");
     assert!(can("patch", "leases.coordination.k8s.io", "switchyard-system"));
     for (verb, resource, ns) in [
         ("get", "secrets", "apps"),
         ("list", "secrets", "switchyard-system"),
+        ("patch", "secrets", "apps"),
         ("delete", "pods", "apps"),
         ("update", "realtimeclusters.switchyard.dev", "apps"),
         ("delete", "realtimeclusters.switchyard.dev", "apps"),

@@ -126,7 +126,8 @@ mod tests {
     }
 
     /// The environment of `rtc` as its pod gets it: the ConfigMap plus the JWT secret that
-    /// the Deployment adds from `auth.jwtSecretRef` when no JWKS URL is set.
+    /// the Deployment adds (from `auth.jwtSecretRef` or the generated Secret) when no JWKS URL
+    /// is set.
     fn pod_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
         let mut env = server_env(rtc);
         if !env.contains_key("JWT_JWKS_URL") {

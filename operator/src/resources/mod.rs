@@ -17,6 +17,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::crd::RealtimeCluster;
 
+pub mod auth;
 pub mod autoscaling;
 pub mod config;
 pub mod monitoring;
@@ -76,6 +77,8 @@ pub struct Desired {
     pub dashboard: Option<ConfigMap>,
     /// Prometheus Operator ServiceMonitor.
     pub service_monitor: Option<DynamicObject>,
+    /// The JWT Secret to create once if missing (`<name>-jwt`), when the spec names none.
+    pub generated_jwt_secret: Option<String>,
 }
 
 /// Builds every child object the spec asks for.
@@ -100,6 +103,7 @@ pub fn desired(rtc: &RealtimeCluster, caps: Capabilities) -> Desired {
         scaled_object: if wants_keda && caps.scaled_object { autoscaling::scaled_object(rtc) } else { None },
         dashboard: monitoring::dashboard(rtc),
         service_monitor: if caps.service_monitor { monitoring::service_monitor(rtc) } else { None },
+        generated_jwt_secret: auth::generated_secret_ref(rtc).map(|r| r.name),
     }
 }
 

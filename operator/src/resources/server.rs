@@ -73,9 +73,10 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
         liveness_probe: Some(http_probe("/health", 10, 3)),
         readiness_probe: Some(http_probe("/ready", 5, 2)),
         startup_probe: Some(http_probe("/health", 2, 30)),
-        lifecycle: Some(Lifecycle {
-            // A sleep (not an exec of `sleep`): the image has no shell. It lets endpoints and
-            // load balancers stop sending new clients before the drain starts.
+        // A sleep (not an exec of `sleep`): the image has no shell. It lets endpoints and load
+        // balancers stop sending new clients before the drain starts. None for 0: API servers
+        // before 1.33 refuse a sleep of 0 seconds, and the Deployment would never apply.
+        lifecycle: (server.pre_stop_sleep_seconds > 0).then(|| Lifecycle {
             pre_stop: Some(LifecycleHandler {
                 sleep: Some(SleepAction { seconds: i64::from(server.pre_stop_sleep_seconds) }),
                 ..Default::default()
@@ -165,6 +166,9 @@ fn secret_env(rtc: &RealtimeCluster) -> Vec<EnvVar> {
     };
     if let Some(ext) = spec.external_redis() {
         from_secret("REDIS_URL", &ext.secret_ref);
+    }
+    if let Some(generated) = super::auth::generated_secret_ref(rtc) {
+        from_secret("JWT_SECRET", &generated);
     }
     if let Some(auth) = &spec.auth {
         if let Some(r) = &auth.jwt_secret_ref {
@@ -300,6 +304,15 @@ mod tests {
     }
 
     #[test]
+    fn no_pre_stop_hook_without_a_sleep() {
+        let mut r = rtc("chat");
+        r.spec.server = Some(ServerSpec { pre_stop_sleep_seconds: 0, ..Default::default() });
+        let d = deployment(&r, "h");
+        assert_eq!(pod(&d).containers[0].lifecycle, None);
+        assert_eq!(pod(&d).termination_grace_period_seconds, Some(40));
+    }
+
+    #[test]
     fn autoscaling_leaves_replicas_to_the_autoscaler() {
         let mut r = rtc("chat");
         r.spec.autoscaling = Some(AutoscalingSpec::default());
@@ -321,6 +334,15 @@ mod tests {
         assert_eq!(names, ["JWT_SECRET", "SERVICE_API_KEYS", "EXTRA"]);
         let sel = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
         assert_eq!((sel.name.as_str(), sel.key.as_str()), ("jwt", "secret"));
+    }
+
+    #[test]
+    fn without_auth_every_pod_reads_the_generated_secret() {
+        let d = deployment(&rtc("chat"), "h");
+        let env = pod(&d).containers[0].env.clone().unwrap();
+        let jwt = env.iter().find(|e| e.name == "JWT_SECRET").expect("JWT_SECRET set");
+        let sel = jwt.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("chat-jwt", "secret"));
     }
 
     #[test]
