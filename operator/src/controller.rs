@@ -225,7 +225,7 @@ impl Children<'_> {
             self.apply(self.api::<Service>(), "Service", svc).await?;
         }
         if let Some(sts) = &d.redis_statefulset {
-            observed.redis = Some(self.apply(self.api(), "StatefulSet", sts).await?);
+            observed.redis = self.apply_statefulset(sts).await?;
         }
         self.apply(self.api::<Service>(), "Service", &d.service).await?;
         if let Some(name) = &d.generated_jwt_secret {
@@ -290,6 +290,38 @@ impl Children<'_> {
             debug!(kind, name, "unchanged");
         }
         Ok(after)
+    }
+
+    /// Applies the Redis StatefulSet. Its volume claim template is immutable, so a new storage
+    /// size or class, or persistence turned on or off, is refused, and every later change of
+    /// the cluster would be stuck behind it. The StatefulSet is then deleted with its pod and
+    /// claim orphaned; the next reconcile creates it anew and it adopts the pod, which the
+    /// rolling update then replaces with the new template. An existing claim keeps its size:
+    /// expand it directly where its StorageClass allows. `None` while the old one goes.
+    async fn apply_statefulset(&self, sts: &StatefulSet) -> Result<Option<StatefulSet>> {
+        let err = match self.apply(self.api(), "StatefulSet", sts).await {
+            Ok(applied) => return Ok(Some(applied)),
+            Err(err) => err,
+        };
+        let immutable = matches!(&err, Error::Kube { source: kube::Error::Api(s), .. }
+            if s.is_invalid() && s.message.contains("updates to statefulset spec for fields other than"));
+        if !immutable {
+            return Err(err);
+        }
+        let name = sts.metadata.name.clone().unwrap_or_default();
+        let api: Api<StatefulSet> = self.api();
+        match api.delete(&name, &DeleteParams::orphan()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(source) => return Err(Error::Kube { action: format!("deleting StatefulSet {name}"), source }),
+        }
+        info!(name, "volume claim template changed; recreating the StatefulSet, its pod and claim kept");
+        self.ctx.metrics.child_changed("StatefulSet", "deleted");
+        let note = format!(
+            "Deleted StatefulSet {name} (pod and claim kept) to recreate it: its volume claim template cannot change in place"
+        );
+        publish(self.ctx, self.rtc, EventType::Normal, "Recreating", "Apply", note).await;
+        Ok(None)
     }
 
     /// Creates the generated JWT Secret unless it exists. Never applied or updated: each build

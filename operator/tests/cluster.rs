@@ -622,6 +622,23 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     })
     .await;
 
+    // --- a new Redis volume size: the StatefulSet's claim template is immutable, so the
+    // operator recreates the StatefulSet (pod and claim orphaned, then adopted) instead of
+    // failing every reconcile from now on; later changes still apply.
+    let old_sts = statefulsets.get("chat-redis").await.unwrap().uid();
+    kubectl_ok(
+        &["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"redis":{"managed":{"storage":{"size":"2Gi"}}}}}"#],
+        None,
+    );
+    eventually("StatefulSet recreated with the new claim size", WAIT, || async {
+        let sts = statefulsets.get_opt("chat-redis").await.ok()??;
+        let size = sts.spec.clone()?.volume_claim_templates?[0].spec.clone()?.resources?.requests?["storage"].0.clone();
+        (sts.uid() != old_sts && size == "2Gi").then_some(())
+    })
+    .await;
+    let reasons = kubectl_ok(&["get", "events", "-n", ns, "-o", "jsonpath={.items[*].reason}"], None);
+    assert!(reasons.contains("Recreating"), "{reasons}");
+
     // --- remove routing: the Ingress goes, the endpoint becomes the in-cluster Service
     kubectl_ok(
         &["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/routing"}]"#],
@@ -690,7 +707,8 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
             "--type",
             "merge",
             "-p",
-            r#"{"spec":{"redis":{"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#,
+            // null drops the managed section set above (the two are mutually exclusive).
+            r#"{"spec":{"redis":{"managed":null,"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#,
         ],
         None,
     );
