@@ -627,7 +627,17 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     // failing every reconcile from now on; later changes still apply.
     let old_sts = statefulsets.get("chat-redis").await.unwrap().uid();
     kubectl_ok(
-        &["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", r#"{"spec":{"redis":{"managed":{"storage":{"size":"2Gi"}}}}}"#],
+        &[
+            "patch",
+            "rtc",
+            "chat",
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"redis":{"managed":{"storage":{"size":"2Gi"}}}}}"#,
+        ],
         None,
     );
     eventually("StatefulSet recreated with the new claim size", WAIT, || async {
