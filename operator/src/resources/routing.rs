@@ -112,17 +112,20 @@ pub fn ingress(rtc: &RealtimeCluster) -> Option<Ingress> {
             rules: Some(vec![IngressRule {
                 host: Some(routing.host.clone()),
                 http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: server_name(rtc),
-                                port: Some(ServiceBackendPort { number: Some(SERVER_PORT), name: None }),
-                            }),
-                            resource: None,
-                        },
-                    }],
+                    paths: PUBLIC_PATHS
+                        .iter()
+                        .map(|(path, exact)| HTTPIngressPath {
+                            path: Some((*path).into()),
+                            path_type: if *exact { "Exact" } else { "Prefix" }.into(),
+                            backend: IngressBackend {
+                                service: Some(IngressServiceBackend {
+                                    name: server_name(rtc),
+                                    port: Some(ServiceBackendPort { number: Some(SERVER_PORT), name: None }),
+                                }),
+                                resource: None,
+                            },
+                        })
+                        .collect(),
                 }),
             }]),
             ..Default::default()
@@ -130,6 +133,11 @@ pub fn ingress(rtc: &RealtimeCluster) -> Option<Ingress> {
         ..Default::default()
     })
 }
+
+/// What the public host routes to the server, as (path, exact): Socket.IO, the HTTP API, and
+/// the web app (`/` and its files under `/app/`). `/metrics`, `/health` and `/ready` answer
+/// without authentication, so they stay inside the cluster for Prometheus and the kubelet.
+pub const PUBLIC_PATHS: [(&str, bool); 4] = [("/socket.io", false), ("/api", false), ("/app", false), ("/", true)];
 
 /// The HTTPRoute, when routing goes through a Gateway. Session persistence is GEP-1619 (the
 /// experimental channel); Gateways that do not implement it ignore the field.
@@ -144,7 +152,10 @@ pub fn http_route(rtc: &RealtimeCluster) -> Option<DynamicObject> {
         parent["sectionName"] = json!(section);
     }
     let mut rule = json!({
-        "matches": [{ "path": { "type": "PathPrefix", "value": "/" } }],
+        "matches": PUBLIC_PATHS
+            .iter()
+            .map(|(path, exact)| json!({ "path": { "type": if *exact { "Exact" } else { "PathPrefix" }, "value": path } }))
+            .collect::<Vec<_>>(),
         "backendRefs": [{ "name": server_name(rtc), "port": SERVER_PORT }],
         "sessionPersistence": {
             "sessionName": routing.sticky.cookie_name,
@@ -203,6 +214,47 @@ mod tests {
         assert_eq!(rule.host.as_deref(), Some("chat.example.com"));
         let backend = rule.http.as_ref().unwrap().paths[0].backend.service.clone().unwrap();
         assert_eq!((backend.name.as_str(), backend.port.unwrap().number), ("chat", Some(3001)));
+    }
+
+    /// Kubernetes and Gateway API path matching: a prefix matches whole path elements.
+    fn matches(rule: &str, exact: bool, path: &str) -> bool {
+        path == rule || (!exact && path.strip_prefix(rule).is_some_and(|rest| rule == "/" || rest.starts_with('/')))
+    }
+
+    #[test]
+    fn only_the_public_paths_reach_the_server() {
+        let ing = ingress(&routed(IngressKind::Nginx)).unwrap();
+        let ingress_paths: Vec<(String, bool)> = ing.spec.unwrap().rules.unwrap()[0]
+            .http
+            .as_ref()
+            .unwrap()
+            .paths
+            .iter()
+            .map(|p| (p.path.clone().unwrap(), p.path_type == "Exact"))
+            .collect();
+        let mut r = routed(IngressKind::Nginx);
+        let routing = r.spec.routing.as_mut().unwrap();
+        routing.ingress = None;
+        routing.gateway = Some(GatewaySpec {
+            parent_ref: GatewayParentRef { name: "public".into(), namespace: None, section_name: None },
+            request_timeout: None,
+        });
+        let route = http_route(&r).unwrap();
+        let route_paths: Vec<(String, bool)> = route.data["spec"]["rules"][0]["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["path"]["value"].as_str().unwrap().to_string(), m["path"]["type"] == "Exact"))
+            .collect();
+        for paths in [ingress_paths, route_paths] {
+            let routed = |path: &str| paths.iter().any(|(rule, exact)| matches(rule, *exact, path));
+            for public in ["/", "/socket.io/", "/api/chat/rooms", "/api/notifications", "/app/main.js"] {
+                assert!(routed(public), "{public} must be reachable: {paths:?}");
+            }
+            for private in ["/metrics", "/health", "/ready", "/dev/token", "/apix", "/socket.iox"] {
+                assert!(!routed(private), "{private} must stay inside the cluster: {paths:?}");
+            }
+        }
     }
 
     #[test]
