@@ -31,7 +31,7 @@ use crate::notifications::store::{MemoryNotificationStore, NotificationStore};
 use crate::overload::Overload;
 use crate::presence::{LocalPresence, Presence, PresenceTracker, RedisPresence};
 use crate::ratelimit::{EventClass, LocalRateLimiter, RateLimiter, RedisRateLimiter, Verdict};
-use crate::redis::{ManagedDriver, Redis};
+use crate::redis::{ManagedDriver, Redis, redact};
 use crate::store::{ChatStore, MemoryStore, RedisStore};
 use crate::telemetry::TracedDriver;
 use crate::{http, ns};
@@ -180,11 +180,14 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         };
         return build_with::<LocalAdapter>(config, verifier, backend, metrics, ()).await;
     }
-    let redis = Redis::connect(&config.redis, metrics.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach Redis at REDIS_URL: {e}"))?;
-    let driver =
-        ManagedDriver::connect(&config.redis).await.map_err(|e| anyhow::anyhow!("cannot subscribe on Redis: {e}"))?;
+    tracing::info!(
+        redis = %redact(config.redis.redis_url.as_deref().unwrap_or_default()),
+        timeout_ms = config.redis.redis_startup_timeout_ms,
+        "connecting to Redis"
+    );
+    // At once, so start-up waits for an unreachable Redis one REDIS_STARTUP_TIMEOUT_MS, not two.
+    let (redis, driver) =
+        tokio::try_join!(Redis::connect(&config.redis, metrics.clone()), ManagedDriver::connect(&config.redis))?;
     let adapter = RedisAdapterCtr::new_with_driver(
         TracedDriver::new(driver, metrics.clone()),
         RedisAdapterConfig::new()
@@ -346,14 +349,23 @@ fn spawn_housekeeping(limiter: Arc<LocalRateLimiter>) {
     });
 }
 
+/// CORS for `CORS_ORIGINS`, on every route: Engine.IO long-polling, the HTTP API and the
+/// probes; preflights are answered here without reaching them.
+///
+/// An explicit list allows credentials: behind a load balancer with cookie affinity, browser
+/// clients on another origin (`withCredentials: true`) must send the affinity cookie with every
+/// long-polling request, or their polls land on nodes that do not know the session. `*` allows
+/// any origin without credentials: a wildcard with credentials is invalid CORS, which
+/// tower-http turns into a panic on the first request.
 fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|o| o == "*") {
-        AllowOrigin::any()
+    let layer = if origins.iter().any(|o| o == "*") {
+        CorsLayer::new().allow_origin(AllowOrigin::any())
     } else {
-        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok())))
+            .allow_credentials(true)
     };
-    CorsLayer::new()
-        .allow_origin(allow)
+    layer
         .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::OPTIONS])
         .allow_headers([
             header::AUTHORIZATION,

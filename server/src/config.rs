@@ -28,7 +28,10 @@ pub struct Config {
     #[arg(long, env = "HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,
 
-    /// Allowed browser origins, comma-separated; `*` allows any origin (no cookies are used).
+    /// Allowed browser origins, comma-separated. An explicit list is answered with
+    /// credentials allowed, so browser clients on those origins (`withCredentials: true`) send
+    /// a load balancer's affinity cookie with long-polling requests; `*` allows any origin
+    /// without credentials (the CORS standard forbids credentials with a wildcard).
     #[arg(long, env = "CORS_ORIGINS", default_value = "*", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
@@ -267,6 +270,12 @@ pub struct RedisConfig {
     /// Milliseconds a Redis command may take before the event fails with `unavailable`.
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub redis_timeout_ms: u64,
+
+    /// Milliseconds start-up waits for its connections to Redis before the process exits with
+    /// an error naming the target. Only start-up gives up: a running server keeps reconnecting
+    /// for as long as Redis is away.
+    #[arg(long, env = "REDIS_STARTUP_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub redis_startup_timeout_ms: u64,
 
     /// Longest wait between reconnect attempts, in milliseconds (back-off doubles up to it).
     #[arg(long, env = "REDIS_RECONNECT_MAX_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
@@ -638,6 +647,7 @@ mod tests {
             ("--ws-read-buffer-bytes", "100", "WS_READ_BUFFER_BYTES"),
             ("--ws-read-buffer-bytes", "many", "WS_READ_BUFFER_BYTES"),
             ("--redis-stream-buffer", "10", "REDIS_STREAM_BUFFER"),
+            ("--redis-startup-timeout-ms", "50", "REDIS_STARTUP_TIMEOUT_MS"),
             ("--overload-max-lag-ms", "soon", "OVERLOAD_MAX_LAG_MS"),
             ("--overload-max-lag-ms", "60001", "OVERLOAD_MAX_LAG_MS"),
         ] {

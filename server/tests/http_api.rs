@@ -222,28 +222,11 @@ async fn rate_limits_answer_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn health_ready_and_cors() {
-    let server = Server::start(&["--cors-origins", "https://app.example"]).await;
+async fn health_and_ready() {
+    let server = Server::start(&[]).await;
     let health: Value = reqwest::get(server.url("/health")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["uptimeSeconds"].is_u64());
     assert_eq!(reqwest::get(server.url("/ready")).await.unwrap().status(), 200);
-    let client = reqwest::Client::new();
-    let allowed = client
-        .request(reqwest::Method::OPTIONS, server.url("/api/chat/rooms"))
-        .header("origin", "https://app.example")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example");
-    let denied = client
-        .request(reqwest::Method::OPTIONS, server.url("/api/chat/rooms"))
-        .header("origin", "https://evil.example")
-        .header("access-control-request-method", "POST")
-        .send()
-        .await
-        .unwrap();
-    assert!(denied.headers().get("access-control-allow-origin").is_none());
 }

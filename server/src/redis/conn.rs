@@ -19,9 +19,9 @@ use redis::aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionM
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Cmd, ErrorKind, Pipeline, RedisFuture, RedisResult, ServerErrorKind, Value};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
 
-use super::target::Target;
+use super::target::{Target, redact};
 use crate::config::RedisConfig;
 
 /// Receives the pub/sub messages of a connection.
@@ -43,11 +43,50 @@ pub enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// Why start-up could not connect to Redis. The message names Redis and `REDIS_URL` without
+/// its credentials, so it can be printed and logged as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The client gave up with an error (the sentinels named no master, say).
+    #[error("cannot connect to Redis at {target}: {cause}")]
+    Failed {
+        /// `REDIS_URL` without credentials.
+        target: String,
+        /// What the client reported.
+        cause: RedisError,
+    },
+    /// No connection within `REDIS_STARTUP_TIMEOUT_MS`. The client retries refused
+    /// connections and failed handshakes alike, so the cause is not known.
+    #[error(
+        "cannot connect to Redis at {target} within {bound:?} (REDIS_STARTUP_TIMEOUT_MS); check that it runs and \
+         that REDIS_URL's host, port, password and TLS are right"
+    )]
+    TimedOut {
+        /// `REDIS_URL` without credentials.
+        target: String,
+        /// The time waited.
+        bound: Duration,
+    },
+}
+
 impl Conn {
     /// Connects to the deployment of `config` (which has a validated `REDIS_URL`); with
     /// `push`, the connection also carries subscriptions and re-subscribes after reconnects.
-    pub async fn open(config: &RedisConfig, push: Option<PushSender>) -> RedisResult<Self> {
+    ///
+    /// Gives up after `REDIS_STARTUP_TIMEOUT_MS`: the connection retries without end so that
+    /// a running server rides out a Redis outage, which at start-up would mean waiting
+    /// forever, silently, for a Redis that is not there.
+    pub async fn open(config: &RedisConfig, push: Option<PushSender>) -> Result<Self, ConnectError> {
         let url = config.redis_url.as_deref().unwrap_or_default();
+        let bound = Duration::from_millis(config.redis_startup_timeout_ms);
+        match tokio::time::timeout(bound, Self::connect(url, config, push)).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(cause)) => Err(ConnectError::Failed { target: redact(url), cause }),
+            Err(_) => Err(ConnectError::TimedOut { target: redact(url), bound }),
+        }
+    }
+
+    async fn connect(url: &str, config: &RedisConfig, push: Option<PushSender>) -> RedisResult<Self> {
         let target = Target::parse(url)
             .map_err(|e| redis::RedisError::from((ErrorKind::InvalidClientConfig, "REDIS_URL", e)))?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);

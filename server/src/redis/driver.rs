@@ -18,7 +18,7 @@ use redis::{ErrorKind, PushInfo, PushKind, RedisError, RedisResult};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
-use super::{Conn, PushSender};
+use super::{Conn, ConnectError, PushSender};
 use crate::config::RedisConfig;
 
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
@@ -34,8 +34,9 @@ struct Shared {
 }
 
 impl ManagedDriver {
-    /// Opens the pub/sub connection (RESP3, so subscriptions share the command link).
-    pub async fn connect(config: &RedisConfig) -> redis::RedisResult<Self> {
+    /// Opens the pub/sub connection (RESP3, so subscriptions share the command link); fails
+    /// like [`Conn::open`] when Redis cannot be reached at start-up.
+    pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectError> {
         let handlers = Handlers::default();
         let route = handlers.clone();
         // Closed when the connection (which owns the push sender) is dropped.

@@ -10,9 +10,9 @@ mod target;
 use std::future::Future;
 use std::time::Duration;
 
-pub use conn::{Conn, MasterLink, PushSender};
+pub use conn::{Conn, ConnectError, MasterLink, PushSender};
 pub use driver::ManagedDriver;
-pub use target::Target;
+pub use target::{Target, redact};
 
 use crate::config::RedisConfig;
 use crate::metrics::Metrics;
@@ -36,8 +36,9 @@ pub fn tag(id: &str) -> String {
 
 impl Redis {
     /// Connects to `REDIS_URL` (one Redis, Sentinel or Cluster); fails when Redis cannot be
-    /// reached at start-up. Every call through [`Redis::run`] is timed into `metrics`.
-    pub async fn connect(config: &RedisConfig, metrics: Metrics) -> redis::RedisResult<Self> {
+    /// reached within `REDIS_STARTUP_TIMEOUT_MS` at start-up. Every call through
+    /// [`Redis::run`] is timed into `metrics`.
+    pub async fn connect(config: &RedisConfig, metrics: Metrics) -> Result<Self, ConnectError> {
         let conn = Conn::open(config, None).await?;
         let timeout = Duration::from_millis(config.redis_timeout_ms);
         Ok(Self { conn, timeout, prefix: config.redis_key_prefix.clone(), metrics })

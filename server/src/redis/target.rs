@@ -48,6 +48,16 @@ impl Target {
     }
 }
 
+/// `REDIS_URL` as it may appear in logs and errors: scheme, hosts and path (the database, or
+/// the Sentinel master's name), without user, password or options. Everything before the last
+/// `@` goes, so a password holding an `@` cannot leak either.
+pub fn redact(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, hosts)| hosts);
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    format!("{scheme}://{rest}")
+}
+
 const SENTINEL_FORM: &str = "expected redis+sentinel://[user:password@]host:26379[,host:26379...]/<master>[/<db>]";
 const CLUSTER_FORM: &str = "expected redis+cluster://[user:password@]host:6379[,host:6379...]";
 
@@ -138,6 +148,22 @@ mod tests {
         assert_eq!(sentinels, ["redis://10.0.0.1:26379", "redis://10.0.0.2:26380"]);
         assert_eq!(master, "mymaster");
         assert_eq!((node.password(), node.db()), (Some("s3cret"), 2));
+    }
+
+    #[test]
+    fn redacted_urls_keep_hosts_and_drop_credentials() {
+        for (url, shown) in [
+            ("redis://:s3cret@10.0.0.1:6379/2", "redis://10.0.0.1:6379/2"),
+            ("rediss://user:p%40ss@redis.example.com?protocol=resp3", "rediss://redis.example.com"),
+            ("redis://redis", "redis://redis"),
+            (
+                "redis+sentinel://:s3cret@10.0.0.1,10.0.0.2:26380/mymaster/2",
+                "redis+sentinel://10.0.0.1,10.0.0.2:26380/mymaster/2",
+            ),
+            ("redis+cluster://u:p@ss@a:7000,b", "redis+cluster://a:7000,b"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
     }
 
     #[test]
