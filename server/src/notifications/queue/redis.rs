@@ -220,13 +220,16 @@ impl RedisQueue {
                         }
                         tokio::time::sleep(HAND_BACK_TIMEOUT).await;
                     };
-                    tokio::select! {
-                        result = &mut run => result,
-                        _ = drained => {
-                            tracing::warn!(channel = channel.as_str(), "could not hand jobs back to Redis; they run again later");
-                            return;
-                        }
+                    // Stopping: the worker hands its fetched jobs back to Redis, unless Redis
+                    // is away (an error, or no answer in time). Either way this run is over.
+                    let handed_back = tokio::select! {
+                        result = &mut run => result.is_ok(),
+                        _ = drained => false,
+                    };
+                    if !handed_back {
+                        tracing::warn!(channel = channel.as_str(), "could not hand jobs back to Redis; they run again later");
                     }
+                    return;
                 }
             };
             match result {
