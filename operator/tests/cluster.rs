@@ -228,6 +228,11 @@ fn printer_columns(ns: &str, name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `kubectl patch rtc chat` in `ns` with a `merge` or `json` patch.
+fn patch_chat(ns: &str, kind: &str, patch: &str) {
+    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", kind, "-p", patch], None);
+}
+
 fn rtc_yaml(ns: &str, name: &str, spec: &str) -> String {
     format!(
         "apiVersion: switchyard.dev/v1alpha1\nkind: RealtimeCluster\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{}",
@@ -544,19 +549,10 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     assert!(events.contains("Created") && events.contains("Ready"), "events: {events}");
 
     // --- change the spec: children follow, config change rolls the pods
-    kubectl_ok(
-        &[
-            "patch",
-            "rtc",
-            "chat",
-            "-n",
-            ns,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"corsOrigins":["https://new.example.com"],"image":"registry.example/switchyard:test"}}"#,
-        ],
-        None,
+    patch_chat(
+        ns,
+        "merge",
+        r#"{"spec":{"corsOrigins":["https://new.example.com"],"image":"registry.example/switchyard:test"}}"#,
     );
     let dep = eventually("Deployment follows the spec", WAIT, || async {
         let d = deployments.get("chat").await.ok()?;
@@ -626,20 +622,7 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     // operator recreates the StatefulSet (pod and claim orphaned, then adopted) instead of
     // failing every reconcile from now on; later changes still apply.
     let old_sts = statefulsets.get("chat-redis").await.unwrap().uid();
-    kubectl_ok(
-        &[
-            "patch",
-            "rtc",
-            "chat",
-            "-n",
-            ns,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"redis":{"managed":{"storage":{"size":"2Gi"}}}}}"#,
-        ],
-        None,
-    );
+    patch_chat(ns, "merge", r#"{"spec":{"redis":{"managed":{"storage":{"size":"2Gi"}}}}}"#);
     eventually("StatefulSet recreated with the new claim size", WAIT, || async {
         let sts = statefulsets.get_opt("chat-redis").await.ok()??;
         let size = sts.spec.clone()?.volume_claim_templates?[0].spec.clone()?.resources?.requests?["storage"].0.clone();
@@ -650,10 +633,7 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     assert!(reasons.contains("Recreating"), "{reasons}");
 
     // --- remove routing: the Ingress goes, the endpoint becomes the in-cluster Service
-    kubectl_ok(
-        &["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/routing"}]"#],
-        None,
-    );
+    patch_chat(ns, "json", r#"[{"op":"remove","path":"/spec/routing"}]"#);
     eventually("Ingress pruned", WAIT, || async { get_opt(&ingresses, "chat").await.is_none().then_some(()) }).await;
     eventually("endpoint switches to the Service", WAIT, || async {
         let r = rtcs.get("chat").await.ok()?;
@@ -662,19 +642,10 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
     .await;
 
     // --- autoscaling on: an HPA on socket_active_connections; Deployment replicas left to it
-    kubectl_ok(
-        &[
-            "patch",
-            "rtc",
-            "chat",
-            "-n",
-            ns,
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":6,"targetConnectionsPerPod":800}}}"#,
-        ],
-        None,
+    patch_chat(
+        ns,
+        "merge",
+        r#"{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":6,"targetConnectionsPerPod":800}}}"#,
     );
     let hpa = eventually("HPA created", WAIT, || get_opt(&hpas, "chat")).await;
     // The hand-over keeps the 3 running pods (within 2..6) instead of dropping to 1.
@@ -700,27 +671,15 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
             && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())),
         "operator must not own spec.replicas while autoscaling"
     );
-    kubectl_ok(
-        &["patch", "rtc", "chat", "-n", ns, "--type", "json", "-p", r#"[{"op":"remove","path":"/spec/autoscaling"}]"#],
-        None,
-    );
+    patch_chat(ns, "json", r#"[{"op":"remove","path":"/spec/autoscaling"}]"#);
     eventually("HPA pruned", WAIT, || async { get_opt(&hpas, "chat").await.is_none().then_some(()) }).await;
 
     // --- external Redis: the managed Redis is pruned, REDIS_URL comes from the Secret
-    kubectl_ok(
-        &[
-            "patch",
-            "rtc",
-            "chat",
-            "-n",
-            ns,
-            "--type",
-            "merge",
-            "-p",
-            // null drops the managed section set above (the two are mutually exclusive).
-            r#"{"spec":{"redis":{"managed":null,"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#,
-        ],
-        None,
+    // null drops the managed section set above (the two are mutually exclusive).
+    patch_chat(
+        ns,
+        "merge",
+        r#"{"spec":{"redis":{"managed":null,"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#,
     );
     eventually("managed Redis pruned", WAIT, || async {
         (get_opt(&statefulsets, "chat-redis").await.is_none() && get_opt(&services, "chat-redis").await.is_none())
@@ -839,7 +798,7 @@ async fn optional_kinds_follow_their_crds() {
     // Switching back to an Ingress and an HPA prunes the HTTPRoute and the ScaledObject;
     // turning the ServiceMonitor off prunes it.
     let back = r#"{"spec":{"routing":{"gateway":null,"ingress":{"kind":"traefik"}},"autoscaling":{"mode":"hpa","keda":null},"monitoring":{"serviceMonitor":{"enabled":false}}}}"#;
-    kubectl_ok(&["patch", "rtc", "chat", "-n", ns, "--type", "merge", "-p", back], None);
+    patch_chat(ns, "merge", back);
     eventually("HTTPRoute, ScaledObject and ServiceMonitor pruned; Ingress and HPA created", WAIT, || async {
         let done = routes.get_opt("chat").await.ok()?.is_none()
             && scaled.get_opt("chat").await.ok()?.is_none()
