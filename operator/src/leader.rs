@@ -44,7 +44,8 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// Starts competing for the Lease in the background.
+    /// Starts competing for the Lease in the background; first refuses bad timings, before
+    /// anything reaches the API server.
     pub async fn start(client: Client, settings: &LeaseSettings) -> anyhow::Result<Self> {
         settings.validate()?;
         let manager = LeaseManagerBuilder::new(client, &settings.name)

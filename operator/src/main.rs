@@ -54,17 +54,6 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = telemetry::init(args.log_format == "json")?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
-    let settings = LeaseSettings {
-        name: args.lease_name.clone(),
-        namespace: args.lease_namespace.clone(),
-        identity: identity.clone(),
-        duration_seconds: args.lease_duration,
-        grace_seconds: args.lease_grace,
-    };
-    // Bad timings stop the process before it touches the API server.
-    if args.leader_election {
-        settings.validate()?;
-    }
     let metrics = Arc::new(Metrics::default());
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
 
@@ -102,6 +91,13 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
+    let settings = LeaseSettings {
+        name: args.lease_name.clone(),
+        namespace: args.lease_namespace.clone(),
+        identity,
+        duration_seconds: args.lease_duration,
+        grace_seconds: args.lease_grace,
+    };
     let mut leadership = Leadership::start(client, &settings).await?;
     info!(lease = %settings.name, namespace = %settings.namespace, "waiting for the leader lease");
     tokio::select! {
