@@ -614,31 +614,31 @@ pub struct AuthSpec {
 #[serde(rename_all = "camelCase")]
 pub struct RateLimitSpec {
     /// Chat messages (RATE_LIMIT_MESSAGE).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.message must look like 30/10s"))]
+    #[x_kube(validation = Rule::new(BUDGET_RULE).message("rateLimits.message must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub message: Option<String>,
 
     /// Typing indicators (RATE_LIMIT_TYPING).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.typing must look like 30/10s"))]
+    #[x_kube(validation = Rule::new(BUDGET_RULE).message("rateLimits.typing must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub typing: Option<String>,
 
     /// Read receipts (RATE_LIMIT_READ).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.read must look like 30/10s"))]
+    #[x_kube(validation = Rule::new(BUDGET_RULE).message("rateLimits.read must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub read: Option<String>,
 
     /// Room creation with getOrCreateRoom (RATE_LIMIT_ROOM).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.room must look like 30/10s"))]
+    #[x_kube(validation = Rule::new(BUDGET_RULE).message("rateLimits.room must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub room: Option<String>,
 
     /// History and presence queries (RATE_LIMIT_QUERY).
-    #[x_kube(validation = Rule::new("self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')").message("rateLimits.query must look like 30/10s"))]
+    #[x_kube(validation = Rule::new(BUDGET_RULE).message("rateLimits.query must look like 30/10s"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
     pub query: Option<String>,
@@ -795,10 +795,26 @@ impl Default for ServerSpec {
     }
 }
 
-/// The log filters the CRD admits: a level, or `target=level` directives. A subset of what the
+/// A rate-limit budget, `<count>/<seconds>s`, with numbers small enough for the server's
+/// parser (a count above u32 would be refused at start-up).
+const BUDGET_RULE: &str = "self.matches('^[1-9][0-9]{0,8}/[1-9][0-9]{0,8}s$')";
+
+/// A log level, as the server's filter parser spells it (any case).
+macro_rules! log_level {
+    () => {
+        "(?i:trace|debug|info|warn|error|off)"
+    };
+}
+/// One filter directive: a level, or a target with an optional `=level`.
+macro_rules! log_directive {
+    () => {
+        concat!("(", log_level!(), "|[A-Za-z_][A-Za-z0-9_:]*(=", log_level!(), ")?)")
+    };
+}
+/// The log filters the CRD admits: directives separated by commas. A subset of what the
 /// server's filter parser takes (span filters are left out), strict enough that a value the
 /// server would refuse at start-up (and crash-loop on) is refused by the API server instead.
-const LOG_FILTER_RULE: &str = "self.matches('^((?i:trace|debug|info|warn|error|off)|[A-Za-z_][A-Za-z0-9_:]*(=(?i:trace|debug|info|warn|error|off))?)(,((?i:trace|debug|info|warn|error|off)|[A-Za-z_][A-Za-z0-9_:]*(=(?i:trace|debug|info|warn|error|off))?))*$')";
+const LOG_FILTER_RULE: &str = concat!("self.matches('^", log_directive!(), "(,", log_directive!(), ")*$')");
 
 fn default_environment() -> String {
     "production".into()
@@ -1048,7 +1064,7 @@ fn quote_yaml11_booleans(yaml: &str) -> String {
             _ => out.push_str(line),
         }
         out.push('\n');
-        if ["|", "|-", ">", ">-"].iter().any(|marker| line.ends_with(&format!(": {marker}"))) {
+        if [": |", ": |-", ": >", ": >-"].iter().any(|marker| line.ends_with(marker)) {
             block = Some(indent);
         }
     }

@@ -136,6 +136,20 @@ mod tests {
         env
     }
 
+    /// Every budget set to `budget`, with the warning-then-block settings.
+    fn limits(budget: &str, warnings: i32, block_seconds: i32) -> RateLimitSpec {
+        let budget = Some(budget.to_string());
+        RateLimitSpec {
+            message: budget.clone(),
+            typing: budget.clone(),
+            read: budget.clone(),
+            room: budget.clone(),
+            query: budget,
+            warnings: Some(warnings),
+            block_seconds: Some(block_seconds),
+        }
+    }
+
     #[test]
     fn the_server_starts_with_what_specs_at_the_crd_bounds_produce() {
         assert_eq!(server_accepts(&pod_env(&rtc("defaults"))), Ok(()));
@@ -150,15 +164,7 @@ mod tests {
             ping_timeout_ms: 1000,
             ..Default::default()
         });
-        low.spec.rate_limits = Some(RateLimitSpec {
-            message: Some("1/1s".into()),
-            typing: Some("1/1s".into()),
-            read: Some("1/1s".into()),
-            room: Some("1/1s".into()),
-            query: Some("1/1s".into()),
-            warnings: Some(0),
-            block_seconds: Some(1),
-        });
+        low.spec.rate_limits = Some(limits("1/1s", 0, 1));
         low.spec.tracing = Some(TracingSpec {
             otlp_endpoint: Some("http://c:4317".into()),
             sampling_ratio: Some(0.0),
@@ -176,16 +182,7 @@ mod tests {
             ping_timeout_ms: 600_000,
             ..Default::default()
         });
-        let most = Some("999999999/999999999s".to_string());
-        high.spec.rate_limits = Some(RateLimitSpec {
-            message: most.clone(),
-            typing: most.clone(),
-            read: most.clone(),
-            room: most.clone(),
-            query: most,
-            warnings: Some(i32::MAX),
-            block_seconds: Some(86_400),
-        });
+        high.spec.rate_limits = Some(limits("999999999/999999999s", i32::MAX, 86_400));
         high.spec.tracing = Some(TracingSpec {
             otlp_endpoint: Some("https://otel.example:4317".into()),
             sampling_ratio: Some(1.0),
