@@ -1,0 +1,33 @@
+//! A Socket.IO v5 server over Engine.IO v4 (long-polling and WebSocket), built to hold many
+//! idle connections cheaply and to broadcast with little work per receiver.
+//!
+//! Written instead of using socketioxide for measured reasons (bench/README.md): there, an idle
+//! connection cost 20 KiB, almost all of it engineioxide's per-session queue, tasks and read
+//! buffer; a broadcast pushed a packet through every receiver's bounded queue (a semaphore
+//! permit, an allocation and a task wake each); and every handshake paid an immediate ping.
+//! Here an idle WebSocket connection is one task waiting for readability, with no buffer and
+//! no timer; a broadcast encodes its frame once and appends it to each receiver's byte buffer,
+//! which one flusher per worker writes with one call per receiver.
+//!
+//! ```ignore
+//! let io = Io::<MyState>::builder(Config::default())
+//!     .ns(NamespaceBuilder::new("/chat", |socket, auth| async move { Ok(()) })
+//!         .on("ping", |socket, data, ack| async move { let _ = ack.send(&data.ok()); }))
+//!     .build();
+//! let app = axum::Router::new().route("/socket.io/", axum::routing::any(Io::handle)).with_state(io);
+//! ```
+
+mod error;
+mod packet;
+mod server;
+mod session;
+mod sid;
+mod socket;
+mod ws;
+
+pub use error::{PacketError, SendError, WsError};
+pub use packet::DataError;
+pub use server::{Builder, Config, EngineError, Io};
+pub use session::Session;
+pub use sid::Sid;
+pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, Socket, To};

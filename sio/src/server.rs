@@ -1,0 +1,599 @@
+//! The server: Engine.IO's HTTP endpoint (long-polling and WebSocket), the handling of
+//! every packet a client sends, and the heartbeat.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use dashmap::DashMap;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+use crate::packet::{self, DataError, EnginePacket, Kind, Packet};
+use crate::session::{Lanes, Message, Session, Transport};
+use crate::sid::Sid;
+use crate::socket::{DisconnectReason, Namespace, NamespaceBuilder, Socket};
+use crate::ws;
+
+/// Engine.IO settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How often the server pings.
+    pub ping_interval: Duration,
+    /// How long a pong may take.
+    pub ping_timeout: Duration,
+    /// The largest message (WebSocket) or request body (long-polling) a client may send.
+    pub max_payload: usize,
+    /// Unsent bytes a connection may hold before broadcasts skip it.
+    pub max_buffered: usize,
+    /// Handshake headers kept for the connect handlers (`authorization`, `traceparent`…).
+    /// Others are dropped at once: a session keeps only what it will use.
+    pub keep_headers: Vec<HeaderName>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            max_buffered: 1 << 20,
+            keep_headers: vec![header::AUTHORIZATION],
+        }
+    }
+}
+
+/// Builds an [`Io`].
+pub struct Builder<S> {
+    config: Config,
+    namespaces: Vec<NamespaceBuilder<S>>,
+}
+
+impl<S: Send + Sync + 'static> Builder<S> {
+    /// Adds a namespace.
+    pub fn ns(mut self, ns: NamespaceBuilder<S>) -> Self {
+        self.namespaces.push(ns);
+        self
+    }
+
+    /// Starts the server's tasks (the heartbeat and one flusher per worker thread); call it
+    /// inside a tokio runtime.
+    pub fn build(self) -> Io<S> {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        let lanes = Lanes::spawn(workers);
+        let namespaces = self
+            .namespaces
+            .into_iter()
+            .map(|ns| {
+                let ns = Arc::new(ns.build(lanes.clone(), self.config.max_buffered));
+                (ns.name().to_owned(), ns)
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            config: self.config,
+            namespaces,
+            sessions: DashMap::new(),
+            lanes,
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&shared)));
+        Io(shared)
+    }
+}
+
+/// A Socket.IO server. Cloning it is cheap; it stops when the last clone is dropped.
+pub struct Io<S>(Arc<Shared<S>>);
+
+impl<S> Clone for Io<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+struct Shared<S> {
+    config: Config,
+    namespaces: HashMap<String, Arc<Namespace<S>>>,
+    sessions: DashMap<Sid, Arc<Session<S>>>,
+    lanes: Arc<Lanes<S>>,
+}
+
+impl<S> Drop for Shared<S> {
+    fn drop(&mut self) {
+        self.lanes.stop();
+    }
+}
+
+impl<S: Send + Sync + 'static> Io<S> {
+    /// A server with `config`; add namespaces, then [`Builder::build`].
+    pub fn builder(config: Config) -> Builder<S> {
+        Builder { config, namespaces: Vec::new() }
+    }
+
+    /// Namespace `name`.
+    pub fn of(&self, name: &str) -> Option<&Arc<Namespace<S>>> {
+        self.0.namespaces.get(name)
+    }
+
+    /// Every namespace.
+    pub fn namespaces(&self) -> impl Iterator<Item = &Arc<Namespace<S>>> {
+        self.0.namespaces.values()
+    }
+
+    /// Open Engine.IO sessions on this node.
+    pub fn sessions(&self) -> usize {
+        self.0.sessions.len()
+    }
+
+    /// Closes every session at the transport level (WebSocket close 1001; long-polls get a
+    /// close packet), runs the disconnect handlers and returns when they are done. Clients
+    /// reconnect, to another node if this one is going away.
+    pub async fn close(&self) {
+        let sessions: Vec<Arc<Session<S>>> = self.0.sessions.iter().map(|s| s.value().clone()).collect();
+        for session in &sessions {
+            let mut bye = Vec::with_capacity(4);
+            ws::write_close(&mut bye, ws::GOING_AWAY);
+            session.send_ws(&bye);
+            session.close(DisconnectReason::ServerShutdown);
+        }
+        futures::future::join_all(sessions.into_iter().map(|s| finish(self.0.clone(), s))).await;
+    }
+
+    /// The axum handler for Engine.IO's endpoint; route it at `/socket.io/`.
+    pub async fn handle(State(io): State<Io<S>>, request: Request) -> Response {
+        io.serve(request).await.unwrap_or_else(|e| e.into_response())
+    }
+
+    async fn serve(&self, request: Request) -> Result<Response, EngineError> {
+        let query = Query::parse(request.uri().query().unwrap_or_default())?;
+        match (query.transport, request.method()) {
+            (TransportKind::WebSocket, &Method::GET) => self.websocket(request, query.sid),
+            (TransportKind::Polling, &Method::GET) => match query.sid {
+                None => Ok(self.open_polling(request.headers())),
+                Some(sid) => self.poll(self.session(sid)?).await,
+            },
+            (TransportKind::Polling, &Method::POST) => {
+                let session = self.session(query.sid.ok_or(EngineError::BadRequest)?)?;
+                self.post(session, request).await
+            }
+            _ => Err(EngineError::BadRequest),
+        }
+    }
+
+    fn session(&self, sid: Sid) -> Result<Arc<Session<S>>, EngineError> {
+        self.0.sessions.get(&sid).map(|s| s.value().clone()).ok_or(EngineError::UnknownSid)
+    }
+
+    fn new_session(&self, headers: &HeaderMap, transport: Transport) -> Arc<Session<S>> {
+        let kept = self
+            .0
+            .config
+            .keep_headers
+            .iter()
+            // Copied: a parsed header value is a slice of the connection's read buffer, and
+            // keeping it would keep that whole buffer (8 KiB or more) for the session's life.
+            .filter_map(|name| Some((name.clone(), HeaderValue::from_bytes(headers.get(name)?.as_bytes()).ok()?)))
+            .collect();
+        let next_ping = Instant::now() + self.0.config.ping_interval;
+        let session = Arc::new(Session::new(kept, transport, self.0.lanes.clone(), next_ping));
+        self.0.sessions.insert(session.id, session.clone());
+        session
+    }
+
+    fn open_packet(&self, sid: Sid, upgrades: &[&str]) -> String {
+        let config = &self.0.config;
+        let open = json!({
+            "sid": sid.to_string(),
+            "upgrades": upgrades,
+            "pingInterval": config.ping_interval.as_millis() as u64,
+            "pingTimeout": config.ping_timeout.as_millis() as u64,
+            "maxPayload": config.max_payload,
+        });
+        format!("0{open}")
+    }
+
+    fn open_polling(&self, headers: &HeaderMap) -> Response {
+        let session = self.new_session(headers, Transport::Polling);
+        text(self.open_packet(session.id, &["websocket"]))
+    }
+
+    /// A long-poll: answers with every waiting packet, waiting for one if there is none.
+    async fn poll(&self, session: Arc<Session<S>>) -> Result<Response, EngineError> {
+        {
+            let mut state = session.state();
+            if state.polling {
+                drop(state);
+                session.close(DisconnectReason::MultipleHttpPolling);
+                tokio::spawn(finish(self.0.clone(), session));
+                return Err(EngineError::BadRequest);
+            }
+            state.polling = true;
+        }
+        let _waiting = PollGuard(&session);
+        loop {
+            {
+                let mut state = session.state();
+                if !state.outbox.is_empty() {
+                    let mut body = String::new();
+                    for (i, packet) in state.outbox.drain(..).enumerate() {
+                        if i > 0 {
+                            body.push(packet::SEPARATOR);
+                        }
+                        body.push_str(&packet);
+                    }
+                    return Ok(text(body));
+                }
+                match state.transport {
+                    Transport::Closed => return Ok(text("1".into())),
+                    // The client pauses polling to upgrade: release its last GET.
+                    Transport::Upgrading | Transport::WebSocket => return Ok(text("6".into())),
+                    Transport::Polling => {}
+                }
+            }
+            session.poll_wake.notified().await;
+        }
+    }
+
+    /// A long-polling POST: the packets of its body, in order.
+    async fn post(&self, session: Arc<Session<S>>, request: Request) -> Result<Response, EngineError> {
+        let body = axum::body::to_bytes(request.into_body(), self.0.config.max_payload)
+            .await
+            .map_err(|_| EngineError::PayloadTooLarge)?;
+        let body = std::str::from_utf8(&body).map_err(|_| EngineError::BadRequest)?;
+        for packet in body.split(packet::SEPARATOR) {
+            if let Some(encoded) = packet.strip_prefix('b') {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| EngineError::BadRequest)?;
+                self.on_binary(&session, &bytes);
+            } else {
+                self.on_text(&session, packet);
+            }
+        }
+        if session.state().transport == Transport::Closed {
+            tokio::spawn(finish(self.0.clone(), session));
+        }
+        Ok(text("ok".into()))
+    }
+
+    /// A WebSocket handshake: a new session, or the upgrade of a long-polling one.
+    fn websocket(&self, mut request: Request, sid: Option<Sid>) -> Result<Response, EngineError> {
+        let headers = request.headers();
+        let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok());
+        let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(EngineError::BadRequest)?;
+        if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+            || headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13")
+        {
+            return Err(EngineError::BadRequest);
+        }
+        let accept = ws::accept_key(key.as_bytes());
+        let session = match sid {
+            Some(sid) => {
+                let session = self.session(sid)?;
+                if session.state().transport != Transport::Polling {
+                    return Err(EngineError::BadRequest);
+                }
+                session
+            }
+            None => self.new_session(headers, Transport::WebSocket),
+        };
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        let io = self.clone();
+        let fresh = sid.is_none();
+        tokio::spawn(async move {
+            let parts = match on_upgrade.await.map(hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>)
+            {
+                Ok(Ok(parts)) => parts,
+                _ => {
+                    tracing::warn!("WebSocket upgrade failed");
+                    if fresh {
+                        session.close(DisconnectReason::TransportError);
+                        finish(io.0.clone(), session).await;
+                    }
+                    return;
+                }
+            };
+            if !session.attach(parts.io.into_inner()) {
+                return;
+            }
+            if fresh {
+                let open = io.open_packet(session.id, &[]);
+                let _ = session.send(&open, usize::MAX);
+            }
+            // Bytes the client sent right after its handshake, copied for the same reason.
+            let early = parts.read_buf.to_vec();
+            drop(parts.read_buf);
+            io.run_websocket(session, early).await;
+        });
+        Ok(Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::CONNECTION, "upgrade")
+            .header(header::UPGRADE, "websocket")
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .body(Body::empty())
+            .expect("a valid response"))
+    }
+
+    async fn run_websocket(&self, session: Arc<Session<S>>, early: Vec<u8>) {
+        let max = self.0.config.max_payload;
+        let result = session
+            .run_ws(early, max, |message| match message {
+                Message::Text(text) => self.on_text(&session, text),
+                Message::Binary(bytes) => self.on_binary(&session, bytes),
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::debug!(sid = %session.id, error = %e, "WebSocket protocol error");
+            let code = if e == crate::error::WsError::TooBig { ws::TOO_BIG } else { ws::PROTOCOL_ERROR };
+            let mut bye = Vec::with_capacity(4);
+            ws::write_close(&mut bye, code);
+            session.send_ws(&bye);
+            session.close(DisconnectReason::TransportError);
+            session.flush();
+        }
+        {
+            let mut state = session.state();
+            match state.transport {
+                // The probe failed: the session goes on long-polling.
+                Transport::Upgrading | Transport::Polling => {
+                    state.transport = Transport::Polling;
+                    return;
+                }
+                Transport::WebSocket | Transport::Closed => {}
+            }
+        }
+        session.close(DisconnectReason::TransportClose);
+        finish(self.0.clone(), session).await;
+    }
+
+    /// One Engine.IO text packet from a client.
+    fn on_text(&self, session: &Arc<Session<S>>, text: &str) {
+        match EnginePacket::parse(text) {
+            Ok(EnginePacket::Message(message)) => self.on_message(session, message),
+            Ok(EnginePacket::Pong) => session.state().ping_sent = None,
+            Ok(EnginePacket::Ping(data)) => {
+                let mut state = session.state();
+                if data == "probe" && state.transport == Transport::Polling {
+                    state.transport = Transport::Upgrading;
+                    drop(state);
+                    let mut probe = Vec::with_capacity(8);
+                    ws::write_frame(&mut probe, ws::TEXT, b"3probe");
+                    session.send_ws(&probe);
+                    session.poll_wake.notify_one();
+                } else {
+                    drop(state);
+                    let _ = session.send(&format!("3{data}"), usize::MAX);
+                }
+            }
+            Ok(EnginePacket::Upgrade) => {
+                let mut state = session.state();
+                if state.transport == Transport::Upgrading {
+                    state.transport = Transport::WebSocket;
+                    let waiting: Vec<_> = state.outbox.drain(..).collect();
+                    drop(state);
+                    for packet in waiting {
+                        let _ = session.send(&packet, usize::MAX);
+                    }
+                    session.poll_wake.notify_one();
+                }
+            }
+            Ok(EnginePacket::Close) => session.close(DisconnectReason::TransportClose),
+            Ok(EnginePacket::Noop) => {}
+            Err(e) => tracing::debug!(sid = %session.id, error = %e, "packet ignored"),
+        }
+    }
+
+    /// A binary message: an attachment of the binary event being received.
+    fn on_binary(&self, session: &Arc<Session<S>>, _bytes: &[u8]) {
+        let mut state = session.state();
+        let Some((_, due)) = state.binary.as_mut() else { return };
+        *due -= 1;
+        if *due > 0 {
+            return;
+        }
+        let (text, _) = state.binary.take().expect("checked above");
+        drop(state);
+        // Handlers take JSON: a binary event reaches them as `DataError::Binary`.
+        if let Ok(packet) = Packet::parse(&text) {
+            self.on_event(session, &packet, Err(DataError::Binary));
+        }
+    }
+
+    /// One Socket.IO packet from a client.
+    fn on_message(&self, session: &Arc<Session<S>>, text: &str) {
+        let packet = match Packet::parse(text) {
+            Ok(packet) => packet,
+            Err(e) => return tracing::debug!(sid = %session.id, error = %e, "packet ignored"),
+        };
+        match packet.kind {
+            Kind::Connect => self.on_connect(session, &packet),
+            Kind::Disconnect => {
+                let socket = {
+                    let mut state = session.state();
+                    let at = state.sockets.iter().position(|s| s.ns() == packet.ns);
+                    at.map(|at| state.sockets.swap_remove(at))
+                };
+                if let Some(socket) = socket {
+                    tokio::spawn(socket.end(DisconnectReason::ClientNamespaceDisconnect));
+                }
+            }
+            Kind::Event => match packet::event(packet.data) {
+                Ok((_, data)) => self.on_event(session, &packet, data),
+                Err(e) => tracing::debug!(sid = %session.id, error = %e, "event ignored"),
+            },
+            Kind::BinaryEvent if packet.attachments > 0 => {
+                session.state().binary = Some((text.into(), packet.attachments));
+            }
+            Kind::BinaryEvent => self.on_event(session, &packet, Err(DataError::Binary)),
+            // The server asks for no acknowledgements, and the rest is server-to-client.
+            Kind::Ack | Kind::BinaryAck | Kind::ConnectError => {}
+        }
+    }
+
+    fn on_connect(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) {
+        let Some(ns) = self.of(packet.ns).cloned() else {
+            let _ = session.send(&packet::encode_connect_error(packet.ns, "Invalid namespace"), usize::MAX);
+            return;
+        };
+        let auth: Option<Value> = serde_json::from_str(packet.data).ok();
+        let socket = {
+            let mut state = session.state();
+            if state.transport == Transport::Closed || state.sockets.iter().any(|s| s.ns() == packet.ns) {
+                return;
+            }
+            let socket = Arc::new(Socket::new(ns.clone(), session.clone()));
+            state.sockets.push(socket.clone());
+            socket
+        };
+        tokio::spawn(ns.connect(socket, auth));
+    }
+
+    fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, data: Result<Value, DataError>) {
+        let socket = session.state().sockets.iter().find(|s| s.ns() == packet.ns).cloned();
+        let Some(socket) = socket.filter(|s| s.connected()) else {
+            return tracing::debug!(sid = %session.id, ns = packet.ns, "event for a namespace not joined; ignored");
+        };
+        if let Ok((name, _)) = packet::event(packet.data) {
+            socket.namespace().clone().dispatch(socket, &name, data, packet.ack);
+        }
+    }
+}
+
+/// Clears a session's waiting GET when the request ends, however it ends.
+struct PollGuard<'a, S>(&'a Arc<Session<S>>);
+
+impl<S> Drop for PollGuard<'_, S> {
+    fn drop(&mut self) {
+        self.0.state().polling = false;
+    }
+}
+
+/// Removes a closed session and runs its sockets' disconnect handlers (once, whoever calls).
+async fn finish<S: Send + Sync + 'static>(shared: Arc<Shared<S>>, session: Arc<Session<S>>) {
+    if shared.sessions.remove(&session.id).is_none() {
+        return;
+    }
+    let (sockets, reason) = {
+        let mut state = session.state();
+        (std::mem::take(&mut state.sockets), state.reason.unwrap_or(DisconnectReason::TransportClose))
+    };
+    for socket in sockets {
+        socket.end(reason).await;
+    }
+}
+
+/// Pings every session when its ping is due and closes those whose pong is late. One task
+/// for all sessions: a timer per session would cost memory on every idle connection.
+async fn heartbeat<S: Send + Sync + 'static>(shared: Weak<Shared<S>>) {
+    let tick = {
+        let Some(shared) = shared.upgrade() else { return };
+        (shared.config.ping_interval.min(shared.config.ping_timeout) / 4)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1))
+    };
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        let now = Instant::now();
+        let mut late = Vec::new();
+        let mut ping = Vec::new();
+        for entry in shared.sessions.iter() {
+            let session = entry.value();
+            let mut state = session.state();
+            match state.ping_sent {
+                Some(sent) if now.duration_since(sent) > shared.config.ping_timeout => late.push(session.clone()),
+                None if now >= state.next_ping => {
+                    state.ping_sent = Some(now);
+                    state.next_ping = now + shared.config.ping_interval;
+                    ping.push(session.clone());
+                }
+                _ => {}
+            }
+        }
+        for session in ping {
+            let _ = session.send("2", usize::MAX);
+        }
+        for session in late {
+            session.close(DisconnectReason::HeartbeatTimeout);
+            tokio::spawn(finish(shared.clone(), session));
+        }
+    }
+}
+
+fn text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TransportKind {
+    Polling,
+    WebSocket,
+}
+
+/// The Engine.IO query: `EIO=4`, the transport and the session id.
+struct Query {
+    transport: TransportKind,
+    sid: Option<Sid>,
+}
+
+impl Query {
+    fn parse(query: &str) -> Result<Self, EngineError> {
+        let mut eio = None;
+        let mut transport = None;
+        let mut sid = None;
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "EIO" => eio = Some(value),
+                "transport" => transport = Some(value),
+                "sid" => sid = Some(value.parse::<Sid>().map_err(|()| EngineError::UnknownSid)?),
+                _ => {}
+            }
+        }
+        if eio != Some("4") {
+            return Err(EngineError::Version);
+        }
+        let transport = match transport {
+            Some("polling") => TransportKind::Polling,
+            Some("websocket") => TransportKind::WebSocket,
+            _ => return Err(EngineError::Transport),
+        };
+        Ok(Self { transport, sid })
+    }
+}
+
+/// Engine.IO's HTTP errors, with the codes its clients know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// Code 0.
+    #[error("Transport unknown")]
+    Transport,
+    /// Code 1.
+    #[error("Session ID unknown")]
+    UnknownSid,
+    /// Code 3.
+    #[error("Bad request")]
+    BadRequest,
+    /// Code 5.
+    #[error("Unsupported protocol version")]
+    Version,
+    /// A long-polling body over the payload limit.
+    #[error("Payload too large")]
+    PayloadTooLarge,
+}
+
+impl IntoResponse for EngineError {
+    fn into_response(self) -> Response {
+        let (status, code) = match self {
+            Self::Transport => (StatusCode::BAD_REQUEST, 0),
+            Self::UnknownSid => (StatusCode::BAD_REQUEST, 1),
+            Self::BadRequest => (StatusCode::BAD_REQUEST, 3),
+            Self::Version => (StatusCode::BAD_REQUEST, 5),
+            Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 3),
+        };
+        (status, axum::Json(json!({ "code": code, "message": self.to_string() }))).into_response()
+    }
+}

@@ -1,0 +1,400 @@
+//! Namespaces, the sockets connected to them, rooms and broadcasts.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::http::HeaderMap;
+use dashmap::DashMap;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::SendError;
+use crate::packet::{self, DataError};
+use crate::session::{Lanes, Session, SharedFrame};
+use crate::sid::Sid;
+
+/// A boxed, sendable future.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+type ConnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, Option<Value>) -> BoxFuture<Result<(), String>> + Send + Sync>;
+type ConnectedFn<S> = Box<dyn Fn(Arc<Socket<S>>) -> BoxFuture<()> + Send + Sync>;
+type EventFn<S> = Box<dyn Fn(Arc<Socket<S>>, Result<Value, DataError>, Ack<S>) -> BoxFuture<()> + Send + Sync>;
+type DisconnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, DisconnectReason) -> BoxFuture<()> + Send + Sync>;
+
+/// Why a socket left its namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The client closed the connection (or it dropped).
+    TransportClose,
+    /// The connection failed: a write error, or a frame the protocol forbids.
+    TransportError,
+    /// No pong within the ping timeout.
+    HeartbeatTimeout,
+    /// The client left the namespace.
+    ClientNamespaceDisconnect,
+    /// The server is closing.
+    ServerShutdown,
+    /// A second long-poll GET while one was waiting.
+    MultipleHttpPolling,
+}
+
+impl DisconnectReason {
+    /// A short label (`transport_close`, …) for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TransportClose => "transport_close",
+            Self::TransportError => "transport_error",
+            Self::HeartbeatTimeout => "heartbeat_timeout",
+            Self::ClientNamespaceDisconnect => "client_namespace_disconnect",
+            Self::ServerShutdown => "server_shutdown",
+            Self::MultipleHttpPolling => "multiple_http_polling",
+        }
+    }
+}
+
+/// The handlers of one namespace, given to [`crate::Builder::ns`].
+pub struct NamespaceBuilder<S> {
+    name: String,
+    connect: ConnectFn<S>,
+    connected: Option<ConnectedFn<S>>,
+    events: HashMap<String, EventFn<S>>,
+    disconnect: Option<DisconnectFn<S>>,
+}
+
+impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
+    /// Namespace `name` (`/chat`); `connect` runs for each join before the client hears of
+    /// it: it may set the socket's state and join rooms, and its `Err` text is the
+    /// `connect_error` message the client gets.
+    pub fn new<F, Fut>(name: &str, connect: F) -> Self
+    where
+        F: Fn(Arc<Socket<S>>, Option<Value>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            name: name.to_owned(),
+            connect: Box::new(move |s, auth| Box::pin(connect(s, auth))),
+            connected: None,
+            events: HashMap::new(),
+            disconnect: None,
+        }
+    }
+
+    /// Runs after the client was told it joined (emits before that would be lost).
+    pub fn on_connected<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Arc<Socket<S>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.connected = Some(Box::new(move |s| Box::pin(handler(s))));
+        self
+    }
+
+    /// Handles `event`: its first argument (or why there is none to give) and its ack.
+    pub fn on<F, Fut>(mut self, event: &str, handler: F) -> Self
+    where
+        F: Fn(Arc<Socket<S>>, Result<Value, DataError>, Ack<S>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events.insert(event.to_owned(), Box::new(move |s, d, a| Box::pin(handler(s, d, a))));
+        self
+    }
+
+    /// Runs when a socket that joined leaves, for whatever reason.
+    pub fn on_disconnect<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Arc<Socket<S>>, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.disconnect = Some(Box::new(move |s, r| Box::pin(handler(s, r))));
+        self
+    }
+
+    pub(crate) fn build(self, lanes: Arc<Lanes<S>>, limit: usize) -> Namespace<S> {
+        Namespace {
+            name: self.name.into(),
+            connect: self.connect,
+            connected: self.connected,
+            events: self.events,
+            disconnect: self.disconnect,
+            rooms: DashMap::new(),
+            lanes,
+            limit,
+        }
+    }
+}
+
+/// What a broadcast did on this node.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// Sockets it was written to (or queued for their long-poll).
+    pub sent: usize,
+    /// Sockets skipped because their unsent bytes were at the limit.
+    pub full: usize,
+    /// Sockets skipped because they were closing.
+    pub closed: usize,
+}
+
+/// Who a broadcast is for.
+#[derive(Debug, Clone, Copy)]
+pub struct To<'a> {
+    /// The room.
+    pub room: &'a str,
+    /// Sockets in this room are skipped.
+    pub except: Option<&'a str>,
+    /// This socket is skipped.
+    pub skip: Option<Sid>,
+}
+
+/// A namespace: its handlers and its rooms on this node.
+pub struct Namespace<S> {
+    name: Box<str>,
+    connect: ConnectFn<S>,
+    connected: Option<ConnectedFn<S>>,
+    events: HashMap<String, EventFn<S>>,
+    disconnect: Option<DisconnectFn<S>>,
+    rooms: DashMap<Arc<str>, HashMap<Sid, Arc<Socket<S>>>>,
+    lanes: Arc<Lanes<S>>,
+    limit: usize,
+}
+
+impl<S: Send + Sync + 'static> Namespace<S> {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Emits `event` to `to`'s sockets on this node, encoding it once.
+    pub fn broadcast(&self, to: To<'_>, event: &str, data: &impl Serialize) -> Result<Delivery, SendError> {
+        let text = packet::encode_event(&self.name, event, data).map_err(|_| SendError::Serialize)?;
+        Ok(self.broadcast_encoded(to, text))
+    }
+
+    /// Writes an encoded Engine.IO packet (`42/chat,[…]`) to `to`'s sockets on this node.
+    pub fn broadcast_encoded(&self, to: To<'_>, text: String) -> Delivery {
+        let mut delivery = Delivery::default();
+        let except: Vec<Sid> = match to.except {
+            Some(room) => self.rooms.get(room).map(|m| m.keys().copied().collect()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let Some(members) = self.rooms.get(to.room) else { return delivery };
+        let frame = SharedFrame::new(text);
+        let mut flush = Vec::new();
+        for (sid, socket) in members.iter() {
+            if Some(*sid) == to.skip || except.contains(sid) {
+                continue;
+            }
+            match socket.session.send_shared(&frame, self.limit) {
+                Ok(schedule) => {
+                    delivery.sent += 1;
+                    if schedule {
+                        flush.push(socket.session.clone());
+                    }
+                }
+                Err(SendError::Full) => delivery.full += 1,
+                Err(_) => delivery.closed += 1,
+            }
+        }
+        drop(members);
+        self.lanes.schedule(&flush);
+        delivery
+    }
+
+    /// Makes every socket of `members` on this node join `room`.
+    pub fn join_members(&self, members: &str, room: &str) {
+        let sockets: Vec<Arc<Socket<S>>> =
+            self.rooms.get(members).map(|m| m.values().cloned().collect()).unwrap_or_default();
+        for socket in sockets {
+            socket.join([room]);
+        }
+    }
+
+    /// The rooms with members on this node, and how many sockets each has.
+    pub fn rooms(&self) -> Vec<(Arc<str>, usize)> {
+        self.rooms.iter().map(|r| (r.key().clone(), r.value().len())).collect()
+    }
+
+    /// Runs the event handler for `event`, if there is one.
+    pub(crate) fn dispatch(&self, socket: Arc<Socket<S>>, event: &str, data: Result<Value, DataError>, ack: Option<u64>) {
+        let Some(handler) = self.events.get(event) else {
+            tracing::debug!(ns = %self.name, event, "no handler; event ignored");
+            return;
+        };
+        let ack = Ack { socket: socket.clone(), id: ack };
+        tokio::spawn(handler(socket, data, ack));
+    }
+
+    /// Joins `socket` to this namespace: runs the connect handler, then tells the client.
+    pub(crate) async fn connect(self: Arc<Self>, socket: Arc<Socket<S>>, auth: Option<Value>) {
+        match (self.connect)(socket.clone(), auth).await {
+            Ok(()) => {
+                if socket.phase.compare_exchange(CONNECTING, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    // The session closed while the handler ran: it connected and left.
+                    socket.leave_all();
+                    if let Some(disconnect) = &self.disconnect {
+                        let reason = socket.session.state().reason.unwrap_or(DisconnectReason::TransportClose);
+                        disconnect(socket, reason).await;
+                    }
+                    return;
+                }
+                let _ = socket.session.send(&packet::encode_connect(&self.name, &socket.id.to_string()), usize::MAX);
+                if let Some(connected) = &self.connected {
+                    connected(socket).await;
+                }
+            }
+            Err(message) => {
+                socket.phase.store(DISCONNECTED, Ordering::Release);
+                socket.leave_all();
+                socket.session.state().sockets.retain(|s| !Arc::ptr_eq(s, &socket));
+                let _ = socket.session.send(&packet::encode_connect_error(&self.name, &message), usize::MAX);
+            }
+        }
+    }
+}
+
+const CONNECTING: u8 = 0;
+const CONNECTED: u8 = 1;
+const DISCONNECTED: u8 = 2;
+
+/// A client's membership of one namespace.
+pub struct Socket<S> {
+    /// Its id (not the session's).
+    pub id: Sid,
+    ns: Arc<Namespace<S>>,
+    pub(crate) session: Arc<Session<S>>,
+    state: OnceLock<S>,
+    rooms: Mutex<Vec<Arc<str>>>,
+    phase: AtomicU8,
+}
+
+impl<S: Send + Sync + 'static> Socket<S> {
+    pub(crate) fn new(ns: Arc<Namespace<S>>, session: Arc<Session<S>>) -> Self {
+        Self {
+            id: Sid::random(),
+            ns,
+            session,
+            state: OnceLock::new(),
+            rooms: Mutex::new(Vec::new()),
+            phase: AtomicU8::new(CONNECTING),
+        }
+    }
+
+    /// The namespace's name.
+    pub fn ns(&self) -> &str {
+        &self.ns.name
+    }
+
+    pub(crate) fn namespace(&self) -> &Arc<Namespace<S>> {
+        &self.ns
+    }
+
+    /// True once the client was told it joined, until it leaves.
+    pub fn connected(&self) -> bool {
+        self.phase.load(Ordering::Acquire) == CONNECTED
+    }
+
+    /// The handshake headers the server keeps (see [`crate::Config::keep_headers`]).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.session.headers
+    }
+
+    /// The state the connect handler set.
+    pub fn state(&self) -> Option<&S> {
+        self.state.get()
+    }
+
+    /// Sets the socket's state (once; a second call gives the value back).
+    pub fn set_state(&self, state: S) -> Result<(), S> {
+        self.state.set(state)
+    }
+
+    /// Emits `event` to this socket alone.
+    pub fn emit(&self, event: &str, data: &impl Serialize) -> Result<(), SendError> {
+        let text = packet::encode_event(&self.ns.name, event, data).map_err(|_| SendError::Serialize)?;
+        self.session.send(&text, self.ns.limit)
+    }
+
+    /// The rooms it is in.
+    pub fn rooms(&self) -> Vec<Arc<str>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Joins `rooms` (joining a room twice changes nothing).
+    pub fn join<R: AsRef<str>>(self: &Arc<Self>, rooms: impl IntoIterator<Item = R>) {
+        let mut mine = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        for room in rooms {
+            let room = room.as_ref();
+            if mine.iter().any(|r| &**r == room) {
+                continue;
+            }
+            // The room's key is shared by every member's list: one allocation per room.
+            let mut entry = self.ns.rooms.entry(Arc::from(room)).or_default();
+            entry.insert(self.id, self.clone());
+            mine.push(entry.key().clone());
+        }
+    }
+
+    /// Leaves `rooms`.
+    pub fn leave<R: AsRef<str>>(&self, rooms: impl IntoIterator<Item = R>) {
+        let mut mine = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        for room in rooms {
+            let room = room.as_ref();
+            if let Some(at) = mine.iter().position(|r| &**r == room) {
+                let room = mine.swap_remove(at);
+                self.ns.remove_member(&room, self.id);
+            }
+        }
+    }
+
+    /// Leaves every room.
+    fn leave_all(&self) {
+        let rooms = std::mem::take(&mut *self.rooms.lock().unwrap_or_else(|p| p.into_inner()));
+        for room in rooms {
+            self.ns.remove_member(&room, self.id);
+        }
+    }
+
+    /// Takes the socket out of its namespace and runs the disconnect handler if it had joined.
+    pub(crate) async fn end(self: Arc<Self>, reason: DisconnectReason) {
+        let was = self.phase.swap(DISCONNECTED, Ordering::AcqRel);
+        self.leave_all();
+        if was == CONNECTED {
+            let ns = self.ns.clone();
+            if let Some(disconnect) = &ns.disconnect {
+                disconnect(self, reason).await;
+            }
+        }
+    }
+}
+
+impl<S> Namespace<S> {
+    fn remove_member(&self, room: &str, sid: Sid) {
+        if let Some(mut members) = self.rooms.get_mut(room) {
+            members.remove(&sid);
+        }
+        self.rooms.remove_if(room, |_, members| members.is_empty());
+    }
+}
+
+/// The acknowledgement a client may wait for.
+pub struct Ack<S> {
+    socket: Arc<Socket<S>>,
+    id: Option<u64>,
+}
+
+impl<S: Send + Sync + 'static> Ack<S> {
+    /// True when the client asked for an acknowledgement.
+    pub fn wanted(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// Sends it (nothing happens if the client did not ask for one).
+    pub fn send(self, data: &impl Serialize) -> Result<(), SendError> {
+        let Some(id) = self.id else { return Ok(()) };
+        let text = packet::encode_ack(self.socket.ns(), id, data).map_err(|_| SendError::Serialize)?;
+        // An ack answers the client's own request: it is not dropped for a full buffer.
+        self.socket.session.send(&text, usize::MAX)
+    }
+}
