@@ -163,7 +163,7 @@ pub fn event(data: &str) -> Result<(String, Result<Value, DataError>), PacketErr
         }
         tail = more[ignored.byte_offset()..].trim_start();
     }
-    if tail != "]" {
+    if tail.trim_end() != "]" {
         return Ok((name, Err(DataError::Malformed)));
     }
     Ok((name, Ok(first)))
