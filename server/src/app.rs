@@ -6,19 +6,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{OriginalUri, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
-use socketioxide::SocketIo;
-use socketioxide::adapter::{Adapter, LocalAdapter};
-use socketioxide::layer::SocketIoLayer;
-use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use switchyard_sio::Io;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::auth::Verifier;
+use crate::bus::Bus;
 use crate::chat::Chat;
 use crate::config::Config;
 use crate::emitter::{Emitter, Instrumented, IoHandle};
@@ -35,9 +33,6 @@ use crate::redis::{ManagedDriver, Redis, redact};
 use crate::store::{ChatStore, MemoryStore, RedisStore};
 use crate::telemetry::TracedDriver;
 use crate::{http, ns};
-
-/// The Socket.IO adapter used with `REDIS_URL`.
-type RedisAdapter<E> = CustomRedisAdapter<E, TracedDriver<ManagedDriver>>;
 
 /// Shared application state; cheap to clone.
 #[derive(Clone)]
@@ -178,7 +173,7 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
             queue: Arc::new(MemoryQueue::new(config.queue.queue_dead_letter_limit as usize)),
             presence: Arc::new(LocalPresence::default()),
         };
-        return build_with::<LocalAdapter>(config, verifier, backend, metrics, ()).await;
+        return build_with(config, verifier, backend, metrics, None).await;
     }
     tracing::info!(
         redis = %redact(config.redis.redis_url.as_deref().unwrap_or_default()),
@@ -188,12 +183,13 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
     // At once, so start-up waits for an unreachable Redis one REDIS_STARTUP_TIMEOUT_MS, not two.
     let (redis, driver) =
         tokio::try_join!(Redis::connect(&config.redis, metrics.clone()), ManagedDriver::connect(&config.redis))?;
-    let adapter = RedisAdapterCtr::new_with_driver(
+    let bus = Bus::connect(
         TracedDriver::new(driver, metrics.clone()),
-        RedisAdapterConfig::new()
-            .with_prefix(format!("{}-sio", config.redis.redis_key_prefix))
-            .with_stream_buffer(config.redis.redis_stream_buffer as usize),
-    );
+        &config.redis.redis_key_prefix,
+        config.redis.redis_stream_buffer as usize,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("could not subscribe to the cross-node bus: {e}"))?;
     let backend = Backend {
         store: Arc::new(RedisStore::new(redis.clone(), history)),
         notification_store: Arc::new(RedisNotificationStore::new(
@@ -205,7 +201,7 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         limiter: Arc::new(RedisRateLimiter::new(redis, &config.rate_limit)),
     };
     tracing::info!("REDIS_URL set: state, limits and broadcasts are shared through Redis");
-    build_with::<RedisAdapter<_>>(config, verifier, backend, metrics, adapter).await
+    build_with(config, verifier, backend, metrics, Some(bus)).await
 }
 
 /// The state implementations chosen by the configuration.
@@ -217,17 +213,15 @@ struct Backend {
     presence: Arc<dyn PresenceTracker>,
 }
 
-async fn build_with<A: Adapter + socketioxide_core::adapter::DefinedAdapter>(
+async fn build_with(
     config: Config,
     verifier: Verifier,
     backend: Backend,
     metrics: Metrics,
-    adapter: A::State,
-) -> anyhow::Result<(Router, AppState)>
-where
-    A::InitRes: AdapterInit,
-{
-    let io_handle = Arc::new(IoHandle::<A>::default());
+    bus: Option<(Bus, tokio::sync::mpsc::Receiver<crate::redis::ChanItem>)>,
+) -> anyhow::Result<(Router, AppState)> {
+    let (bus, messages) = bus.unzip();
+    let io_handle = Arc::new(IoHandle::new(bus));
     // Domain code emits through the instrumented emitter: a span and a count per emit.
     let emitter: Arc<dyn Emitter> = Arc::new(Instrumented::new(io_handle.clone(), metrics.clone()));
     let chat = Chat::new(
@@ -254,50 +248,41 @@ where
         config,
     }));
     let config = state.config();
-    let (layer, io): (SocketIoLayer<A>, SocketIo<A>) = SocketIo::builder()
-        .ping_interval(Duration::from_millis(config.socket.ping_interval_ms))
-        .ping_timeout(Duration::from_millis(config.socket.ping_timeout_ms))
-        .max_payload(config.limits.engine_max_payload())
-        .ws_read_buffer_size(config.socket.ws_read_buffer_bytes as usize)
-        .with_state(state.clone())
-        .with_adapter::<A>(adapter)
-        .build_layer();
-    for init in ns::register(&io) {
-        init.await_ready().await?;
-    }
+    let engine = switchyard_sio::Config {
+        ping_interval: Duration::from_millis(config.socket.ping_interval_ms),
+        ping_timeout: Duration::from_millis(config.socket.ping_timeout_ms),
+        max_payload: config.limits.engine_max_payload() as usize,
+        max_buffered: config.limits.send_buffer_bytes() as usize,
+        // What the connect handlers read: the bearer token and the trace context.
+        keep_headers: vec![header::AUTHORIZATION, TRACEPARENT.clone(), TRACESTATE.clone()],
+    };
+    let io = ns::namespaces(&state).into_iter().fold(Io::builder(engine), |io, ns| io.ns(ns)).build();
     let census = io.clone();
     state.metrics().set_census(move || crate::metrics::local_rooms_and_users(&census));
-    io_handle.set(io);
+    io_handle.set(io.clone());
+    if let Some(messages) = messages {
+        io_handle.listen(messages);
+    }
     spawn_store_probe(&state);
     spawn_presence_upkeep(&state);
 
+    // Engine.IO requests stay out of the HTTP request spans: every long-poll would be one.
+    let engine = Router::new()
+        .route("/socket.io/", axum::routing::any(Io::handle))
+        .route("/socket.io", axum::routing::any(Io::handle))
+        .with_state(io);
     let router = http::routes(&state)
         .layer(middleware::from_fn(crate::telemetry::trace_http))
-        .layer(layer)
-        .layer(middleware::from_fn(detach_from_read_buffer))
+        .with_state(state.clone())
+        .merge(engine)
         .layer(middleware::from_fn_with_state(state.clone(), refuse_new_sessions))
-        .layer(cors(&config.cors_origins))
-        .with_state(state.clone());
+        .layer(cors(&config.cors_origins));
     Ok((router, state))
 }
 
-/// Waiting for a namespace's adapter to be ready: nothing to wait for locally; with Redis,
-/// its channels must be subscribed before the first client arrives.
-trait AdapterInit {
-    async fn await_ready(self) -> anyhow::Result<()>;
-}
-
-impl AdapterInit for () {
-    async fn await_ready(self) -> anyhow::Result<()> {
-        Ok(())
-    }
-}
-
-impl<D: socketioxide_redis::drivers::Driver> AdapterInit for socketioxide_redis::InitRes<D> {
-    async fn await_ready(self) -> anyhow::Result<()> {
-        self.await.map_err(|e| anyhow::anyhow!("adapter init failed: {e}"))
-    }
-}
+/// The W3C trace-context headers.
+static TRACEPARENT: header::HeaderName = header::HeaderName::from_static("traceparent");
+static TRACESTATE: header::HeaderName = header::HeaderName::from_static("tracestate");
 
 /// How often readiness probes the store. Probing in the background keeps `/ready` and the
 /// handshake check free of Redis round trips.
@@ -386,37 +371,6 @@ async fn refuse_new_sessions(State(state): State<AppState>, request: Request, ne
         return ApiError::new(ErrorCode::Unavailable, why).into_response();
     }
     next.run(request).await
-}
-
-/// Gives every Engine.IO request its own copy of its URI and header values.
-///
-/// hyper parses them as slices of the connection's read buffer, and Engine.IO keeps each
-/// socket's request parts for the socket's lifetime, so every connection pinned its whole
-/// 8 to 16 KiB read buffer: 16 KiB of an idle connection's 39 KiB in a heaptrack profile
-/// (bench/README.md). A copy of a few hundred bytes lets the buffer go at the upgrade.
-async fn detach_from_read_buffer(request: Request, next: Next) -> Response {
-    if !request.uri().path().starts_with("/socket.io") {
-        return next.run(request).await;
-    }
-    let (mut parts, body) = request.into_parts();
-    parts.headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            // Every value hyper accepted is a valid HeaderValue; the clone is only a fallback.
-            let mut owned = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
-            owned.set_sensitive(value.is_sensitive());
-            (name.clone(), owned)
-        })
-        .collect();
-    if let Ok(uri) = parts.uri.to_string().parse::<axum::http::Uri>() {
-        // axum's router keeps a clone of the URI too.
-        if parts.extensions.get::<OriginalUri>().is_some() {
-            parts.extensions.insert(OriginalUri(uri.clone()));
-        }
-        parts.uri = uri;
-    }
-    next.run(Request::from_parts(parts, body)).await
 }
 
 /// Serves until `shutdown` completes, then drains within `SHUTDOWN_GRACE_SECONDS`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use socketioxide::socket::Sid;
+use switchyard_sio::Sid;
 
 use crate::auth::Identity;
 use crate::emitter::{Emitter, Target, chat_room, user_room};

@@ -158,6 +158,12 @@ impl LimitsConfig {
         (self.max_payload_bytes * 16).max(1 << 20)
     }
 
+    /// Unsent bytes a connection may hold before broadcasts skip it: room for a burst of
+    /// events at the largest size, while a client that stopped reading costs little.
+    pub fn send_buffer_bytes(&self) -> u64 {
+        (self.max_payload_bytes * 4).max(256 << 10)
+    }
+
     /// The load-shedding limit, `None` when turned off.
     pub fn overload_max_lag(&self) -> Option<Duration> {
         (self.overload_max_lag_ms > 0).then(|| Duration::from_millis(self.overload_max_lag_ms))
@@ -174,11 +180,6 @@ pub struct SocketConfig {
     /// Engine.IO ping timeout in milliseconds.
     #[arg(long, env = "PING_TIMEOUT_MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub ping_timeout_ms: u64,
-
-    /// Bytes of WebSocket read buffer per connection. Every idle connection holds one; a
-    /// frame larger than the buffer is read in several steps, so small costs little.
-    #[arg(long, env = "WS_READ_BUFFER_BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
-    pub ws_read_buffer_bytes: u32,
 
     /// Milliseconds after which an unrefreshed `isTyping: true` is ended by the server.
     #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
@@ -644,8 +645,6 @@ mod tests {
         let err = Config::load_from(["s", "--rate-limit-message", "lots"]).unwrap_err();
         assert!(err.contains("RATE_LIMIT_MESSAGE"), "{err}");
         for (flag, value, env) in [
-            ("--ws-read-buffer-bytes", "100", "WS_READ_BUFFER_BYTES"),
-            ("--ws-read-buffer-bytes", "many", "WS_READ_BUFFER_BYTES"),
             ("--redis-stream-buffer", "10", "REDIS_STREAM_BUFFER"),
             ("--redis-startup-timeout-ms", "50", "REDIS_STARTUP_TIMEOUT_MS"),
             ("--overload-max-lag-ms", "soon", "OVERLOAD_MAX_LAG_MS"),

@@ -1,14 +1,14 @@
-//! Delivery to Socket.IO rooms, behind a trait so domain code neither depends on the
-//! adapter type (local or Redis) nor on being called from a socket or an HTTP request.
+//! Delivery to Socket.IO rooms, behind a trait so domain code neither depends on whether the
+//! server runs alone or across nodes nor on being called from a socket or an HTTP request.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
-use socketioxide::socket::Sid;
-use socketioxide_core::adapter::errors::{BroadcastError, SocketError};
+use switchyard_sio::{Io, Sid, To};
+
+use crate::bus::{Bus, Op};
+use crate::ns::Conn;
 
 /// Room every socket of user `u` joins.
 pub fn user_room(user: &str) -> String {
@@ -41,11 +41,11 @@ impl<'a> Target<'a> {
 }
 
 /// Sockets of this node an emit did not reach. Sockets on other nodes are not counted: the
-/// adapter delivers to them without reporting back.
+/// bus delivers to them without reporting back.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Skipped {
-    /// Their send queue (socketioxide's 128 packets) was full: the client reads slower than
-    /// it is written to, or the server is past saturation.
+    /// Their unsent bytes were at the limit (`MAX_PAYLOAD_BYTES` × 16, at least 1 MiB): the
+    /// client reads slower than it is written to, or the server is past saturation.
     pub queue_full: usize,
     /// They were closing.
     pub closed: usize,
@@ -64,61 +64,72 @@ pub trait Emitter: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// The server's [`SocketIo`] handle, set once after the layer is built: handlers need the
-/// application state at build time, and the state needs the handle to emit.
-pub struct IoHandle<A: Adapter>(OnceLock<SocketIo<A>>);
-
-impl<A: Adapter> Default for IoHandle<A> {
-    fn default() -> Self {
-        Self(OnceLock::new())
-    }
+/// The server's Socket.IO handle, set once after it is built (handlers need the application
+/// state at build time, and the state needs the handle to emit), and with Redis the bus that
+/// carries emits and joins to the other nodes.
+pub struct IoHandle {
+    io: OnceLock<Io<Conn>>,
+    bus: Option<Bus>,
 }
 
-impl<A: Adapter> IoHandle<A> {
-    /// Stores the handle; later calls are ignored.
-    pub fn set(&self, io: SocketIo<A>) {
-        let _ = self.0.set(io);
+impl IoHandle {
+    /// A handle that emits on this node, and through `bus` on the others.
+    pub fn new(bus: Option<Bus>) -> Self {
+        Self { io: OnceLock::new(), bus }
     }
 
-    /// The handle, once set.
-    pub fn get(&self) -> Option<&SocketIo<A>> {
-        self.0.get()
+    /// Stores the server; later calls are ignored.
+    pub fn set(&self, io: Io<Conn>) {
+        let _ = self.io.set(io);
+    }
+
+    /// The server, once set.
+    pub fn get(&self) -> Option<&Io<Conn>> {
+        self.io.get()
+    }
+
+    /// Applies what the other nodes publish on the bus (`messages`, from [`Bus::connect`]).
+    pub fn listen(self: &Arc<Self>, messages: tokio::sync::mpsc::Receiver<crate::redis::ChanItem>) {
+        if let Some(bus) = &self.bus {
+            bus.spawn_receiver(messages, Arc::downgrade(self));
+        }
     }
 }
 
 #[async_trait]
-impl<A: Adapter> Emitter for IoHandle<A> {
+impl Emitter for IoHandle {
     async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped {
-        let Some(ops) = self.get().and_then(|io| io.of(target.ns)) else { return Skipped::default() };
-        // Starting from the origin socket makes socketioxide skip it, as socket.io does.
-        let ops = match target.origin.and_then(|sid| ops.get_socket(sid)) {
-            Some(socket) => socket.to(target.room.to_owned()),
-            None => ops.to(target.room.to_owned()),
-        };
-        let ops = match target.except {
-            Some(except) => ops.except(except.to_owned()),
-            None => ops,
-        };
-        match ops.emit(event, data).await {
-            Ok(()) => Skipped::default(),
-            // One entry per socket: past saturation that is every receiver of every message,
-            // so they are counted, never formatted (a log line per broadcast listing a
-            // thousand sockets took about a tenth of the server's CPU at 4x overload).
-            Err(BroadcastError::Socket(errors)) => {
-                let queue_full = errors.iter().filter(|e| matches!(e, SocketError::InternalChannelFull)).count();
-                Skipped { queue_full, closed: errors.len() - queue_full }
-            }
+        let Some(ns) = self.get().and_then(|io| io.of(target.ns)) else { return Skipped::default() };
+        let packet = match ns.encode(event, data) {
+            Ok(packet) => packet,
             Err(e) => {
-                tracing::warn!(event, ns = target.ns, error = %e, "broadcast failed");
-                Skipped::default()
+                tracing::warn!(event, ns = target.ns, error = %e, "emit not encodable");
+                return Skipped::default();
             }
-        }
+        };
+        let to = To { room: target.room, except: target.except, skip: target.origin };
+        let delivery = match &self.bus {
+            Some(bus) => {
+                let delivery = ns.broadcast_encoded(to, packet.clone());
+                bus.publish(Op::Emit {
+                    ns: target.ns.into(),
+                    room: target.room.into(),
+                    except: target.except.map(Into::into),
+                    packet,
+                })
+                .await;
+                delivery
+            }
+            None => ns.broadcast_encoded(to, packet),
+        };
+        Skipped { queue_full: delivery.full, closed: delivery.closed }
     }
 
     async fn join(&self, ns: &'static str, members: &str, room: &str) {
-        let Some(ops) = self.get().and_then(|io| io.of(ns)) else { return };
-        if let Err(e) = ops.to(members.to_owned()).join(room.to_owned()).await {
-            tracing::warn!(ns, error = %e, "remote join failed");
+        let Some(namespace) = self.get().and_then(|io| io.of(ns)) else { return };
+        namespace.join_members(members, room);
+        if let Some(bus) = &self.bus {
+            bus.publish(Op::Join { ns: ns.into(), members: members.into(), room: room.into() }).await;
         }
     }
 

@@ -1,5 +1,5 @@
 //! Switchyard server: a Socket.IO-compatible realtime server (chat, notifications,
-//! presence) on axum and socketioxide.
+//! presence) on axum and its own Socket.IO transport (`switchyard-sio`).
 //!
 //! # Layout
 //! - [`config`] — every setting, parsed and validated once at start-up.
@@ -14,7 +14,8 @@
 //! - [`store`] — chat state behind a trait; in-memory default.
 //! - [`ratelimit`] — per-user budgets with the warning-then-block ladder.
 //! - [`emitter`] — delivery to Socket.IO rooms on every node.
-//! - [`redis`] — the shared Redis connection and the adapter's pub/sub driver.
+//! - [`bus`] — emits and room joins carried to the other nodes over Redis pub/sub.
+//! - [`redis`] — the shared Redis connection and the bus's pub/sub driver.
 //! - [`error`] — the client-facing error shared by acks and HTTP responses.
 //! - [`metrics`] — Prometheus metrics (`GET /metrics`) and the API other modules record with.
 //! - [`telemetry`] — logs, OpenTelemetry spans and trace-context propagation.
@@ -22,6 +23,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod emitter;

@@ -57,9 +57,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
-use socketioxide::socket::DisconnectReason;
+use switchyard_sio::{DisconnectReason, Io};
 
 use crate::auth::AuthFailure;
 use crate::emitter::Skipped;
@@ -127,20 +125,6 @@ impl JobState {
             JobState::Delayed => "delayed",
             JobState::Dead => "dead",
         }
-    }
-}
-
-/// The `reason` label of `socket_disconnects_total`.
-pub fn disconnect_reason(reason: DisconnectReason) -> &'static str {
-    match reason {
-        DisconnectReason::TransportClose => "transport_close",
-        DisconnectReason::MultipleHttpPollingError => "multiple_http_polling_error",
-        DisconnectReason::PacketParsingError => "packet_parsing_error",
-        DisconnectReason::TransportError => "transport_error",
-        DisconnectReason::HeartbeatTimeout => "heartbeat_timeout",
-        DisconnectReason::ClientNSDisconnect => "client_namespace_disconnect",
-        DisconnectReason::ServerNSDisconnect => "server_namespace_disconnect",
-        DisconnectReason::ClosingServer => "closing_server",
     }
 }
 
@@ -340,7 +324,7 @@ impl Metrics {
 
     /// A socket of `namespace` disconnected for `reason` (the gauge moves in [`Metrics::gone`]).
     pub fn disconnected(&self, namespace: &'static str, reason: DisconnectReason) {
-        let reason = disconnect_reason(reason);
+        let reason = reason.as_str();
         self.0.disconnects.get_or_create(&DisconnectLabels { namespace, reason }).inc();
     }
 
@@ -437,23 +421,20 @@ impl Metrics {
 /// Chat rooms and users with at least one socket on this process, from the rooms local
 /// sockets are in: `room:R` rooms of `/chat`, and distinct `user:U` rooms of any namespace.
 /// Per process on purpose: with Redis, every pod reports its own share.
-pub fn local_rooms_and_users<A: Adapter>(io: &SocketIo<A>) -> (usize, usize) {
+pub fn local_rooms_and_users(io: &Io<crate::ns::Conn>) -> (usize, usize) {
     let (room_prefix, user_prefix) = (crate::emitter::chat_room(""), crate::emitter::user_room(""));
-    let mut rooms = std::collections::HashSet::new();
+    let mut rooms = 0;
     let mut users = std::collections::HashSet::new();
-    for ns in NAMESPACES {
-        let Some(ops) = io.of(ns) else { continue };
-        for socket in ops.sockets() {
-            for room in socket.rooms() {
-                if ns == crate::chat::NS && room.starts_with(&room_prefix) {
-                    rooms.insert(room);
-                } else if room.starts_with(&user_prefix) {
-                    users.insert(room);
-                }
+    for ns in io.namespaces() {
+        for (room, _) in ns.rooms() {
+            if ns.name() == crate::chat::NS && room.starts_with(&room_prefix) {
+                rooms += 1;
+            } else if room.starts_with(&user_prefix) {
+                users.insert(room);
             }
         }
     }
-    (rooms.len(), users.len())
+    (rooms, users.len())
 }
 
 #[cfg(test)]

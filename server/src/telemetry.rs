@@ -28,8 +28,6 @@
 //!
 //! Only spans of this crate (`switchyard_server`) become OpenTelemetry spans: dependency
 //! spans would add noise, and the exporter's own HTTP/2 client must never trace itself.
-//! `socketioxide` and `engineioxide` log packets (including handshake tokens and message
-//! content) at `debug`; [`init`] keeps them at `info` unless `LOG_LEVEL` names them.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,7 +37,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
-use futures::StreamExt;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
@@ -47,7 +44,6 @@ use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tracing::{Instrument, Span, Subscriber, field};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
@@ -64,11 +60,6 @@ use crate::metrics::Metrics;
 
 /// Days of log files kept under `LOG_DIR` (the seed's retention).
 const LOG_RETENTION_DAYS: usize = 14;
-
-/// Crates that log raw packets (tokens, message content) below `info`; `tungstenite`
-/// through the `log` bridge.
-const PACKET_LOGGERS: [&str; 5] =
-    ["socketioxide", "engineioxide", "socketioxide_redis", "tungstenite", "tokio_tungstenite"];
 
 /// Keeps file logging and span export alive; flushes both when dropped (end of `main`).
 pub struct TelemetryGuard {
@@ -122,21 +113,9 @@ pub fn init(log: &LogConfig, tracing: &TracingConfig) -> anyhow::Result<Telemetr
     Ok(TelemetryGuard { _file: guard, provider })
 }
 
-/// `LOG_LEVEL`, with the packet-logging crates held at `info` unless named in it.
+/// `LOG_LEVEL` as a filter (`info` if it does not parse; config validation refuses that first).
 fn log_filter(level: &str) -> EnvFilter {
-    let parse = |directives: &str| EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    // Only a filter that lets something below `info` through needs the cap; adding
-    // `socketioxide=info` to `warn` would make them louder, not quieter.
-    if parse(level).max_level_hint().is_none_or(|max| max <= tracing::level_filters::LevelFilter::INFO) {
-        return parse(level);
-    }
-    let mut directives = level.to_owned();
-    for target in PACKET_LOGGERS {
-        if !level.contains(target) {
-            directives.push_str(&format!(",{target}=info"));
-        }
-    }
-    parse(&directives)
+    EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 fn json_layer<S>() -> tfmt::Layer<S, JsonFields, WithTraceIds<Format<Json>>>
@@ -318,22 +297,22 @@ pub async fn trace_http(request: Request, next: Next) -> Response {
 /// Marks the first byte of an adapter message that carries a trace context.
 const FRAME_MAGIC: &[u8; 4] = b"\0syt";
 
-/// A socketioxide-redis [`Driver`] that carries the trace context between nodes and times
-/// every publish as a Redis command.
+/// The cross-node bus's pub/sub, carrying the trace context between nodes and timing every
+/// publish as a Redis command.
 ///
-/// Publishing prefixes the adapter's message with the current `traceparent` (magic, one
+/// Publishing prefixes the bus message with the current `traceparent` (magic, one
 /// length byte, the header value); subscribing strips it and records a consumer span with
 /// that parent, so a broadcast from one pod and its receipt on another are one trace.
 /// Every node of a cluster must run it: a node without it cannot decode prefixed messages.
 #[derive(Clone)]
-pub struct TracedDriver<D> {
-    inner: D,
+pub struct TracedDriver {
+    inner: crate::redis::ManagedDriver,
     metrics: Metrics,
 }
 
-impl<D> TracedDriver<D> {
+impl TracedDriver {
     /// Wraps `inner`.
-    pub fn new(inner: D, metrics: Metrics) -> Self {
+    pub fn new(inner: crate::redis::ManagedDriver, metrics: Metrics) -> Self {
         Self { inner, metrics }
     }
 }
@@ -349,7 +328,7 @@ fn frame(traceparent: Option<String>, payload: Vec<u8>) -> Vec<u8> {
     framed
 }
 
-/// Splits a framed message into its `traceparent` and the adapter's own bytes.
+/// Splits a framed message into its `traceparent` and the bus's own bytes.
 fn unframe(mut message: Vec<u8>) -> (Option<String>, Vec<u8>) {
     let Some(rest) = message.strip_prefix(FRAME_MAGIC.as_slice()) else { return (None, message) };
     let Some((&len, rest)) = rest.split_first() else { return (None, message) };
@@ -362,10 +341,9 @@ fn unframe(mut message: Vec<u8>) -> (Option<String>, Vec<u8>) {
     (traceparent, message.split_off(start))
 }
 
-impl<D: Driver> Driver for TracedDriver<D> {
-    type Error = D::Error;
-
-    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+impl TracedDriver {
+    /// Publishes `val` on `chan` with the current trace context.
+    pub async fn publish(&self, chan: String, val: Vec<u8>) -> redis::RedisResult<()> {
         let framed = frame(current_traceparent(), val);
         let started = Instant::now();
         let result = self.inner.publish(chan, framed).await;
@@ -373,11 +351,17 @@ impl<D: Driver> Driver for TracedDriver<D> {
         result
     }
 
-    async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, Self::Error> {
+    /// Subscribes to `chan`; each message arrives without its trace prefix, after a consumer
+    /// span continuing the publisher's trace.
+    pub async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> redis::RedisResult<tokio::sync::mpsc::Receiver<crate::redis::ChanItem>> {
         let mut inner = self.inner.subscribe(chan, size).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(size.max(1));
         tokio::spawn(async move {
-            while let Some((chan, message)) = inner.next().await {
+            while let Some((chan, message)) = inner.recv().await {
                 let (traceparent, message) = unframe(message);
                 if traceparent.is_some() {
                     let span = tracing::info_span!(
@@ -389,25 +373,14 @@ impl<D: Driver> Driver for TracedDriver<D> {
                         messaging.message.body.size = message.len(),
                     );
                     set_remote_parent(&span, traceparent.as_deref());
-                    span.in_scope(|| tracing::trace!("adapter message from another node"));
+                    span.in_scope(|| tracing::trace!("bus message from another node"));
                 }
                 if tx.send((chan, message)).await.is_err() {
                     return;
                 }
             }
         });
-        Ok(MessageStream::new(rx))
-    }
-
-    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
-        self.inner.unsubscribe(chan).await
-    }
-
-    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        let started = Instant::now();
-        let result = self.inner.num_serv(chan).await;
-        self.metrics.redis_command(started.elapsed(), result.is_ok());
-        result
+        Ok(rx)
     }
 }
 
@@ -434,13 +407,5 @@ mod tests {
         assert!(sc.is_valid() && sc.is_remote() && sc.is_sampled());
         assert_eq!(sc.trace_id().to_string(), "0af7651916cd43dd8448eb211c80319c");
         assert!(!context_from_traceparent("garbage").span().span_context().is_valid());
-    }
-
-    #[test]
-    fn packet_loggers_stay_at_info_unless_named() {
-        let f = log_filter("debug").to_string();
-        assert!(f.contains("socketioxide=info") && f.contains("engineioxide=info"), "{f}");
-        assert!(!log_filter("debug,socketioxide=trace").to_string().contains("socketioxide=info"));
-        assert!(!log_filter("warn").to_string().contains("socketioxide=info"));
     }
 }

@@ -20,7 +20,8 @@ async fn main() {
         .ns(NamespaceBuilder::new("/chat", move |socket: Arc<Socket<String>>, auth: Option<Value>| {
             let key = key.clone();
             async move {
-                let token = auth.as_ref().and_then(|a| a.get("token")).and_then(Value::as_str).ok_or("missing token")?;
+                let token =
+                    auth.as_ref().and_then(|a| a.get("token")).and_then(Value::as_str).ok_or("missing token")?;
                 let claims = jsonwebtoken::decode::<Claims>(token, &key, &Validation::default())
                     .map_err(|e| e.to_string())?
                     .claims;

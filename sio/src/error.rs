@@ -56,7 +56,7 @@ pub enum SendError {
     /// written to (or the server is past saturation).
     #[error("send buffer full")]
     Full,
-    /// The connection is closed or closing.
+    /// The connection is closed or closing, or the socket left its namespace.
     #[error("connection closed")]
     Closed,
     /// The payload could not be serialized.

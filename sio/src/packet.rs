@@ -235,7 +235,14 @@ mod tests {
             ("2/chat,12[\"a\",1]", Kind::Event, 0, "/chat", Some(12), "[\"a\",1]"),
             ("212[\"a\"]", Kind::Event, 0, "/", Some(12), "[\"a\"]"),
             ("3/chat,7[{}]", Kind::Ack, 0, "/chat", Some(7), "[{}]"),
-            ("51-/chat,3[\"a\",{\"_placeholder\":true,\"num\":0}]", Kind::BinaryEvent, 1, "/chat", Some(3), "[\"a\",{\"_placeholder\":true,\"num\":0}]"),
+            (
+                "51-/chat,3[\"a\",{\"_placeholder\":true,\"num\":0}]",
+                Kind::BinaryEvent,
+                1,
+                "/chat",
+                Some(3),
+                "[\"a\",{\"_placeholder\":true,\"num\":0}]",
+            ),
         ];
         for (text, kind, attachments, ns, ack, data) in cases {
             assert_eq!(Packet::parse(text).unwrap(), Packet { kind, attachments, ns, ack, data }, "{text}");
@@ -270,7 +277,10 @@ mod tests {
 
     #[test]
     fn encodes_what_the_client_parses() {
-        assert_eq!(encode_event("/chat", "newMessage", &json!({ "a": 1 })).unwrap(), r#"42/chat,["newMessage",{"a":1}]"#);
+        assert_eq!(
+            encode_event("/chat", "newMessage", &json!({ "a": 1 })).unwrap(),
+            r#"42/chat,["newMessage",{"a":1}]"#
+        );
         assert_eq!(encode_event("/", "x", &1).unwrap(), r#"42["x",1]"#);
         assert_eq!(encode_ack("/chat", 4, &json!({ "ok": true })).unwrap(), r#"43/chat,4[{"ok":true}]"#);
         assert_eq!(encode_connect("/chat", "abc"), r#"40/chat,{"sid":"abc"}"#);

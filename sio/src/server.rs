@@ -75,12 +75,7 @@ impl<S: Send + Sync + 'static> Builder<S> {
                 (ns.name().to_owned(), ns)
             })
             .collect();
-        let shared = Arc::new(Shared {
-            config: self.config,
-            namespaces,
-            sessions: DashMap::new(),
-            lanes,
-        });
+        let shared = Arc::new(Shared { config: self.config, namespaces, sessions: DashMap::new(), lanes });
         tokio::spawn(heartbeat(Arc::downgrade(&shared)));
         Io(shared)
     }
@@ -133,14 +128,19 @@ impl<S: Send + Sync + 'static> Io<S> {
     /// close packet), runs the disconnect handlers and returns when they are done. Clients
     /// reconnect, to another node if this one is going away.
     pub async fn close(&self) {
-        let sessions: Vec<Arc<Session<S>>> = self.0.sessions.iter().map(|s| s.value().clone()).collect();
+        // Taken out of the map here rather than by `finish`: a session's own task that wakes
+        // to find it closed then finds it gone and leaves the handlers to this call, which
+        // waits for them. Otherwise that task could win and this call return before they ran.
+        let ids: Vec<Sid> = self.0.sessions.iter().map(|s| *s.key()).collect();
+        let sessions: Vec<Arc<Session<S>>> =
+            ids.iter().filter_map(|id| self.0.sessions.remove(id)).map(|(_, session)| session).collect();
         for session in &sessions {
             let mut bye = Vec::with_capacity(4);
             ws::write_close(&mut bye, ws::GOING_AWAY);
             session.send_ws(&bye);
             session.close(DisconnectReason::ServerShutdown);
         }
-        futures::future::join_all(sessions.into_iter().map(|s| finish(self.0.clone(), s))).await;
+        futures::future::join_all(sessions.into_iter().map(end_sockets)).await;
     }
 
     /// The axum handler for Engine.IO's endpoint; route it at `/socket.io/`.
@@ -246,7 +246,8 @@ impl<S: Send + Sync + 'static> Io<S> {
         let body = std::str::from_utf8(&body).map_err(|_| EngineError::BadRequest)?;
         for packet in body.split(packet::SEPARATOR) {
             if let Some(encoded) = packet.strip_prefix('b') {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| EngineError::BadRequest)?;
+                let bytes =
+                    base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| EngineError::BadRequest)?;
                 self.on_binary(&session, &bytes);
             } else {
                 self.on_text(&session, packet);
@@ -283,18 +284,18 @@ impl<S: Send + Sync + 'static> Io<S> {
         let io = self.clone();
         let fresh = sid.is_none();
         tokio::spawn(async move {
-            let parts = match on_upgrade.await.map(hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>)
-            {
-                Ok(Ok(parts)) => parts,
-                _ => {
-                    tracing::warn!("WebSocket upgrade failed");
-                    if fresh {
-                        session.close(DisconnectReason::TransportError);
-                        finish(io.0.clone(), session).await;
+            let parts =
+                match on_upgrade.await.map(hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>) {
+                    Ok(Ok(parts)) => parts,
+                    _ => {
+                        tracing::warn!("WebSocket upgrade failed");
+                        if fresh {
+                            session.close(DisconnectReason::TransportError);
+                            finish(io.0.clone(), session).await;
+                        }
+                        return;
                     }
-                    return;
-                }
-            };
+                };
             if !session.attach(parts.io.into_inner()) {
                 return;
             }
@@ -368,14 +369,7 @@ impl<S: Send + Sync + 'static> Io<S> {
                 }
             }
             Ok(EnginePacket::Upgrade) => {
-                let mut state = session.state();
-                if state.transport == Transport::Upgrading {
-                    state.transport = Transport::WebSocket;
-                    let waiting: Vec<_> = state.outbox.drain(..).collect();
-                    drop(state);
-                    for packet in waiting {
-                        let _ = session.send(&packet, usize::MAX);
-                    }
+                if session.upgraded() {
                     session.poll_wake.notify_one();
                 }
             }
@@ -472,9 +466,13 @@ impl<S> Drop for PollGuard<'_, S> {
 
 /// Removes a closed session and runs its sockets' disconnect handlers (once, whoever calls).
 async fn finish<S: Send + Sync + 'static>(shared: Arc<Shared<S>>, session: Arc<Session<S>>) {
-    if shared.sessions.remove(&session.id).is_none() {
-        return;
+    if shared.sessions.remove(&session.id).is_some() {
+        end_sockets(session).await;
     }
+}
+
+/// Runs the disconnect handlers of a closed session that was taken out of the map.
+async fn end_sockets<S: Send + Sync + 'static>(session: Arc<Session<S>>) {
     let (sockets, reason) = {
         let mut state = session.state();
         (std::mem::take(&mut state.sockets), state.reason.unwrap_or(DisconnectReason::TransportClose))

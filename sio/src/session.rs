@@ -165,6 +165,27 @@ impl<S> Session<S> {
         }
     }
 
+    /// Completes an upgrade (false if none was under way): the packets that waited for
+    /// polling become WebSocket frames under the same lock that switches the transport, so
+    /// a packet sent meanwhile cannot overtake them.
+    pub(crate) fn upgraded(self: &Arc<Self>) -> bool {
+        let mut state = self.state();
+        if state.transport != Transport::Upgrading {
+            return false;
+        }
+        state.transport = Transport::WebSocket;
+        let State { outbox, pending, .. } = &mut *state;
+        for packet in outbox.drain(..) {
+            ws::write_frame(pending, ws::TEXT, packet.as_bytes());
+        }
+        let schedule = state.take_schedule();
+        drop(state);
+        if schedule {
+            self.lanes.schedule(std::slice::from_ref(self));
+        }
+        true
+    }
+
     /// Writes raw WebSocket bytes (control frames) ahead of nothing else: they join the
     /// pending bytes in order.
     pub(crate) fn send_ws(self: &Arc<Self>, bytes: &[u8]) {

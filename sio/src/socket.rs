@@ -49,8 +49,8 @@ impl DisconnectReason {
             Self::TransportError => "transport_error",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::ClientNamespaceDisconnect => "client_namespace_disconnect",
-            Self::ServerShutdown => "server_shutdown",
-            Self::MultipleHttpPolling => "multiple_http_polling",
+            Self::ServerShutdown => "closing_server",
+            Self::MultipleHttpPolling => "multiple_http_polling_error",
         }
     }
 }
@@ -168,8 +168,13 @@ impl<S: Send + Sync + 'static> Namespace<S> {
 
     /// Emits `event` to `to`'s sockets on this node, encoding it once.
     pub fn broadcast(&self, to: To<'_>, event: &str, data: &impl Serialize) -> Result<Delivery, SendError> {
-        let text = packet::encode_event(&self.name, event, data).map_err(|_| SendError::Serialize)?;
-        Ok(self.broadcast_encoded(to, text))
+        Ok(self.broadcast_encoded(to, self.encode(event, data)?))
+    }
+
+    /// `event` with `data` as this namespace's Engine.IO packet text, for
+    /// [`Namespace::broadcast_encoded`] here and on other nodes.
+    pub fn encode(&self, event: &str, data: &impl Serialize) -> Result<String, SendError> {
+        packet::encode_event(&self.name, event, data).map_err(|_| SendError::Serialize)
     }
 
     /// Writes an encoded Engine.IO packet (`42/chat,[…]`) to `to`'s sockets on this node.
@@ -217,7 +222,13 @@ impl<S: Send + Sync + 'static> Namespace<S> {
     }
 
     /// Runs the event handler for `event`, if there is one.
-    pub(crate) fn dispatch(&self, socket: Arc<Socket<S>>, event: &str, data: Result<Value, DataError>, ack: Option<u64>) {
+    pub(crate) fn dispatch(
+        &self,
+        socket: Arc<Socket<S>>,
+        event: &str,
+        data: Result<Value, DataError>,
+        ack: Option<u64>,
+    ) {
         let Some(handler) = self.events.get(event) else {
             tracing::debug!(ns = %self.name, event, "no handler; event ignored");
             return;
@@ -312,6 +323,11 @@ impl<S: Send + Sync + 'static> Socket<S> {
 
     /// Emits `event` to this socket alone.
     pub fn emit(&self, event: &str, data: &impl Serialize) -> Result<(), SendError> {
+        // Its session may live on after it left the namespace, and may join again as a new
+        // socket: that one must not get packets meant for this one.
+        if self.phase.load(Ordering::Acquire) == DISCONNECTED {
+            return Err(SendError::Closed);
+        }
         let text = packet::encode_event(&self.ns.name, event, data).map_err(|_| SendError::Serialize)?;
         self.session.send(&text, self.ns.limit)
     }

@@ -3,25 +3,21 @@
 //!
 //! Observability lives here too, so every namespace gets it the same way: [`authenticate`]
 //! opens the handshake span (continuing a `traceparent` from the handshake) and counts auth
-//! events; [`track`] counts the connection in and out; [`handle`] runs one client event in
-//! its own span and records its count, size, duration and error code. A new namespace calls
-//! `track` in its connect handler and writes its handlers with `handle`.
+//! events and connections; [`on_disconnect`] counts them out; [`handle`] runs one client
+//! event in its own span and records its count, size, duration and error code. A new
+//! namespace connects with [`connect`] and writes its handlers with `handle`.
 
 pub mod chat;
 pub mod notifications;
 
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, State, TryData};
-use socketioxide::handler::ConnectHandler;
-use socketioxide_core::adapter::DefinedAdapter;
-
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use opentelemetry::trace::{SpanContext, TraceContextExt};
-use socketioxide::socket::DisconnectReason;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use switchyard_sio::{Ack, DataError, DisconnectReason, NamespaceBuilder};
 use tracing::{Instrument, field};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -30,33 +26,62 @@ use crate::auth::{AuthFailure, Identity};
 use crate::error::{ApiError, ApiResult, ack_json};
 use crate::ratelimit::{EventClass, Verdict};
 
-/// Registers every namespace on `io`. Handlers are generic over the adapter so the same code
-/// runs on the in-memory default and on Redis; the returned init results tell the caller
-/// whether a remote adapter subscribed.
-pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> Vec<A::InitRes> {
-    vec![
-        // Middlewares run last-added first: authenticate, then set up.
-        io.ns(crate::chat::NS, chat::on_connect::<A>.with(chat::setup::<A>).with(authenticate::<A>)),
-        io.ns(
-            crate::notifications::NS,
-            notifications::on_connect::<A>.with(notifications::setup::<A>).with(authenticate::<A>),
-        ),
-    ]
+/// What the server keeps about a connected socket: who it is, and its handshake's span
+/// (event spans link to it).
+pub struct Conn {
+    identity: Identity,
+    trace: SpanContext,
 }
 
-/// Connect middleware: verifies the JWT from `auth.token` (or `Authorization: Bearer`) and
-/// stores the [`Identity`] on the socket. Its error text is the `connect_error` message.
-pub async fn authenticate<A: Adapter>(
-    socket: SocketRef<A>,
-    TryData(auth): TryData<Value>,
-    State(app): State<AppState>,
-) -> Result<(), AuthFailure> {
-    let auth = auth.ok();
+/// A socket of this server.
+pub type Socket = switchyard_sio::Socket<Conn>;
+
+/// Every namespace, for the server's builder.
+pub fn namespaces(app: &AppState) -> Vec<NamespaceBuilder<Conn>> {
+    vec![chat::namespace(app), notifications::namespace(app)]
+}
+
+/// An event handler taking the application state, as the namespace builder wants it.
+pub fn with<F, Fut>(
+    app: &AppState,
+    handler: F,
+) -> impl Fn(Arc<Socket>, Result<Value, DataError>, Ack<Conn>) -> Fut + Send + Sync + 'static
+where
+    F: Fn(Arc<Socket>, Result<Value, DataError>, Ack<Conn>, AppState) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let app = app.clone();
+    move |socket, data, ack| handler(socket, data, ack, app.clone())
+}
+
+/// A namespace joined with [`authenticate`], then `setup` (joining rooms before the client
+/// hears it is connected), counted out by [`on_disconnect`].
+pub fn connect<F, Fut>(ns: &'static str, app: &AppState, setup: F) -> NamespaceBuilder<Conn>
+where
+    F: Fn(Arc<Socket>, AppState) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (on_join, on_leave) = (app.clone(), app.clone());
+    NamespaceBuilder::new(ns, move |socket: Arc<Socket>, auth: Option<Value>| {
+        let app = on_join.clone();
+        async move {
+            authenticate(&socket, auth, &app).await.map_err(|failure| failure.to_string())?;
+            setup(socket, app).await;
+            Ok(())
+        }
+    })
+    .on_disconnect(move |socket, reason| on_disconnect(socket, reason, on_leave.clone()))
+}
+
+/// Verifies the JWT from `auth.token` (or `Authorization: Bearer`) and stores the
+/// [`Identity`] on the socket. Its error text is the `connect_error` message.
+pub async fn authenticate(socket: &Arc<Socket>, auth: Option<Value>, app: &AppState) -> Result<(), AuthFailure> {
+    let ns = static_ns(socket.ns());
     let span = tracing::info_span!(
         "socket.connect",
-        otel.name = %format!("connect {}", socket.ns()),
+        otel.name = %format!("connect {ns}"),
         otel.kind = "server",
-        socketio.namespace = socket.ns(),
+        socketio.namespace = ns,
         auth.status = field::Empty,
     );
     // Browsers cannot set headers on a WebSocket, so `auth.traceparent` counts too.
@@ -64,7 +89,7 @@ pub async fn authenticate<A: Adapter>(
     match traceparent {
         Some(tp) => crate::telemetry::set_remote_parent(&span, Some(&tp)),
         None => {
-            let parent = crate::telemetry::context_from_headers(&socket.req_parts().headers);
+            let parent = crate::telemetry::context_from_headers(socket.headers());
             if parent.span().span_context().is_valid() {
                 let _ = span.set_parent(parent);
             }
@@ -72,103 +97,66 @@ pub async fn authenticate<A: Adapter>(
     }
     let verdict = async {
         let from_auth = auth.as_ref().and_then(|a| a.get("token").and_then(Value::as_str).map(str::to_owned));
-        let token = from_auth.or_else(|| bearer(socket.req_parts().headers.get(axum::http::header::AUTHORIZATION)));
+        let token = from_auth.or_else(|| bearer(socket.headers().get(axum::http::header::AUTHORIZATION)));
         let Some(token) = token else {
-            tracing::info!(ns = socket.ns(), "handshake without token");
+            tracing::info!(ns, "handshake without token");
             return Err(AuthFailure::Unauthorized("missing token"));
         };
         match app.verifier().verify(&token).await {
             Ok(identity) => {
-                tracing::debug!(ns = socket.ns(), user = %identity.user_id, "authenticated");
-                socket.extensions.insert(identity);
-                Ok(())
+                tracing::debug!(ns, user = %identity.user_id, "authenticated");
+                Ok(identity)
             }
             Err(failure) => {
-                tracing::info!(ns = socket.ns(), reason = failure.detail(), "handshake refused");
+                tracing::info!(ns, reason = failure.detail(), "handshake refused");
                 Err(failure)
             }
         }
     }
     .instrument(span.clone())
     .await;
-    match &verdict {
-        Ok(()) => {
+    match verdict {
+        Ok(identity) => {
             app.metrics().auth_succeeded();
-            if let Ok(user) = identity(&socket) {
-                app.presence().connected(&user.user_id, &presence_key(&socket)).await;
-            }
+            app.presence().connected(&identity.user_id, &presence_key(socket)).await;
             span.record("auth.status", "success");
-            socket.extensions.insert(HandshakeTrace(span.context().span().span_context().clone()));
+            let trace = span.context().span().span_context().clone();
+            let _ = socket.set_state(Conn { identity, trace });
+            app.metrics().connected(ns);
+            Ok(())
         }
         Err(failure) => {
-            app.metrics().auth_failed(failure);
+            app.metrics().auth_failed(&failure);
             let kind = match failure {
                 AuthFailure::Unauthorized(_) => "unauthorized",
                 AuthFailure::Expired => "token_expired",
                 AuthFailure::Forbidden(_) => "forbidden",
             };
-            app.metrics().error(static_ns(socket.ns()), kind);
+            app.metrics().error(ns, kind);
             span.record("auth.status", failure.metric_status());
+            Err(failure)
         }
     }
-    verdict
 }
-
-/// The span context of a socket's handshake; its event spans link to it.
-#[derive(Clone)]
-struct HandshakeTrace(SpanContext);
 
 /// Namespaces as `&'static str` metric labels (`other` for anything unexpected).
 pub fn static_ns(ns: &str) -> &'static str {
     [crate::chat::NS, "/notifications"].into_iter().find(|known| *known == ns).unwrap_or("other")
 }
 
-/// Takes the connection gauge back down when the socket is gone, whoever handles its
-/// disconnect (shared by the clones socketioxide's extensions make).
-#[derive(Clone)]
-struct Connected {
-    _guard: std::sync::Arc<ConnectedInner>,
-}
-
-struct ConnectedInner {
-    metrics: crate::metrics::Metrics,
-    ns: &'static str,
-}
-
-impl Drop for ConnectedInner {
-    fn drop(&mut self) {
-        self.metrics.gone(self.ns);
-    }
-}
-
-/// Counts an authenticated socket as connected, and in its disconnect handler, out again by
-/// reason. A namespace that sets its own `on_disconnect` (replacing this one) should call
-/// [`count_disconnect`] from it; the active-connection gauge is right either way.
-pub fn track<A: Adapter>(socket: &SocketRef<A>, app: &AppState) {
+/// Counts a joined socket out by reason, and tells presence it is gone.
+async fn on_disconnect(socket: Arc<Socket>, reason: DisconnectReason, app: AppState) {
     let ns = static_ns(socket.ns());
-    app.metrics().connected(ns);
-    let guard = std::sync::Arc::new(ConnectedInner { metrics: app.metrics().clone(), ns });
-    socket.extensions.insert(Connected { _guard: guard });
-    socket.on_disconnect(on_disconnect::<A>);
-}
-
-async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason, State(app): State<AppState>) {
-    count_disconnect(&socket, &app, reason);
+    app.metrics().disconnected(ns, reason);
+    app.metrics().gone(ns);
     if let Ok(user) = identity(&socket) {
         app.presence().disconnected(&user.user_id, &presence_key(&socket)).await;
     }
 }
 
 /// A socket's presence key: unique per namespace and socket.
-fn presence_key<A: Adapter>(socket: &SocketRef<A>) -> String {
+fn presence_key(socket: &Socket) -> String {
     format!("{}#{}", socket.ns(), socket.id)
-}
-
-/// Counts a disconnect of `socket` by `reason`.
-pub fn count_disconnect<A: Adapter>(socket: &SocketRef<A>, app: &AppState, reason: DisconnectReason) {
-    app.metrics().disconnected(static_ns(socket.ns()), reason);
-    // Drop the gauge guard now rather than when the last reference to the socket goes.
-    socket.extensions.remove::<Connected>();
 }
 
 /// Runs one client event: its span (linked to the handshake), [`prepare`], `work`, the ack,
@@ -181,16 +169,15 @@ pub fn count_disconnect<A: Adapter>(socket: &SocketRef<A>, app: &AppState, reaso
 /// .await
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub async fn handle<A, T, R>(
-    socket: &SocketRef<A>,
+pub async fn handle<T, R>(
+    socket: &Socket,
     app: &AppState,
-    ack: AckSender<A>,
+    ack: Ack<Conn>,
     event: &'static str,
     class: EventClass,
-    data: Result<Value, socketioxide::ParserError>,
+    data: Result<Value, DataError>,
     work: impl AsyncFnOnce(Identity, T) -> ApiResult<R>,
 ) where
-    A: Adapter,
     T: DeserializeOwned,
     R: serde::Serialize,
 {
@@ -204,8 +191,8 @@ pub async fn handle<A, T, R>(
         error.type = field::Empty,
         otel.status_code = field::Empty,
     );
-    if let Some(HandshakeTrace(handshake)) = socket.extensions.get::<HandshakeTrace>() {
-        span.add_link(handshake);
+    if let Some(conn) = socket.state() {
+        span.add_link(conn.trace.clone());
     }
     let started = Instant::now();
     let result = async {
@@ -233,21 +220,21 @@ pub fn bearer(header: Option<&axum::http::HeaderValue>) -> Option<String> {
 }
 
 /// The authenticated user of a socket (set by [`authenticate`]).
-pub fn identity<A: Adapter>(socket: &SocketRef<A>) -> ApiResult<Identity> {
+pub fn identity(socket: &Socket) -> ApiResult<Identity> {
     socket
-        .extensions
-        .get::<Identity>()
+        .state()
+        .map(|conn| conn.identity.clone())
         .ok_or_else(|| ApiError::new(crate::error::ErrorCode::Unauthorized, "not authenticated"))
 }
 
 /// The steps before an event's own work: identify, rate-limit (telling the socket about a
 /// warning or a block), and parse the payload.
-pub async fn prepare<T: DeserializeOwned, A: Adapter>(
-    socket: &SocketRef<A>,
+pub async fn prepare<T: DeserializeOwned>(
+    socket: &Socket,
     app: &AppState,
     event: &'static str,
     class: EventClass,
-    data: Result<Value, socketioxide::ParserError>,
+    data: Result<Value, DataError>,
 ) -> ApiResult<(Identity, T)> {
     let ns = static_ns(socket.ns());
     let size = data.as_ref().map(|v| serde_json::to_vec(v).map_or(0, |b| b.len())).unwrap_or(0);
@@ -277,7 +264,7 @@ pub async fn prepare<T: DeserializeOwned, A: Adapter>(
 }
 
 /// Sends the ack for `result`, if the client asked for one.
-pub fn reply<T: serde::Serialize, A: Adapter>(ack: AckSender<A>, result: ApiResult<T>) {
+pub fn reply<T: serde::Serialize>(ack: Ack<Conn>, result: ApiResult<T>) {
     if let Err(e) = &result {
         // The code only: messages can quote the client's payload, which stays out of logs.
         tracing::debug!(code = e.code.as_str(), "event rejected");

@@ -130,28 +130,12 @@ impl Conn {
         redis::cmd(command).arg(channel).arg(payload).query_async(self).await
     }
 
-    /// How many connections, across the deployment, subscribe to `channel`.
-    pub async fn subscribers(&mut self, channel: &str) -> RedisResult<u16> {
-        let command = if matches!(self, Self::Cluster(_)) { "SHARDNUMSUB" } else { "NUMSUB" };
-        let (_, count): (String, u16) = redis::cmd("PUBSUB").arg(command).arg(channel).query_async(self).await?;
-        Ok(count)
-    }
-
     /// Subscribes to `channel`; messages go to the push sender given to [`Conn::open`].
     pub async fn subscribe(&mut self, channel: &str) -> RedisResult<()> {
         match self {
             Self::Standalone(conn) => conn.subscribe(channel).await,
             Self::Sentinel(link) => link.subscribe(channel).await,
             Self::Cluster(conn) => conn.ssubscribe(channel).await,
-        }
-    }
-
-    /// Ends a subscription.
-    pub async fn unsubscribe(&mut self, channel: &str) -> RedisResult<()> {
-        match self {
-            Self::Standalone(conn) => conn.unsubscribe(channel).await,
-            Self::Sentinel(link) => link.unsubscribe(channel).await,
-            Self::Cluster(conn) => conn.sunsubscribe(channel).await,
         }
     }
 }
@@ -310,12 +294,6 @@ impl MasterLink {
         let _switching = self.sentinel.lock().await;
         self.channels.lock().unwrap_or_else(|p| p.into_inner()).insert(channel.to_owned());
         self.current().subscribe(channel).await
-    }
-
-    async fn unsubscribe(&self, channel: &str) -> RedisResult<()> {
-        let _switching = self.sentinel.lock().await;
-        self.channels.lock().unwrap_or_else(|p| p.into_inner()).remove(channel);
-        self.current().unsubscribe(channel).await
     }
 }
 

@@ -1,13 +1,13 @@
-//! A socketioxide-redis [`Driver`] on a reconnecting connection.
+//! Pub/sub for the cross-node bus on a reconnecting connection.
 //!
-//! Written for a measured reason: the crate's own `RedisDriver` holds a plain multiplexed
-//! connection that never reconnects, so after a Redis restart every broadcast fails and
-//! subscriptions are gone for good (seen in the Redis-restart fault drill). This driver
-//! publishes through a [`Conn`], which reconnects with back-off and follows a Sentinel
-//! failover, and subscribes again to every channel after a lost link; on a Cluster it uses
-//! sharded pub/sub. Every call is bounded by `REDIS_TIMEOUT_MS`: while Redis refuses connections
-//! the connection waits for a reconnect, and an unbounded unsubscribe held a SIGTERM drain
-//! (the adapter unsubscribes when the server closes) for the whole grace period.
+//! A plain multiplexed connection never reconnects: after a Redis restart every broadcast
+//! fails and subscriptions are gone for good (seen in the Redis-restart fault drill with
+//! socketioxide-redis's driver, which this replaced). This driver publishes through a
+//! [`Conn`], which reconnects with back-off and follows a Sentinel failover, and subscribes
+//! again to every channel after a lost link; on a Cluster it uses sharded pub/sub. Every
+//! call is bounded by `REDIS_TIMEOUT_MS`: while Redis refuses connections the connection
+//! waits for a reconnect, and an unbounded call held a SIGTERM drain for the whole grace
+//! period.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,15 +15,17 @@ use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use redis::{ErrorKind, PushInfo, PushKind, RedisError, RedisResult};
-use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
 use super::{Conn, ConnectError, PushSender};
 use crate::config::RedisConfig;
 
+/// A channel and a message published on it.
+pub type ChanItem = (String, Vec<u8>);
+
 type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
 
-/// Pub/sub driver for the Socket.IO adapter that survives Redis restarts and failovers.
+/// Pub/sub for the cross-node bus that survives Redis restarts and failovers.
 #[derive(Clone)]
 pub struct ManagedDriver(Arc<Shared>);
 
@@ -94,7 +96,7 @@ async fn resubscribe(driver: Weak<Shared>, mut lost: mpsc::UnboundedReceiver<()>
 }
 
 /// Hands a pushed pub/sub message to the stream subscribed to its channel. Never blocks the
-/// connection: a full stream drops the message (the adapter's requests time out instead).
+/// connection: a full stream drops the message (counted nowhere else: the warning says it).
 fn dispatch(handlers: &Handlers, push: PushInfo) {
     if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
         return;
@@ -110,31 +112,22 @@ fn dispatch(handlers: &Handlers, push: PushInfo) {
     if let Some(tx) = handlers.get(&channel)
         && tx.try_send((channel, payload)).is_err()
     {
-        tracing::warn!("adapter stream full or closed; dropping a pub/sub message");
+        tracing::warn!("bus stream full or closed; dropping a pub/sub message");
     }
 }
 
-impl Driver for ManagedDriver {
-    type Error = redis::RedisError;
-
-    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
+impl ManagedDriver {
+    /// Publishes `val` on `chan`.
+    pub async fn publish(&self, chan: String, val: Vec<u8>) -> RedisResult<()> {
         self.0.bounded(self.0.conn.clone().publish(&chan, &val)).await
     }
 
-    async fn subscribe(&self, chan: String, size: usize) -> Result<MessageStream<ChanItem>, Self::Error> {
+    /// Subscribes to `chan`; messages arrive on the receiver, up to `size` waiting.
+    pub async fn subscribe(&self, chan: String, size: usize) -> RedisResult<mpsc::Receiver<ChanItem>> {
         let (tx, rx) = mpsc::channel(size);
         // Register before subscribing so no message that arrives right after is lost.
         self.0.handlers.write().unwrap_or_else(|p| p.into_inner()).insert(chan.clone(), tx);
         self.0.bounded(self.0.conn.clone().subscribe(&chan)).await?;
-        Ok(MessageStream::new(rx))
-    }
-
-    async fn unsubscribe(&self, chan: String) -> Result<(), Self::Error> {
-        self.0.handlers.write().unwrap_or_else(|p| p.into_inner()).remove(&chan);
-        self.0.bounded(self.0.conn.clone().unsubscribe(&chan)).await
-    }
-
-    async fn num_serv(&self, chan: &str) -> Result<u16, Self::Error> {
-        self.0.bounded(self.0.conn.clone().subscribers(chan)).await
+        Ok(rx)
     }
 }

@@ -1,5 +1,5 @@
 //! The Redis connection shared by the stores, the rate limiter, the job queue and the
-//! adapter: a reconnecting connection to one Redis, a Sentinel-managed master or a Cluster,
+//! cross-node bus: a reconnecting connection to one Redis, a Sentinel-managed master or a Cluster,
 //! key naming, and the timeout that turns a slow or unreachable Redis into a fast
 //! `unavailable` instead of a hung event.
 
@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use conn::{Conn, ConnectError, MasterLink, PushSender};
-pub use driver::ManagedDriver;
+pub use driver::{ChanItem, ManagedDriver};
 pub use target::{Target, redact};
 
 use crate::config::RedisConfig;
