@@ -278,7 +278,13 @@ impl<S: Send + Sync + 'static> Io<S> {
                 }
                 session
             }
-            None => self.new_session(headers, Transport::WebSocket),
+            None => {
+                let session = self.new_session(headers, Transport::WebSocket);
+                // Queued now, so the open packet goes first whatever the heartbeat adds
+                // before the connection is handed over; written once it is.
+                let _ = session.send(&self.open_packet(session.id, &[]), usize::MAX);
+                session
+            }
         };
         let on_upgrade = hyper::upgrade::on(&mut request);
         let io = self.clone();
@@ -299,10 +305,8 @@ impl<S: Send + Sync + 'static> Io<S> {
             if !session.attach(parts.io.into_inner()) {
                 return;
             }
-            if fresh {
-                let open = io.open_packet(session.id, &[]);
-                let _ = session.send(&open, usize::MAX);
-            }
+            // What was queued before there was a connection to write to (the open packet).
+            session.flush();
             // Bytes the client sent right after its handshake, copied for the same reason.
             let early = parts.read_buf.to_vec();
             drop(parts.read_buf);

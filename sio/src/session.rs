@@ -204,6 +204,8 @@ impl<S> Session<S> {
     /// Writes what is pending until done or the kernel's buffer is full; in that case the
     /// session's task waits for writability and calls this again.
     pub(crate) fn flush(&self) {
+        // Not connected yet: the bytes stay queued, and the WebSocket task flushes once it
+        // has attached the stream.
         let Some(stream) = self.stream.get() else { return };
         let mut state = self.state();
         state.queued = false;

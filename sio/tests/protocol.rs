@@ -1,0 +1,1315 @@
+//! The wire protocol end to end: a real server on a loopback port, driven by raw clients
+//! (tokio-tungstenite for WebSocket, reqwest for long-polling, and hand-written frames on a
+//! plain TCP stream where tungstenite would refuse to misbehave), asserting the exact bytes
+//! a Socket.IO v5 / Engine.IO v4 client sees and what the handlers are given.
+//!
+//! Waits are bounded by generous timeouts and never asserted on: the machine may be busy.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use switchyard_sio::{Config, DataError, Delivery, DisconnectReason, Io, NamespaceBuilder, SendError, Sid, Socket, To};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+/// How long anything the server should do "now" may take on a busy machine.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Pings far apart: only the heartbeat tests want to see them.
+fn config() -> Config {
+    Config { ping_interval: Duration::from_secs(300), ping_timeout: Duration::from_secs(300), ..Config::default() }
+}
+
+/// What the test namespace's handlers saw, in the order they saw it.
+enum Seen {
+    Connected(Arc<Socket<()>>),
+    Event(Sid, Result<Value, DataError>),
+    Disconnected(Sid, DisconnectReason),
+}
+
+impl fmt::Debug for Seen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connected(socket) => write!(f, "Connected({})", socket.id),
+            Self::Event(id, data) => write!(f, "Event({id}, {data:?})"),
+            Self::Disconnected(id, reason) => write!(f, "Disconnected({id}, {reason:?})"),
+        }
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    io: Io<()>,
+    seen: mpsc::UnboundedReceiver<Seen>,
+}
+
+/// What the `echo` handler acknowledges: its argument, or the error it got instead.
+fn answer(data: &Result<Value, DataError>) -> Value {
+    match data {
+        Ok(value) => value.clone(),
+        Err(e) => json!({ "error": format!("{e:?}") }),
+    }
+}
+
+async fn start(config: Config) -> Server {
+    start_with(config, Duration::ZERO).await
+}
+
+/// A server with namespace `/chat`: joining needs `{"token":"good"}` and joins room `all`
+/// and the auth's `rooms`; event `echo` acknowledges its argument; `disconnect_delay` makes
+/// the disconnect handler slow, to see who waits for it.
+async fn start_with(config: Config, disconnect_delay: Duration) -> Server {
+    let (tx, seen) = mpsc::unbounded_channel();
+    let (on_connect, on_event, on_disconnect) = (tx.clone(), tx.clone(), tx);
+    let chat = NamespaceBuilder::new("/chat", move |socket: Arc<Socket<()>>, auth: Option<Value>| {
+        let tx = on_connect.clone();
+        async move {
+            let auth = auth.unwrap_or_default();
+            let token = auth.get("token").and_then(Value::as_str).ok_or("missing token")?;
+            if token != "good" {
+                return Err(format!("bad token {token}"));
+            }
+            socket.join(["all"]);
+            if let Some(rooms) = auth.get("rooms").and_then(Value::as_array) {
+                socket.join(rooms.iter().filter_map(Value::as_str));
+            }
+            let _ = tx.send(Seen::Connected(socket));
+            Ok(())
+        }
+    })
+    .on("echo", move |socket, data, ack| {
+        let tx = on_event.clone();
+        async move {
+            let reply = answer(&data);
+            let _ = tx.send(Seen::Event(socket.id, data));
+            let _ = ack.send(&reply);
+        }
+    })
+    .on_disconnect(move |socket, reason| {
+        let tx = on_disconnect.clone();
+        async move {
+            tokio::time::sleep(disconnect_delay).await;
+            let _ = tx.send(Seen::Disconnected(socket.id, reason));
+        }
+    });
+    let io = Io::builder(config).ns(chat).build();
+    let app = axum::Router::new().route("/socket.io/", axum::routing::any(Io::handle)).with_state(io.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server { addr, io, seen }
+}
+
+impl Server {
+    async fn seen(&mut self) -> Seen {
+        within("a handler", self.seen.recv()).await.expect("the handlers live as long as the server")
+    }
+
+    async fn connected(&mut self) -> Arc<Socket<()>> {
+        match self.seen().await {
+            Seen::Connected(socket) => socket,
+            other => panic!("expected a connect, saw {other:?}"),
+        }
+    }
+
+    async fn event(&mut self) -> (Sid, Result<Value, DataError>) {
+        match self.seen().await {
+            Seen::Event(id, data) => (id, data),
+            other => panic!("expected an event, saw {other:?}"),
+        }
+    }
+
+    async fn disconnected(&mut self) -> (Sid, DisconnectReason) {
+        match self.seen().await {
+            Seen::Disconnected(id, reason) => (id, reason),
+            other => panic!("expected a disconnect, saw {other:?}"),
+        }
+    }
+
+    /// Nothing more reached a handler (so far: call it after a round trip that would have
+    /// come after it).
+    fn quiet(&mut self) {
+        if let Ok(seen) = self.seen.try_recv() {
+            panic!("a handler saw {seen:?}");
+        }
+    }
+
+    fn chat(&self) -> &Namespace {
+        self.io.of("/chat").expect("the test namespace")
+    }
+
+    fn rooms(&self) -> Vec<(String, usize)> {
+        let mut rooms: Vec<_> = self.chat().rooms().into_iter().map(|(room, n)| (room.to_string(), n)).collect();
+        rooms.sort();
+        rooms
+    }
+}
+
+type Namespace = switchyard_sio::Namespace<()>;
+
+fn rooms(list: &[(&str, usize)]) -> Vec<(String, usize)> {
+    list.iter().map(|&(room, n)| (room.to_owned(), n)).collect()
+}
+
+fn socket_rooms(socket: &Socket<()>) -> Vec<String> {
+    let mut rooms: Vec<_> = socket.rooms().iter().map(|r| r.to_string()).collect();
+    rooms.sort();
+    rooms
+}
+
+/// The Socket.IO sid in a `40/chat,{"sid":…}` packet.
+fn joined_sid(packet: &str) -> String {
+    let body = packet.strip_prefix("40/chat,").unwrap_or_else(|| panic!("not a /chat connect: {packet}"));
+    let body: Value = serde_json::from_str(body).unwrap();
+    let sid = body["sid"].as_str().unwrap().to_owned();
+    assert_eq!(body, json!({ "sid": sid }));
+    sid
+}
+
+/// The event name of a `42/chat,["name",…]` packet.
+fn event_name(packet: &str) -> String {
+    let body: Value =
+        serde_json::from_str(packet.strip_prefix("42/chat,").unwrap_or_else(|| panic!("not an event: {packet}")))
+            .unwrap();
+    body[0].as_str().unwrap().to_owned()
+}
+
+fn ws_url(addr: SocketAddr, sid: Option<&str>) -> String {
+    match sid {
+        Some(sid) => format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&sid={sid}"),
+        None => format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"),
+    }
+}
+
+/// A WebSocket client speaking Engine.IO through tungstenite.
+struct Ws(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>);
+
+impl Ws {
+    /// A new session over WebSocket, and its open packet.
+    async fn open(addr: SocketAddr) -> (Self, Value) {
+        Self::open_request(ws_url(addr, None).into_client_request().unwrap()).await
+    }
+
+    async fn open_request(request: tungstenite::handshake::client::Request) -> (Self, Value) {
+        let (stream, _) = within("a WebSocket handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
+        let mut ws = Self(stream);
+        let open = ws.text().await;
+        let open = serde_json::from_str(open.strip_prefix('0').unwrap_or_else(|| panic!("not an open packet: {open}")))
+            .unwrap();
+        (ws, open)
+    }
+
+    /// A new session joined to `/chat` with `auth`, and its Socket.IO sid. Pings that come
+    /// first are answered.
+    async fn join(addr: SocketAddr, auth: Value) -> (Self, String) {
+        let (mut ws, _) = Self::open(addr).await;
+        let sid = ws.join_chat(auth).await;
+        (ws, sid)
+    }
+
+    async fn join_chat(&mut self, auth: Value) -> String {
+        self.send(&format!("40/chat,{auth}")).await;
+        loop {
+            match self.text().await.as_str() {
+                "2" => self.send("3").await,
+                joined => return joined_sid(joined),
+            }
+        }
+    }
+
+    async fn send(&mut self, text: &str) {
+        within("a send", self.0.send(Message::text(text))).await.unwrap();
+    }
+
+    async fn message(&mut self) -> Message {
+        within("a message", self.0.next()).await.expect("the connection is open").unwrap()
+    }
+
+    async fn text(&mut self) -> String {
+        match self.message().await {
+            Message::Text(text) => text.to_string(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    /// Reads to the end of the connection; the close frame if the server sent one.
+    async fn end(&mut self) -> Option<CloseFrame> {
+        let mut close = None;
+        loop {
+            match within("the connection's end", self.0.next()).await {
+                Some(Ok(Message::Close(frame))) => close = frame,
+                Some(Ok(other)) => panic!("expected the end, got {other:?}"),
+                Some(Err(_)) | None => return close,
+            }
+        }
+    }
+}
+
+/// A long-polling client.
+#[derive(Clone)]
+struct Polling {
+    http: reqwest::Client,
+    url: String,
+}
+
+fn http() -> reqwest::Client {
+    // A proxy from the environment must not see loopback requests.
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+impl Polling {
+    /// A new session over long-polling, and its open packet.
+    async fn open(addr: SocketAddr) -> (Self, Value) {
+        let http = http();
+        let response =
+            within("a handshake", http.get(format!("http://{addr}/socket.io/?EIO=4&transport=polling")).send())
+                .await
+                .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/plain; charset=UTF-8");
+        let open = response.text().await.unwrap();
+        let open: Value =
+            serde_json::from_str(open.strip_prefix('0').unwrap_or_else(|| panic!("not an open packet: {open}")))
+                .unwrap();
+        let url = format!("http://{addr}/socket.io/?EIO=4&transport=polling&sid={}", open["sid"].as_str().unwrap());
+        (Self { http, url }, open)
+    }
+
+    /// A new session joined to `/chat`, and its Socket.IO sid. Pings that come first are
+    /// answered.
+    async fn join(addr: SocketAddr) -> (Self, String) {
+        let (polling, _) = Self::open(addr).await;
+        polling.post(r#"40/chat,{"token":"good"}"#).await;
+        loop {
+            let mut joined = None;
+            for packet in polling.get().await.split('\x1e') {
+                match packet {
+                    "2" => polling.post("3").await,
+                    packet => joined = Some(joined_sid(packet)),
+                }
+            }
+            if let Some(sid) = joined {
+                return (polling, sid);
+            }
+        }
+    }
+
+    async fn get_raw(&self) -> (u16, String) {
+        let response = within("a long-poll", self.http.get(&self.url).send()).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn get(&self) -> String {
+        let (status, body) = self.get_raw().await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn post_raw(&self, body: impl Into<reqwest::Body>) -> (u16, String) {
+        let response = within("a POST", self.http.post(&self.url).body(body).send()).await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn post(&self, body: &str) {
+        assert_eq!(self.post_raw(body.to_owned()).await, (200, "ok".to_owned()));
+    }
+}
+
+/// An Engine.IO error body.
+fn engine_error(code: u8, message: &str) -> (u16, Value) {
+    (400, json!({ "code": code, "message": message }))
+}
+
+async fn get_json(http: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = within("a request", http.get(url).send()).await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+const TEXT: u8 = 0x1;
+const BINARY: u8 = 0x2;
+const CONTINUATION: u8 = 0x0;
+const CLOSE: u8 = 0x8;
+const PING: u8 = 0x9;
+const PONG: u8 = 0xA;
+
+/// A client frame, masked unless told otherwise (RFC 6455 requires clients to mask).
+fn frame(fin: bool, opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
+    let bit = if masked { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(bit | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    if masked {
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+fn text_frame(text: &str) -> Vec<u8> {
+    frame(true, TEXT, text.as_bytes(), true)
+}
+
+/// A close frame's payload: its code.
+fn close_code(code: u16) -> (bool, u8, Vec<u8>) {
+    (true, CLOSE, code.to_be_bytes().to_vec())
+}
+
+/// A WebSocket client writing bytes by hand on a TCP stream, for what tungstenite will not
+/// send (unmasked frames, forged lengths, broken fragmentation).
+struct Raw {
+    stream: TcpStream,
+    read: Vec<u8>,
+}
+
+impl Raw {
+    /// Does the HTTP upgrade by hand, writing `then` in the same write as the request, and
+    /// reads the open packet.
+    async fn open(addr: SocketAddr, then: &[u8]) -> Self {
+        let mut stream = within("a TCP connect", TcpStream::connect(addr)).await.unwrap();
+        let mut request = format!(
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .into_bytes();
+        request.extend_from_slice(then);
+        stream.write_all(&request).await.unwrap();
+        let mut read = Vec::new();
+        let end = loop {
+            if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                break at + 4;
+            }
+            let mut chunk = [0; 1024];
+            let n = within("the handshake response", stream.read(&mut chunk)).await.unwrap();
+            assert!(n > 0, "the server closed during the handshake");
+            read.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8(read.drain(..end).collect()).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101 "), "{head}");
+        // The RFC 6455 example key's answer.
+        assert!(head.contains("\r\nsec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"), "{head}");
+        let mut raw = Self { stream, read };
+        let open = raw.text().await;
+        assert!(open.starts_with("0{"), "{open}");
+        raw
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        within("a write", self.stream.write_all(bytes)).await.unwrap();
+    }
+
+    /// The next server frame (fin, opcode, payload), or `None` at the connection's end.
+    async fn frame(&mut self) -> Option<(bool, u8, Vec<u8>)> {
+        loop {
+            if let [b0, b1, ..] = self.read[..] {
+                assert_eq!(b1 & 0x80, 0, "server frames are never masked");
+                // The payload's length and where the payload starts, once the header is here.
+                let header = match b1 & 0x7F {
+                    126 => self.read.get(2..4).map(|b| (usize::from(u16::from_be_bytes([b[0], b[1]])), 4)),
+                    127 => self.read.get(2..10).map(|b| (u64::from_be_bytes(b.try_into().unwrap()) as usize, 10)),
+                    n => Some((usize::from(n), 2)),
+                };
+                if let Some((len, at)) = header
+                    && self.read.len() >= at + len
+                {
+                    let payload = self.read[at..at + len].to_vec();
+                    self.read.drain(..at + len);
+                    return Some((b0 & 0x80 != 0, b0 & 0x0F, payload));
+                }
+            }
+            let mut chunk = [0; 4096];
+            match within("a frame", self.stream.read(&mut chunk)).await {
+                Ok(0) | Err(_) => {
+                    assert!(self.read.is_empty(), "the connection ended inside a frame");
+                    return None;
+                }
+                Ok(n) => self.read.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    async fn text(&mut self) -> String {
+        match self.frame().await {
+            Some((true, TEXT, payload)) => String::from_utf8(payload).unwrap(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_open_packet_and_namespace_connect() {
+    let mut server = start(Config {
+        ping_interval: Duration::from_millis(25_000),
+        ping_timeout: Duration::from_millis(20_000),
+        max_payload: 12_345,
+        ..Config::default()
+    })
+    .await;
+    let mut request = ws_url(server.addr, None).into_client_request().unwrap();
+    request.headers_mut().insert("authorization", "Bearer abc".parse().unwrap());
+    request.headers_mut().insert("x-not-kept", "1".parse().unwrap());
+    let (mut ws, open) = Ws::open_request(request).await;
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    assert_eq!(sid.len(), 22);
+    assert!(sid.parse::<Sid>().is_ok(), "{sid}");
+    assert_eq!(
+        open,
+        json!({ "sid": sid, "upgrades": [], "pingInterval": 25_000, "pingTimeout": 20_000, "maxPayload": 12_345 })
+    );
+    assert_eq!(server.io.sessions(), 1);
+
+    ws.send(r#"40/chat,{"token":"good","rooms":["r1"]}"#).await;
+    let reply = ws.text().await;
+    let socket = server.connected().await;
+    assert_eq!(reply, format!(r#"40/chat,{{"sid":"{}"}}"#, socket.id));
+    // The Socket.IO id is not the session's.
+    assert_ne!(socket.id.to_string(), sid);
+    assert_eq!(socket.ns(), "/chat");
+    assert!(socket.connected());
+    assert_eq!(socket_rooms(&socket), ["all", "r1"]);
+    assert_eq!(socket.headers().len(), 1);
+    assert_eq!(socket.headers()["authorization"], "Bearer abc");
+
+    // A second join of the same namespace is ignored: the next packet is the ack.
+    ws.send(r#"40/chat,{"token":"good"}"#).await;
+    ws.send(r#"42/chat,1["echo","once"]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,1["once"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("once"))));
+    server.quiet();
+    assert_eq!(server.rooms(), rooms(&[("all", 1), ("r1", 1)]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_connect_refused_and_unknown_namespaces() {
+    let mut server = start(config()).await;
+    let (mut ws, _) = Ws::open(server.addr).await;
+
+    ws.send(r#"40/chat,{"token":"nope"}"#).await;
+    assert_eq!(ws.text().await, r#"44/chat,{"message":"bad token nope"}"#);
+    // No auth at all, and auth that is not JSON, reach the handler as `None`.
+    ws.send("40/chat,").await;
+    assert_eq!(ws.text().await, r#"44/chat,{"message":"missing token"}"#);
+    ws.send("40/chat,{not json").await;
+    assert_eq!(ws.text().await, r#"44/chat,{"message":"missing token"}"#);
+    ws.send(r#"40/x,{"token":"good"}"#).await;
+    assert_eq!(ws.text().await, r#"44/x,{"message":"Invalid namespace"}"#);
+    ws.send("40").await;
+    assert_eq!(ws.text().await, r#"44{"message":"Invalid namespace"}"#);
+    server.quiet();
+    assert!(server.rooms().is_empty());
+
+    // A refused join leaves nothing behind: the same session can join afterwards.
+    ws.send(r#"40/chat,{"token":"good"}"#).await;
+    let sid = joined_sid(&ws.text().await);
+    assert_eq!(server.connected().await.id.to_string(), sid);
+    assert_eq!(server.rooms(), rooms(&[("all", 1)]));
+    assert_eq!(server.io.sessions(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_with_and_without_acks() {
+    let mut server = start(config()).await;
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let socket = server.connected().await;
+
+    ws.send(r#"42/chat,5["echo",{"a":[1,"b"],"c":null}]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,5[{"a":[1,"b"],"c":null}]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!({ "a": [1, "b"], "c": null }))));
+
+    // Without an ack id the handler runs and nothing is answered; an event without a
+    // handler, or for a namespace the client did not join, is dropped. The next packet the
+    // client gets is the ack of the event after them.
+    ws.send(r#"42/chat,["echo",2]"#).await;
+    ws.send(r#"42/chat,6["nobody",1]"#).await;
+    ws.send(r#"42["echo",1]"#).await;
+    ws.send(r#"42/other,8["echo",1]"#).await;
+    ws.send(r#"42/chat,7["echo",3,{"more":[]},"x"]"#).await;
+    assert_eq!(ws.text().await, "43/chat,7[3]");
+    let mut data = vec![server.event().await, server.event().await];
+    data.sort_by_key(|(_, data)| data.clone().unwrap().as_i64());
+    assert_eq!(data, [(socket.id, Ok(json!(2))), (socket.id, Ok(json!(3)))]);
+    server.quiet();
+
+    // The largest ack id there is, and an event with whitespace around it.
+    ws.send(r#"42/chat,18446744073709551615 [ "echo" , "big" ] "#).await;
+    assert_eq!(ws.text().await, r#"43/chat,18446744073709551615["big"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("big"))));
+
+    assert_eq!(socket.emit("hello", &json!({ "x": 1 })), Ok(()));
+    assert_eq!(ws.text().await, r#"42/chat,["hello",{"x":1}]"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_are_ignored_without_closing() {
+    let mut server = start(config()).await;
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let socket = server.connected().await;
+    let junk = [
+        "",
+        "9",
+        "x",
+        "4",
+        "48",
+        "4x",
+        r#"42/chat,1["#,
+        r#"42/chat,2[1,2]"#,
+        r#"42/chat,3{"a":1}"#,
+        r#"42/chat,4"echo""#,
+        r#"42/chat,5["echo""#,
+        r#"42/chat,99999999999999999999999["echo",1]"#,
+        r#"45/chat,["echo",1]"#,
+        r#"45x-/chat,["echo",1]"#,
+        "43/chat,1[]",
+        "44/chat,{}",
+        "41/nope,",
+        r#"40/chat,{"token":"good"}"#,
+        "5",
+        "6",
+        "3",
+    ];
+    for packet in junk {
+        ws.send(packet).await;
+    }
+    // An attachment no binary event announced.
+    within("a send", ws.0.send(Message::binary(vec![1, 2, 3]))).await.unwrap();
+    ws.send(r#"42/chat,9["echo","still here"]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,9["still here"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("still here"))));
+    server.quiet();
+    assert!(socket.connected());
+    assert_eq!(server.io.sessions(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusable_arguments_reach_the_handler_as_errors() {
+    let mut server = start(config()).await;
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let socket = server.connected().await;
+    // Far deeper than serde_json's recursion limit (128).
+    let deep = format!(r#"42/chat,4["echo",{}1{}]"#, "[".repeat(1000), "]".repeat(1000));
+    let cases = [
+        (r#"42/chat,1["echo"]"#.to_owned(), 1, DataError::Missing),
+        (r#"42/chat,2["echo",{"a":}]"#.to_owned(), 2, DataError::Malformed),
+        (r#"42/chat,3["echo",1,}]"#.to_owned(), 3, DataError::Malformed),
+        (deep, 4, DataError::Malformed),
+        (r#"42/chat,5["echo",1"#.to_owned(), 5, DataError::Malformed),
+        (r#"42/chat,6["echo",1,2"#.to_owned(), 6, DataError::Malformed),
+    ];
+    for (packet, id, error) in cases {
+        ws.send(&packet).await;
+        assert_eq!(ws.text().await, format!(r#"43/chat,{id}[{{"error":"{error:?}"}}]"#), "{packet:.60}");
+        assert_eq!(server.event().await, (socket.id, Err(error)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_events_reach_the_handler_as_binary() {
+    let mut server = start(config()).await;
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let socket = server.connected().await;
+
+    ws.send(r#"451-/chat,7["echo",{"_placeholder":true,"num":0}]"#).await;
+    within("a send", ws.0.send(Message::binary(vec![0, 1, 2, 255]))).await.unwrap();
+    assert_eq!(ws.text().await, r#"43/chat,7[{"error":"Binary"}]"#);
+    assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
+
+    // With two attachments the event waits for the second: an event sent between them is
+    // answered first.
+    ws.send(r#"452-/chat,8["echo",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#).await;
+    within("a send", ws.0.send(Message::binary(vec![1]))).await.unwrap();
+    ws.send(r#"42/chat,9["echo","between"]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,9["between"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("between"))));
+    within("a send", ws.0.send(Message::binary(vec![2]))).await.unwrap();
+    assert_eq!(ws.text().await, r#"43/chat,8[{"error":"Binary"}]"#);
+    assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
+
+    // No attachments at all.
+    ws.send(r#"450-/chat,10["echo",{}]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,10[{"error":"Binary"}]"#);
+    assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
+}
+
+/// The names of the events a client gets up to and including `end`.
+async fn events_until_end(ws: &mut Ws) -> Vec<String> {
+    let mut names = Vec::new();
+    loop {
+        let name = event_name(&ws.text().await);
+        let end = name == "end";
+        names.push(name);
+        if end {
+            return names;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_and_broadcasts_reach_exactly_their_members() {
+    let mut server = start(config()).await;
+    let mut clients = Vec::new();
+    let mut sockets = Vec::new();
+    for rooms in [json!(["red"]), json!(["red", "blue"]), json!(["blue"]), json!([])] {
+        let (ws, sid) = Ws::join(server.addr, json!({ "token": "good", "rooms": rooms })).await;
+        let socket = server.connected().await;
+        assert_eq!(socket.id.to_string(), sid);
+        clients.push(ws);
+        sockets.push(socket);
+    }
+    let [a, b, c, d] = [&sockets[0], &sockets[1], &sockets[2], &sockets[3]];
+    assert_eq!(server.rooms(), rooms(&[("all", 4), ("blue", 2), ("red", 2)]));
+
+    let chat = server.chat();
+    let sent = |sent| Delivery { sent, full: 0, closed: 0 };
+    let to = |room| To { room, except: None, skip: None };
+    assert_eq!(chat.broadcast(to("red"), "b1", &1), Ok(sent(2)));
+    assert_eq!(chat.broadcast(To { except: Some("blue"), ..to("all") }, "b2", &1), Ok(sent(2)));
+    assert_eq!(chat.broadcast(To { except: Some("blue"), skip: Some(a.id), ..to("all") }, "b3", &1), Ok(sent(1)));
+    assert_eq!(chat.broadcast(To { except: Some("nothing"), skip: Some(c.id), ..to("blue") }, "b4", &1), Ok(sent(1)));
+    assert_eq!(chat.broadcast(to("nothing"), "never", &1), Ok(Delivery::default()));
+
+    chat.join_members("red", "green");
+    assert_eq!(server.rooms(), rooms(&[("all", 4), ("blue", 2), ("green", 2), ("red", 2)]));
+    assert_eq!(socket_rooms(b), ["all", "blue", "green", "red"]);
+    assert_eq!(chat.broadcast(to("green"), "b5", &1), Ok(sent(2)));
+
+    b.leave(["red", "never-joined"]);
+    assert_eq!(server.rooms(), rooms(&[("all", 4), ("blue", 2), ("green", 2), ("red", 1)]));
+    assert_eq!(socket_rooms(b), ["all", "blue", "green"]);
+    // The last member leaving removes the room.
+    a.leave(["red"]);
+    assert_eq!(server.rooms(), rooms(&[("all", 4), ("blue", 2), ("green", 2)]));
+    assert_eq!(chat.broadcast(to("red"), "never", &1), Ok(Delivery::default()));
+    // Joining twice changes nothing.
+    d.join(["blue", "blue"]);
+    d.join(["blue"]);
+    assert_eq!(server.rooms(), rooms(&[("all", 4), ("blue", 3), ("green", 2)]));
+    assert_eq!(chat.broadcast(To { skip: Some(b.id), ..to("blue") }, "b6", &json!({ "n": 6 })), Ok(sent(2)));
+    assert_eq!(chat.broadcast(to("all"), "end", &1), Ok(sent(4)));
+
+    let expected = [
+        vec!["b1", "b2", "b5", "end"],
+        vec!["b1", "b4", "b5", "end"],
+        vec!["b6", "end"],
+        vec!["b2", "b3", "b6", "end"],
+    ];
+    for (ws, expected) in clients.iter_mut().zip(expected) {
+        assert_eq!(events_until_end(ws).await, expected);
+    }
+    // And one socket's own emit, byte for byte.
+    d.emit("last", &json!({ "n": 7 })).unwrap();
+    assert_eq!(clients[3].text().await, r#"42/chat,["last",{"n":7}]"#);
+    server.quiet();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_the_namespace_runs_the_disconnect_handler() {
+    let mut server = start(config()).await;
+    let (mut stays, _) = Ws::join(server.addr, json!({ "token": "good", "rooms": ["red"] })).await;
+    server.connected().await;
+    let (mut leaves, _) = Ws::join(server.addr, json!({ "token": "good", "rooms": ["red"] })).await;
+    let leaving = server.connected().await;
+    assert_eq!(server.rooms(), rooms(&[("all", 2), ("red", 2)]));
+
+    leaves.send("41/chat,").await;
+    assert_eq!(server.disconnected().await, (leaving.id, DisconnectReason::ClientNamespaceDisconnect));
+    assert!(!leaving.connected());
+    assert!(leaving.rooms().is_empty());
+    assert_eq!(server.rooms(), rooms(&[("all", 1), ("red", 1)]));
+    let chat = server.chat();
+    assert_eq!(
+        chat.broadcast(To { room: "red", except: None, skip: None }, "end", &1),
+        Ok(Delivery { sent: 1, full: 0, closed: 0 })
+    );
+    assert_eq!(stays.text().await, r#"42/chat,["end",1]"#);
+    // The socket that left is not written to.
+    assert_eq!(leaving.emit("stale", &1), Err(SendError::Closed));
+
+    // The session lives on: its events for /chat are dropped until it joins again, as a
+    // new socket.
+    assert_eq!(server.io.sessions(), 2);
+    leaves.send(r#"42/chat,1["echo",1]"#).await;
+    leaves.send(r#"40/chat,{"token":"good"}"#).await;
+    let again = joined_sid(&leaves.text().await);
+    assert_ne!(again, leaving.id.to_string());
+    assert_eq!(server.connected().await.id.to_string(), again);
+    leaves.send(r#"42/chat,2["echo",2]"#).await;
+    assert_eq!(leaves.text().await, "43/chat,2[2]");
+    assert_eq!(server.event().await.1, Ok(json!(2)));
+    assert_eq!(server.rooms(), rooms(&[("all", 2), ("red", 1)]));
+    server.quiet();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_handshake_posts_and_gets() {
+    let mut server = start(Config { max_payload: 5_000, ..config() }).await;
+    let (polling, open) = Polling::open(server.addr).await;
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    assert_eq!(sid.len(), 22);
+    assert_eq!(
+        open,
+        json!({ "sid": sid, "upgrades": ["websocket"], "pingInterval": 300_000, "pingTimeout": 300_000, "maxPayload": 5_000 })
+    );
+    assert_eq!(server.io.sessions(), 1);
+
+    polling.post(r#"40/chat,{"token":"good"}"#).await;
+    let joined = joined_sid(&polling.get().await);
+    let socket = server.connected().await;
+    assert_eq!(joined, socket.id.to_string());
+
+    // Packets queued while no GET waits leave together.
+    socket.emit("a", &1).unwrap();
+    socket.emit("b", &json!({ "x": "\u{1e}" })).unwrap();
+    socket.emit("c", &3).unwrap();
+    assert_eq!(polling.get().await, "42/chat,[\"a\",1]\x1e42/chat,[\"b\",{\"x\":\"\\u001e\"}]\x1e42/chat,[\"c\",3]");
+
+    // Several packets in one POST, each handled.
+    polling.post("42/chat,1[\"echo\",1]\x1e42/chat,2[\"echo\",2]\x1e42/chat,[\"echo\",3]\x1e6").await;
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        acks.extend(polling.get().await.split('\x1e').map(str::to_owned));
+    }
+    acks.sort();
+    assert_eq!(acks, ["43/chat,1[1]", "43/chat,2[2]"]);
+    let mut events = Vec::new();
+    for _ in 0..3 {
+        events.push(server.event().await);
+    }
+    events.sort_by_key(|(_, data)| data.clone().unwrap().as_i64());
+    assert_eq!(events, [(socket.id, Ok(json!(1))), (socket.id, Ok(json!(2))), (socket.id, Ok(json!(3)))]);
+
+    // A body up to maxPayload is read (its junk packets ignored); one byte more is refused,
+    // and the session lives on.
+    assert_eq!(polling.post_raw("x".repeat(5_000)).await, (200, "ok".to_owned()));
+    let (status, body) = polling.post_raw("x".repeat(5_001)).await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()),
+        (413, json!({ "code": 3, "message": "Payload too large" }))
+    );
+    socket.emit("after", &1).unwrap();
+    assert_eq!(polling.get().await, r#"42/chat,["after",1]"#);
+
+    // The client closes.
+    polling.post("1").await;
+    assert_eq!(server.disconnected().await, (socket.id, DisconnectReason::TransportClose));
+    assert_eq!(server.io.sessions(), 0);
+    let (status, body) = polling.get_raw().await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_waits_until_a_packet_comes() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+
+    let waiting = tokio::spawn({
+        let polling = polling.clone();
+        async move { polling.get().await }
+    });
+    // Nothing to send: the GET has no reason to end.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished());
+    socket.emit("late", &1).unwrap();
+    assert_eq!(within("the long-poll", waiting).await.unwrap(), r#"42/chat,["late",1]"#);
+
+    // An ack released from the client's own POST.
+    let waiting = tokio::spawn({
+        let polling = polling.clone();
+        async move { polling.get().await }
+    });
+    polling.post(r#"42/chat,3["echo","x"]"#).await;
+    assert_eq!(within("the long-poll", waiting).await.unwrap(), r#"43/chat,3["x"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("x"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_concurrent_get_closes_the_session() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+
+    let get = || {
+        let polling = polling.clone();
+        tokio::spawn(async move { polling.get_raw().await })
+    };
+    let (first, second) = (get(), get());
+    let mut results = [within("a GET", first).await.unwrap(), within("a GET", second).await.unwrap()];
+    // Whichever arrived second is refused, and the one that waited gets a close packet.
+    results.sort();
+    assert_eq!(results[0], (200, "1".to_owned()));
+    assert_eq!((results[1].0, serde_json::from_str(&results[1].1).unwrap()), engine_error(3, "Bad request"));
+
+    assert_eq!(server.disconnected().await, (socket.id, DisconnectReason::MultipleHttpPolling));
+    assert_eq!(server.io.sessions(), 0);
+    let (status, body) = polling.get_raw().await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_errors_have_their_codes() {
+    let server = start(config()).await;
+    let http = http();
+    let base = format!("http://{}/socket.io/", server.addr);
+    let unknown = Sid::random();
+    let cases = [
+        (format!("{base}?EIO=4&transport=polling&sid={unknown}"), engine_error(1, "Session ID unknown")),
+        (format!("{base}?EIO=4&transport=polling&sid=short"), engine_error(1, "Session ID unknown")),
+        (format!("{base}?EIO=3&transport=polling"), engine_error(5, "Unsupported protocol version")),
+        (format!("{base}?transport=polling"), engine_error(5, "Unsupported protocol version")),
+        (format!("{base}?EIO=4&transport=flash"), engine_error(0, "Transport unknown")),
+        (format!("{base}?EIO=4"), engine_error(0, "Transport unknown")),
+        // A WebSocket request without the upgrade headers.
+        (format!("{base}?EIO=4&transport=websocket"), engine_error(3, "Bad request")),
+    ];
+    for (url, expected) in cases {
+        assert_eq!(get_json(&http, &url).await, expected, "{url}");
+    }
+    let post = within("a POST", http.post(format!("{base}?EIO=4&transport=polling")).body("40").send()).await.unwrap();
+    assert_eq!((post.status().as_u16(), post.json().await.unwrap()), engine_error(3, "Bad request"));
+    let put = within("a PUT", http.put(format!("{base}?EIO=4&transport=polling&sid={unknown}")).send()).await.unwrap();
+    assert_eq!((put.status().as_u16(), put.json().await.unwrap()), engine_error(3, "Bad request"));
+
+    // Upgrading a session that does not exist, or one that is already a WebSocket.
+    let (_ws, open) = Ws::open(server.addr).await;
+    for sid in [unknown.to_string(), open["sid"].as_str().unwrap().to_owned()] {
+        match within("a WebSocket handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid)))).await {
+            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
+            other => panic!("expected 400, got {other:?}"),
+        }
+    }
+    assert_eq!(server.io.sessions(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_binary_attachments_are_base64() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+
+    polling.post("451-/chat,3[\"echo\",{\"_placeholder\":true,\"num\":0}]\x1ebAQID").await;
+    assert_eq!(polling.get().await, r#"43/chat,3[{"error":"Binary"}]"#);
+    assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
+
+    // Attachments may come in later POSTs.
+    polling
+        .post("452-/chat,4[\"echo\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]\x1ebAA==")
+        .await;
+    polling.post("bAQ==").await;
+    assert_eq!(polling.get().await, r#"43/chat,4[{"error":"Binary"}]"#);
+    assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
+
+    let (status, body) = polling.post_raw("b@@@").await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(3, "Bad request"));
+    polling.post(r#"42/chat,5["echo","alive"]"#).await;
+    assert_eq!(polling.get().await, r#"43/chat,5["alive"]"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_long_polling_to_websocket() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+    let sid = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
+
+    let waiting = tokio::spawn({
+        let polling = polling.clone();
+        async move { polling.get().await }
+    });
+    let (stream, _) =
+        within("the upgrade handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid))))
+            .await
+            .unwrap();
+    let mut ws = Ws(stream);
+    ws.send("2probe").await;
+    assert_eq!(ws.text().await, "3probe");
+    // The client pauses polling: its waiting GET is released with a noop.
+    assert_eq!(within("the long-poll", waiting).await.unwrap(), "6");
+
+    // Until the upgrade completes, packets wait for polling; then they go over the WebSocket.
+    socket.emit("queued", &1).unwrap();
+    socket.emit("queued", &2).unwrap();
+    ws.send("5").await;
+    assert_eq!(ws.text().await, r#"42/chat,["queued",1]"#);
+    assert_eq!(ws.text().await, r#"42/chat,["queued",2]"#);
+
+    ws.send(r#"42/chat,4["echo","ws"]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,4["ws"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("ws"))));
+    socket.emit("direct", &3).unwrap();
+    assert_eq!(ws.text().await, r#"42/chat,["direct",3]"#);
+    assert_eq!(
+        server.chat().broadcast(To { room: "all", except: None, skip: None }, "all", &4),
+        Ok(Delivery { sent: 1, full: 0, closed: 0 })
+    );
+    assert_eq!(ws.text().await, r#"42/chat,["all",4]"#);
+    assert_eq!(server.io.sessions(), 1);
+
+    within("a close", ws.0.close(None)).await.unwrap();
+    assert_eq!(server.disconnected().await, (socket.id, DisconnectReason::TransportClose));
+    assert_eq!(server.io.sessions(), 0);
+}
+
+fn heartbeat_config() -> Config {
+    // Pings come fast; a pong has long to arrive, so a busy machine still answers in time.
+    Config {
+        ping_interval: Duration::from_millis(200),
+        ping_timeout: Duration::from_millis(2_000),
+        ..Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_heartbeat() {
+    let mut server = start(heartbeat_config()).await;
+    let (mut ws, open) = Ws::open(server.addr).await;
+    assert_eq!((&open["pingInterval"], &open["pingTimeout"]), (&json!(200), &json!(2_000)));
+    ws.join_chat(json!({ "token": "good" })).await;
+    let id = server.connected().await.id;
+
+    // Answered pings keep the session well past pingInterval + pingTimeout.
+    let started = tokio::time::Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_millis(5_000) || pings < 3 {
+        assert_eq!(ws.text().await, "2");
+        ws.send("3").await;
+        pings += 1;
+    }
+    server.quiet();
+    assert_eq!(server.io.sessions(), 1);
+    ws.send(r#"42/chat,1["echo","alive"]"#).await;
+    loop {
+        match ws.text().await.as_str() {
+            "2" => ws.send("3").await,
+            ack => break assert_eq!(ack, r#"43/chat,1["alive"]"#),
+        }
+    }
+    assert_eq!(server.event().await, (id, Ok(json!("alive"))));
+
+    // An unanswered ping closes the session.
+    loop {
+        if ws.text().await == "2" {
+            break;
+        }
+    }
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::HeartbeatTimeout));
+    assert_eq!(server.io.sessions(), 0);
+    assert_eq!(ws.end().await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_heartbeat() {
+    let mut server = start(heartbeat_config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let id = server.connected().await.id;
+
+    for _ in 0..3 {
+        assert_eq!(polling.get().await, "2");
+        polling.post("3").await;
+    }
+    assert_eq!(polling.get().await, "2");
+    // Unanswered: the waiting GET gets a close packet.
+    assert_eq!(polling.get().await, "1");
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::HeartbeatTimeout));
+    assert_eq!(server.io.sessions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragmented_messages_are_reassembled() {
+    let mut server = start(config()).await;
+    // The join goes in the same write as the handshake.
+    let mut raw = Raw::open(server.addr, &text_frame(r#"40/chat,{"token":"good"}"#)).await;
+    let sid = joined_sid(&raw.text().await);
+    let socket = server.connected().await;
+    assert_eq!(socket.id.to_string(), sid);
+
+    let mut message = frame(false, TEXT, br#"42/chat,1["echo","#, true);
+    // A control frame may come between the fragments.
+    message.extend(frame(true, PING, b"hi", true));
+    message.extend(frame(false, CONTINUATION, br#"{"x":"#, true));
+    message.extend(frame(false, CONTINUATION, b"", true));
+    message.extend(frame(true, CONTINUATION, b"1}]", true));
+    raw.send(&message).await;
+    assert_eq!(raw.frame().await, Some((true, PONG, b"hi".to_vec())));
+    assert_eq!(raw.text().await, r#"43/chat,1[{"x":1}]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!({ "x": 1 }))));
+
+    // One byte at a time.
+    for byte in text_frame(r#"42/chat,2["echo",2]"#) {
+        raw.send(&[byte]).await;
+    }
+    assert_eq!(raw.text().await, "43/chat,2[2]");
+    assert_eq!(server.event().await, (socket.id, Ok(json!(2))));
+
+    // A fragmented binary attachment.
+    let mut message = text_frame(r#"451-/chat,3["echo",{"_placeholder":true,"num":0}]"#);
+    message.extend(frame(false, BINARY, &[1, 2], true));
+    message.extend(frame(true, CONTINUATION, &[3], true));
+    raw.send(&message).await;
+    assert_eq!(raw.text().await, r#"43/chat,3[{"error":"Binary"}]"#);
+    assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_pings_get_pongs() {
+    let server = start(config()).await;
+    let (mut ws, _) = Ws::open(server.addr).await;
+    within("a send", ws.0.send(Message::Ping(b"are you there".to_vec().into()))).await.unwrap();
+    assert_eq!(ws.message().await, Message::Pong(b"are you there".to_vec().into()));
+    within("a send", ws.0.send(Message::Ping(Vec::new().into()))).await.unwrap();
+    assert_eq!(ws.message().await, Message::Pong(Vec::new().into()));
+    // An Engine.IO ping from the client (not a probe) is answered in kind.
+    ws.send("2").await;
+    assert_eq!(ws.text().await, "3");
+}
+
+/// Sends `bytes` after joining and expects a close frame with `code`, the end of the
+/// connection and the disconnect handler.
+async fn refused(max_payload: usize, bytes: &[u8], code: u16) {
+    let mut server = start(Config { max_payload, ..config() }).await;
+    let mut raw = Raw::open(server.addr, &text_frame(r#"40/chat,{"token":"good"}"#)).await;
+    joined_sid(&raw.text().await);
+    let id = server.connected().await.id;
+    raw.send(bytes).await;
+    assert_eq!(raw.frame().await, Some(close_code(code)), "{bytes:?}");
+    assert_eq!(raw.frame().await, None);
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportError));
+    assert_eq!(server.io.sessions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_close_with_1002() {
+    let mut reserved = text_frame("42/chat,[\"echo\",1]");
+    reserved[0] |= 0x40;
+    let mut text_inside_message = frame(false, TEXT, b"42", true);
+    text_inside_message.extend(text_frame("/chat,[\"echo\",1]"));
+    let cases = [
+        frame(true, TEXT, br#"42/chat,["echo",1]"#, false),
+        reserved,
+        frame(true, 0x3, b"x", true),
+        frame(true, CONTINUATION, b"x", true),
+        text_inside_message,
+        frame(false, PING, b"x", true),
+        frame(true, PING, &[0; 126], true),
+        frame(true, TEXT, &[0x34, 0x32, 0xff, 0xfe], true),
+    ];
+    for bytes in cases {
+        refused(1_000_000, &bytes, 1002).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_over_max_payload_close_with_1009() {
+    // A frame header announcing 2,000 bytes is enough; its payload never comes.
+    let header = frame(true, TEXT, &[0; 2_000], true)[..8].to_vec();
+    refused(1_000, &header, 1009).await;
+    // Fragments under the limit adding up to more.
+    let mut fragments = frame(false, TEXT, &[b'4'; 600], true);
+    fragments.extend(frame(true, CONTINUATION, &[b'2'; 600], true));
+    refused(1_000, &fragments, 1009).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_frame_is_answered_and_disconnects() {
+    let mut server = start(config()).await;
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let id = server.connected().await.id;
+    let bye = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+    within("a close", ws.0.close(Some(bye))).await.unwrap();
+    // The server echoes the code.
+    match ws.message().await {
+        Message::Close(Some(frame)) => assert_eq!(frame.code, CloseCode::Normal),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportClose));
+    assert_eq!(server.io.sessions(), 0);
+
+    // A connection that just drops is a transport close too.
+    let (ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let id = server.connected().await.id;
+    drop(ws);
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportClose));
+    assert_eq!(server.io.sessions(), 0);
+
+    // So is an Engine.IO close packet; the server then drops the connection.
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let id = server.connected().await.id;
+    ws.send("1").await;
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportClose));
+    assert_eq!(server.io.sessions(), 0);
+    assert_eq!(ws.end().await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_server_waits_for_every_disconnect_handler() {
+    // Slow disconnect handlers, and enough sessions that some of their own tasks wake while
+    // `close` is still closing the others: `close` must wait for every handler all the same.
+    let mut server = start_with(config(), Duration::from_millis(200)).await;
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        let (ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+        clients.push(ws);
+        ids.push(server.connected().await.id);
+    }
+    // A session in no namespace, and one on long-polling.
+    let (mut idle, _) = Ws::open(server.addr).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    ids.push(server.connected().await.id);
+    assert_eq!(server.io.sessions(), 62);
+
+    within("the server's close", server.io.close()).await;
+    let mut gone = Vec::new();
+    while let Ok(seen) = server.seen.try_recv() {
+        match seen {
+            Seen::Disconnected(id, reason) => gone.push((id, reason)),
+            other => panic!("expected a disconnect, saw {other:?}"),
+        }
+    }
+    let mut expected: Vec<_> = ids.iter().map(|&id| (id, DisconnectReason::ServerShutdown)).collect();
+    expected.sort_by_key(|&(id, _)| id);
+    gone.sort_by_key(|&(id, _)| id);
+    assert_eq!(gone.len(), expected.len(), "close returned before every disconnect handler was done");
+    assert_eq!(gone, expected);
+    assert_eq!(server.io.sessions(), 0);
+
+    for ws in clients.iter_mut().chain([&mut idle]) {
+        let close = ws.end().await.expect("a close frame");
+        assert_eq!(close.code, CloseCode::Away);
+    }
+    let (status, body) = polling.get_raw().await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_fills_its_buffer_and_nobody_else_notices() {
+    const MAX_BUFFERED: usize = 64 * 1024;
+    let mut server = start(Config { max_buffered: MAX_BUFFERED, ..config() }).await;
+    let (slow_ws, _) = Ws::join(server.addr, json!({ "token": "good", "rooms": ["crowd"] })).await;
+    let slow = server.connected().await;
+    let (mut fast_ws, _) = Ws::join(server.addr, json!({ "token": "good", "rooms": ["crowd"] })).await;
+    server.connected().await;
+
+    // The slow client reads nothing: the kernel's buffers fill, then the server's. A full
+    // buffer may only mean the flushers have not run yet, so it counts as stuck once it
+    // stayed full for a while.
+    let pad = "x".repeat(1024);
+    let mut sent = 0;
+    let mut full = 0;
+    while full < 100 {
+        match slow.emit("seq", &json!({ "n": sent, "pad": pad })) {
+            Ok(()) => (sent, full) = (sent + 1, 0),
+            Err(SendError::Full) => {
+                full += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("emit failed: {e}"),
+        }
+        assert!(sent < 200_000, "200 MB written and the buffer never filled");
+    }
+    // The kernel took bytes before the server's buffer filled.
+    assert!(sent * pad.len() > MAX_BUFFERED, "only {sent} packets before the buffer was full");
+    // Whatever room is left in its buffer is less than a packet, and much less than half
+    // the buffer (the kernel may still take a little meanwhile).
+    let half = json!({ "pad": "y".repeat(MAX_BUFFERED / 2) });
+    assert_eq!(slow.emit("dropped", &half), Err(SendError::Full));
+
+    // A broadcast skips it and counts it; the others get theirs.
+    let chat = server.chat();
+    assert_eq!(
+        chat.broadcast(To { room: "crowd", except: None, skip: None }, "crowd", &half),
+        Ok(Delivery { sent: 1, full: 1, closed: 0 })
+    );
+    assert_eq!(fast_ws.text().await, format!(r#"42/chat,["crowd",{half}]"#));
+    let (mut fresh, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let fresh_id = server.connected().await.id;
+    fresh.send(r#"42/chat,1["echo","fine"]"#).await;
+    assert_eq!(fresh.text().await, r#"43/chat,1["fine"]"#);
+    assert_eq!(server.event().await, (fresh_id, Ok(json!("fine"))));
+    assert_eq!(server.io.sessions(), 3);
+
+    // Once it reads, it gets every packet that was accepted, in order, and nothing that was
+    // refused; then its buffer empties and it can be written to again.
+    let reader = tokio::spawn(async move {
+        let mut slow_ws = slow_ws;
+        let mut next = 0;
+        loop {
+            let text = slow_ws.text().await;
+            let body: Value = serde_json::from_str(text.strip_prefix("42/chat,").unwrap()).unwrap();
+            match body[0].as_str().unwrap() {
+                "seq" => {
+                    assert_eq!(body[1]["n"], json!(next));
+                    next += 1;
+                }
+                "after" => return next,
+                other => panic!("unexpected event {other}"),
+            }
+        }
+    });
+    within("room in the slow client's buffer", async {
+        loop {
+            match slow.emit("after", &half) {
+                Ok(()) => break,
+                Err(SendError::Full) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(e) => panic!("emit failed: {e}"),
+            }
+        }
+    })
+    .await;
+    assert_eq!(within("the slow reader", reader).await.unwrap(), sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packets_keep_their_order_across_the_upgrade() {
+    const COUNT: u64 = 20_000;
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+    let sid = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
+    let (stream, _) =
+        within("the upgrade handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid))))
+            .await
+            .unwrap();
+    let mut ws = Ws(stream);
+    ws.send("2probe").await;
+    assert_eq!(ws.text().await, "3probe");
+
+    // Packets are emitted while the upgrade completes: those that waited for polling and
+    // those written to the WebSocket directly must arrive in the order they were emitted.
+    let emitter = std::thread::spawn(move || {
+        for n in 0..COUNT {
+            socket.emit("n", &n).unwrap();
+        }
+    });
+    ws.send("5").await;
+    let mut next = 0;
+    while next < COUNT {
+        let text = ws.text().await;
+        assert_eq!(text, format!(r#"42/chat,["n",{next}]"#));
+        next += 1;
+    }
+    emitter.join().unwrap();
+}
