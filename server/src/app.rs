@@ -1,4 +1,4 @@
-//! Wiring: application state, the axum router with the Socket.IO layer, and the serve loop
+//! Wiring: application state, the axum router with the Engine.IO routes, and the serve loop
 //! with its SIGTERM drain.
 
 use std::sync::Arc;

@@ -286,9 +286,10 @@ pub struct RedisConfig {
     #[arg(long, env = "REDIS_KEY_PREFIX", default_value = "sy")]
     pub redis_key_prefix: String,
 
-    /// Broadcasts from other nodes queued for this one before further ones are dropped. A
-    /// burst (95,000 connects over five nodes announce 95,000 presence changes) overflowed
-    /// the adapter's default of 1,024; each queued message is one broadcast's bytes.
+    /// Cross-node bus messages (emits and room joins) from other nodes queued for this one
+    /// before further ones are dropped. A burst (95,000 connects over five nodes announce
+    /// 95,000 presence changes) overflowed 1,024, socketioxide-redis's default before the
+    /// server had its own bus; each queued message is one broadcast's encoded packet.
     #[arg(long, env = "REDIS_STREAM_BUFFER", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1_024..=4_194_304))]
     pub redis_stream_buffer: u32,
 }

@@ -44,8 +44,9 @@ impl<'a> Target<'a> {
 /// bus delivers to them without reporting back.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Skipped {
-    /// Their unsent bytes were at the limit (`MAX_PAYLOAD_BYTES` × 16, at least 1 MiB): the
-    /// client reads slower than it is written to, or the server is past saturation.
+    /// The event would have taken their unsent bytes over the limit (`MAX_PAYLOAD_BYTES` × 4,
+    /// at least 256 KiB): the client reads slower than it is written to, or the server is
+    /// past saturation.
     pub queue_full: usize,
     /// They were closing.
     pub closed: usize,
@@ -141,7 +142,7 @@ impl Emitter for IoHandle {
 }
 
 /// An [`Emitter`] that gives every emit and remote join a producer span (its trace context
-/// travels with the adapter message to the other nodes), counts emits as outbound messages
+/// travels with the bus message to the other nodes), counts emits as outbound messages
 /// and counts the sockets they skipped.
 pub struct Instrumented<E> {
     inner: std::sync::Arc<E>,

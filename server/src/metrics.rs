@@ -32,9 +32,9 @@
 //!
 //! [`Metrics`] is a cheap-to-clone handle, reached through `AppState::metrics()`:
 //!
-//! - sockets: [`Metrics::connected`] / [`Metrics::disconnected`] (done by `ns::track`), inbound
-//!   and outbound events, errors and sockets an emit skipped (done by `ns::handle` and the
-//!   instrumented emitter),
+//! - sockets: [`Metrics::connected`] / [`Metrics::disconnected`] (done by `ns::authenticate`
+//!   and the namespaces' disconnect handler), inbound and outbound events, errors and sockets
+//!   an emit skipped (done by `ns::handle` and the instrumented emitter),
 //!   [`Metrics::auth_succeeded`] / [`Metrics::auth_failed`] (handshake and HTTP API).
 //! - the notification queue: [`Metrics::set_queue_jobs`] with the current count per
 //!   [`JobState`] (call it whenever the counts change or on a timer), [`Metrics::job_retried`]
@@ -305,7 +305,7 @@ impl Metrics {
     }
 
     /// Counts `rooms` and `users` at each scrape with `census` (set once, after the
-    /// Socket.IO layer exists; see [`local_rooms_and_users`]).
+    /// Socket.IO server exists; see [`local_rooms_and_users`]).
     pub fn set_census(&self, census: impl Fn() -> (usize, usize) + Send + Sync + 'static) {
         let _ = self.0.census.set(Box::new(census));
     }

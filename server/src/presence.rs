@@ -1,7 +1,7 @@
 //! Presence: a user is online while at least one of their sockets (either namespace) is
 //! connected. Connections are counted by a [`PresenceTracker`]; changes go out as `presence`
 //! events to the Socket.IO room `presence:U`, which sockets join with `subscribePresence`,
-//! so the adapter carries them to subscribers on every node.
+//! so with Redis the cross-node bus carries them to subscribers on every node.
 //!
 //! The in-process tracker sees one node only. A shared tracker (Redis) must also converge
 //! when a node dies without saying goodbye; the design it follows is in

@@ -5,13 +5,13 @@
 //!   event's fields, the current `span`, and `trace_id` / `span_id` of the span it was logged
 //!   in, so a log line leads to its trace and back.
 //! - **Spans**: every HTTP API request ([`trace_http`]), Socket.IO handshake and event (in
-//!   `ns`), emit (the instrumented emitter) and adapter message between nodes
-//!   ([`TracedDriver`]) is a `tracing` span, turned into an OpenTelemetry span. They are
-//!   exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with `OTEL_SERVICE_NAME`
-//!   and a parent-based ratio sampler (`OTEL_TRACES_SAMPLER_ARG`).
+//!   `ns`), emit (the instrumented emitter) and bus message between nodes ([`TracedDriver`])
+//!   is a `tracing` span, turned into an OpenTelemetry span. They are exported over OTLP
+//!   when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with `OTEL_SERVICE_NAME` and a parent-based
+//!   ratio sampler (`OTEL_TRACES_SAMPLER_ARG`).
 //! - **Context propagation** (W3C Trace Context): `traceparent` is accepted on HTTP requests
 //!   and on the Socket.IO handshake (header, or `auth.traceparent` for browsers, which cannot
-//!   set WebSocket headers), and travels between nodes inside adapter messages.
+//!   set WebSocket headers), and travels between nodes inside bus messages.
 //!
 //! # Carrying a trace through a queued job
 //!
@@ -242,7 +242,7 @@ impl Injector for MapCarrier {
 }
 
 /// The `traceparent` of the current span, to carry with work that continues elsewhere (a
-/// queued job, an adapter message); `None` outside a traced span.
+/// queued job, a bus message); `None` outside a traced span.
 pub fn current_traceparent() -> Option<String> {
     let cx = Span::current().context();
     if !cx.span().span_context().is_valid() {
@@ -254,9 +254,8 @@ pub fn current_traceparent() -> Option<String> {
 }
 
 /// Axum middleware: a server span per HTTP API request (`/api/...`, `/dev/...`), continuing
-/// the caller's `traceparent`. Socket.IO transport requests never reach it (the Socket.IO
-/// layer sits outside the routes); probes, scrapes and the web app's files are left out as
-/// noise.
+/// the caller's `traceparent`. Engine.IO requests never reach it (their routes are merged in
+/// after this layer); probes, scrapes and the web app's files are left out as noise.
 pub async fn trace_http(request: Request, next: Next) -> Response {
     let path = request.uri().path();
     if !(path.starts_with("/api/") || path.starts_with("/dev/")) {
@@ -294,7 +293,7 @@ pub async fn trace_http(request: Request, next: Next) -> Response {
     response
 }
 
-/// Marks the first byte of an adapter message that carries a trace context.
+/// Marks the first byte of a bus message that carries a trace context.
 const FRAME_MAGIC: &[u8; 4] = b"\0syt";
 
 /// The cross-node bus's pub/sub, carrying the trace context between nodes and timing every

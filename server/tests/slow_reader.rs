@@ -1,4 +1,4 @@
-//! A client that stops reading: its send queue fills, emits skip it and say so in
+//! A client that stops reading: its send buffer fills, emits skip it and say so in
 //! `switchyard_deliveries_skipped_total`, and nobody else loses a message.
 
 mod support;
@@ -17,7 +17,7 @@ async fn a_stalled_reader_is_skipped_and_counted_while_the_others_get_everything
     let server = Server::start(&["--rate-limit-message", "1000000/1s", "--max-payload-bytes", "16384"]).await;
     let mut alice = server.chat("alice").await;
     let mut bob = server.chat("bob").await;
-    // Carol connects and then never reads: the kernel buffers fill, then her send queue.
+    // Carol connects and then never reads: the kernel buffers fill, then her send buffer.
     let carol = server.chat("carol").await;
     let room = Client::data_of(&alice.call("getOrCreateRoom", json!({ "participantIds": ["bob", "carol"] })).await)
         ["room"]["id"]

@@ -1,6 +1,6 @@
 //! Tracing and logs of the real binary: spans reach a real OTLP receiver (the collector's
 //! gRPC `TraceService`, decoding the real protobuf), continue the caller's `traceparent` on
-//! HTTP and on the Socket.IO handshake, and cross nodes through the Redis adapter as one
+//! HTTP and on the Socket.IO handshake, and cross nodes through the Redis bus as one
 //! trace; log lines are JSON carrying their span's ids, and never a token or message content.
 
 mod support;
@@ -357,7 +357,7 @@ async fn a_message_from_one_node_to_another_is_one_trace_with_spans_from_both_pr
         })
         .await;
     let receive = rx
-        .wait_for("the adapter message arriving on node B", |s| {
+        .wait_for("the bus message arriving on node B", |s| {
             s.trace_id == event.trace_id && s.name == "socket.io adapter receive" && s.pid == b.pid
         })
         .await;
@@ -367,7 +367,7 @@ async fn a_message_from_one_node_to_another_is_one_trace_with_spans_from_both_pr
 
 #[tokio::test]
 async fn log_lines_are_json_and_never_carry_tokens_or_message_content() {
-    // `trace` is as loud as logging gets; packet-logging crates stay at `info`.
+    // `trace` is as loud as logging gets, for every crate.
     let dir = std::env::temp_dir().join(format!("sy-logs-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     let server = Server::spawn(&[("LOG_LEVEL", "trace".into()), ("LOG_DIR", dir.display().to_string())]);

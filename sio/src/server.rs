@@ -225,6 +225,7 @@ impl<S: Send + Sync + 'static> Io<S> {
                         }
                         body.push_str(&packet);
                     }
+                    state.outbox_bytes = 0;
                     return Ok(text(body));
                 }
                 match state.transport {
@@ -338,16 +339,19 @@ impl<S: Send + Sync + 'static> Io<S> {
             session.close(DisconnectReason::TransportError);
             session.flush();
         }
-        {
+        let probe_failed = {
             let mut state = session.state();
-            match state.transport {
-                // The probe failed: the session goes on long-polling.
-                Transport::Upgrading | Transport::Polling => {
-                    state.transport = Transport::Polling;
-                    return;
-                }
-                Transport::WebSocket | Transport::Closed => {}
+            let polling = matches!(state.transport, Transport::Upgrading | Transport::Polling);
+            if polling {
+                state.transport = Transport::Polling;
             }
+            polling
+        };
+        if probe_failed {
+            // The session goes on long-polling. Its probe connection ends here; the stream
+            // stays attached, so this session cannot try another upgrade (clients try once).
+            session.shutdown();
+            return;
         }
         session.close(DisconnectReason::TransportClose);
         finish(self.0.clone(), session).await;
@@ -477,6 +481,7 @@ async fn finish<S: Send + Sync + 'static>(shared: Arc<Shared<S>>, session: Arc<S
 
 /// Runs the disconnect handlers of a closed session that was taken out of the map.
 async fn end_sockets<S: Send + Sync + 'static>(session: Arc<Session<S>>) {
+    session.shutdown();
     let (sockets, reason) = {
         let mut state = session.state();
         (std::mem::take(&mut state.sockets), state.reason.unwrap_or(DisconnectReason::TransportClose))

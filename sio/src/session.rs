@@ -46,6 +46,8 @@ pub(crate) struct State<S> {
     pub transport: Transport,
     /// Long-polling packets waiting for a GET, as Engine.IO packet text.
     pub outbox: VecDeque<Arc<str>>,
+    /// Their total length.
+    pub outbox_bytes: usize,
     /// A GET is waiting.
     pub polling: bool,
     /// WebSocket bytes the kernel has not taken yet.
@@ -98,6 +100,7 @@ impl<S> Session<S> {
             state: Mutex::new(State {
                 transport,
                 outbox: VecDeque::new(),
+                outbox_bytes: 0,
                 polling: false,
                 pending: Vec::new(),
                 queued: false,
@@ -117,27 +120,11 @@ impl<S> Session<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes one Engine.IO packet (text such as `42/chat,[…]`).
+    /// Writes one Engine.IO packet (text such as `42/chat,[…]`), unless `limit` bytes are
+    /// already waiting.
     pub fn send(self: &Arc<Self>, text: &str, limit: usize) -> Result<(), SendError> {
-        let mut state = self.state();
-        let schedule = match state.transport {
-            Transport::Closed => return Err(SendError::Closed),
-            Transport::Polling | Transport::Upgrading => {
-                state.outbox.push_back(text.into());
-                drop(state);
-                self.poll_wake.notify_one();
-                return Ok(());
-            }
-            Transport::WebSocket => {
-                if state.pending.len() + text.len() > limit {
-                    return Err(SendError::Full);
-                }
-                ws::write_frame(&mut state.pending, ws::TEXT, text.as_bytes());
-                state.take_schedule()
-            }
-        };
-        drop(state);
-        if schedule {
+        let frame = |out: &mut Vec<u8>| ws::write_frame(out, ws::TEXT, text.as_bytes());
+        if self.queue(|| text.into(), frame, text.len(), limit)? {
             self.lanes.schedule(std::slice::from_ref(self));
         }
         Ok(())
@@ -146,20 +133,38 @@ impl<S> Session<S> {
     /// Writes a packet already encoded for both transports; true when the session must be
     /// handed to a flusher (the caller batches those, see [`Lanes::schedule`]).
     pub(crate) fn send_shared(&self, frame: &SharedFrame, limit: usize) -> Result<bool, SendError> {
+        self.queue(|| frame.text.clone(), |out| out.extend_from_slice(&frame.ws), frame.ws.len(), limit)
+    }
+
+    /// Queues a packet for the current transport: its text for the next long-poll, or its
+    /// WebSocket frame (written into the pending bytes by `frame`). Refused when `len` more
+    /// bytes would put the waiting ones over `limit`, on either transport: a long-polling
+    /// client that stops polling must not grow its outbox without bound either.
+    fn queue(
+        &self,
+        text: impl FnOnce() -> Arc<str>,
+        frame: impl FnOnce(&mut Vec<u8>),
+        len: usize,
+        limit: usize,
+    ) -> Result<bool, SendError> {
         let mut state = self.state();
         match state.transport {
             Transport::Closed => Err(SendError::Closed),
             Transport::Polling | Transport::Upgrading => {
-                state.outbox.push_back(frame.text.clone());
+                if state.outbox_bytes + len > limit {
+                    return Err(SendError::Full);
+                }
+                state.outbox_bytes += len;
+                state.outbox.push_back(text());
                 drop(state);
                 self.poll_wake.notify_one();
                 Ok(false)
             }
             Transport::WebSocket => {
-                if state.pending.len() + frame.ws.len() > limit {
+                if state.pending.len() + len > limit {
                     return Err(SendError::Full);
                 }
-                state.pending.extend_from_slice(&frame.ws);
+                frame(&mut state.pending);
                 Ok(state.take_schedule())
             }
         }
@@ -178,6 +183,7 @@ impl<S> Session<S> {
         for packet in outbox.drain(..) {
             ws::write_frame(pending, ws::TEXT, packet.as_bytes());
         }
+        state.outbox_bytes = 0;
         let schedule = state.take_schedule();
         drop(state);
         if schedule {
@@ -254,6 +260,16 @@ impl<S> Session<S> {
         self.poll_wake.notify_one();
     }
 
+    /// Writes what it can of the pending bytes (a close frame, say) and shuts the WebSocket
+    /// connection down, so the client sees the end now rather than when the last reference
+    /// to the session goes (a handler still running holds one).
+    pub(crate) fn shutdown(&self) {
+        self.flush();
+        if let Some(stream) = self.stream.get() {
+            let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Both);
+        }
+    }
+
     /// Sets the WebSocket stream (once).
     pub(crate) fn attach(&self, stream: TcpStream) -> bool {
         self.stream.set(stream).is_ok()
@@ -274,6 +290,10 @@ impl<S> Session<S> {
             reader.feed(self, &mut early, max_payload, &mut on_message)?;
         }
         drop(early);
+        if reader.closed {
+            self.flush();
+            return Ok(());
+        }
         loop {
             let blocked = {
                 let state = self.state();
@@ -299,7 +319,12 @@ impl<S> Session<S> {
                             loop {
                                 match stream.try_read(&mut buf[..]) {
                                     Ok(0) => return Ok(false),
-                                    Ok(n) => reader.feed(self, &mut buf[..n], max_payload, &mut on_message)?,
+                                    Ok(n) => {
+                                        reader.feed(self, &mut buf[..n], max_payload, &mut on_message)?;
+                                        if reader.closed {
+                                            return Ok(false);
+                                        }
+                                    }
                                     Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(true),
                                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                                     Err(_) => return Ok(false),
@@ -307,6 +332,9 @@ impl<S> Session<S> {
                             }
                         })?;
                         if !open {
+                            // The answer to a close frame goes out before the caller ends
+                            // the session.
+                            self.flush();
                             return Ok(());
                         }
                     }
@@ -353,6 +381,8 @@ struct Reader {
     /// Payload of a fragmented message so far, and its opcode.
     message: Vec<u8>,
     opcode: Option<u8>,
+    /// The client sent a close frame.
+    closed: bool,
 }
 
 impl Reader {
@@ -399,10 +429,12 @@ impl Reader {
                 }
                 ws::PONG => {}
                 ws::CLOSE => {
+                    // Answered, and the connection ends; whether the session ends with it
+                    // is the caller's decision (a closed upgrade probe leaves it polling).
                     let mut close = Vec::with_capacity(4);
                     ws::write_frame(&mut close, ws::CLOSE, payload.get(..2).unwrap_or_default());
-                    session.close(DisconnectReason::TransportClose);
                     session.send_ws(&close);
+                    self.closed = true;
                     return Ok(at + frame.len);
                 }
                 ws::TEXT | ws::BINARY if self.opcode.is_some() => return Err(WsError::Fragmentation),

@@ -973,6 +973,33 @@ async fn upgrade_from_long_polling_to_websocket() {
     assert_eq!(server.io.sessions(), 0);
 }
 
+#[tokio::test]
+async fn a_probe_closed_by_the_client_leaves_the_session_polling() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+    let sid = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
+    let (stream, _) =
+        within("the upgrade handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid))))
+            .await
+            .unwrap();
+    let mut ws = Ws(stream);
+    ws.send("2probe").await;
+    assert_eq!(ws.text().await, "3probe");
+    // The client gives up on the upgrade: its close is answered and the probe ends, but the
+    // session goes on over long-polling.
+    // (A close without a code is answered without one.)
+    within("a close", ws.0.close(None)).await.unwrap();
+    assert_eq!(ws.end().await, None);
+    polling.post(r#"42/chat,9["echo","still polling"]"#).await;
+    assert_eq!(polling.get().await, r#"43/chat,9["still polling"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("still polling"))));
+    socket.emit("direct", &1).unwrap();
+    assert_eq!(polling.get().await, r#"42/chat,["direct",1]"#);
+    server.quiet();
+    assert_eq!(server.io.sessions(), 1);
+}
+
 fn heartbeat_config() -> Config {
     // Pings come fast; a pong has long to arrive, so a busy machine still answers in time.
     Config {
@@ -1280,6 +1307,37 @@ async fn a_slow_reader_fills_its_buffer_and_nobody_else_notices() {
     })
     .await;
     assert_eq!(within("the slow reader", reader).await.unwrap(), sent);
+}
+
+#[tokio::test]
+async fn a_long_polling_client_that_stops_polling_fills_its_outbox() {
+    const MAX_BUFFERED: usize = 16 * 1024;
+    let mut server = start(Config { max_buffered: MAX_BUFFERED, ..config() }).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+    // Nobody polls: packets wait in the outbox until it holds the limit.
+    let pad = "x".repeat(1000);
+    let mut sent = 0;
+    while socket.emit("seq", &json!({ "n": sent, "pad": pad })).is_ok() {
+        sent += 1;
+        assert!(sent < 1000, "the outbox never filled");
+    }
+    assert_eq!(socket.emit("seq", &json!({ "n": sent, "pad": pad })), Err(SendError::Full));
+    assert!((MAX_BUFFERED / 1100..=MAX_BUFFERED / 1000).contains(&sent), "{sent} packets before full");
+    let chat = server.chat();
+    assert_eq!(
+        chat.broadcast(To { room: "all", except: None, skip: None }, "more", &pad),
+        Ok(Delivery { sent: 0, full: 1, closed: 0 })
+    );
+    // One poll takes everything accepted, in order, and makes room again.
+    let body = polling.get().await;
+    let packets: Vec<&str> = body.split('\x1e').collect();
+    assert_eq!(packets.len(), sent);
+    for (n, packet) in packets.iter().enumerate() {
+        assert!(packet.starts_with(&format!(r#"42/chat,["seq",{{"n":{n},"#)), "{packet}");
+    }
+    assert_eq!(socket.emit("after", &1), Ok(()));
+    assert_eq!(polling.get().await, r#"42/chat,["after",1]"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! One connection type over the three kinds of Redis deployment, so every store, the job
-//! queue and the adapter's driver run the same code whatever `REDIS_URL` names:
+//! queue and the cross-node bus's pub/sub driver run the same code whatever `REDIS_URL`
+//! names:
 //!
 //! - **standalone**: the `redis` crate's `ConnectionManager`, which reconnects with back-off;
 //! - **Sentinel**: a `ConnectionManager` on the current master, replaced when the sentinels
@@ -179,7 +180,7 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The client for a standalone `url`, forcing RESP3: the adapter's pub/sub rides on RESP3
+/// The client for a standalone `url`, forcing RESP3: the bus's pub/sub rides on RESP3
 /// push messages.
 fn resp3_client(url: &str) -> RedisResult<redis::Client> {
     if url.contains("protocol=") {
@@ -191,7 +192,7 @@ fn resp3_client(url: &str) -> RedisResult<redis::Client> {
 
 /// A reconnecting connection to the master that the sentinels currently name.
 pub struct MasterLink {
-    /// Also serialises switches with (un)subscribes, so no subscription misses a switch.
+    /// Also serialises switches with subscribes, so no subscription misses a switch.
     sentinel: tokio::sync::Mutex<SentinelClient>,
     manager: ConnectionManagerConfig,
     current: RwLock<Master>,
@@ -199,7 +200,7 @@ pub struct MasterLink {
     channels: Mutex<BTreeSet<String>>,
     /// A check is running; failures meanwhile need no second one.
     checking: AtomicBool,
-    /// Bound on one check, so a hung sentinel never holds (un)subscribes for long.
+    /// Bound on one check, so a hung sentinel never holds subscribes for long.
     timeout: Duration,
 }
 

@@ -125,7 +125,7 @@ fn hosts_of<'a>(hosts: &'a str, default_port: u16, form: &str) -> Result<Vec<(&'
 }
 
 /// Username, password and database through the `redis` crate's own URL rules, in RESP3
-/// (the adapter's pub/sub needs push messages).
+/// (the cross-node bus's pub/sub needs push messages).
 fn credentials(userinfo: Option<&str>, db: i64, form: &str) -> Result<RedisConnectionInfo, String> {
     let auth = userinfo.map(|u| format!("{u}@")).unwrap_or_default();
     let info = format!("redis://{auth}localhost/{db}")
