@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Profiles the two goals the benchmark does not meet and writes what limits them:
+# Profiles idle memory, fan-out and connects (what bench/README.md explains the goals with):
 #   bench/profiles/idle-heap.txt    heaptrack: live heap per idle connection, by allocation site
 #   bench/profiles/fanout-cpu.txt   perf: where the server's CPU goes at fan-out saturation
 #   bench/profiles/connect-cpu.txt  perf: where it goes while clients connect as fast as they can

@@ -41,10 +41,15 @@ async fn queue_state(redis: &RedisServer) -> (usize, usize) {
     (inflight, waiting)
 }
 
+/// Posts the events all at once. One after another they took seconds on a loaded machine,
+/// long enough for the worker (10 a second) to deliver them all before a test stopped it,
+/// leaving nothing to hand back: `sigterm_hands_the_jobs_back_to_the_queue` failed that way.
 async fn post_events(url: &str, user: &str) {
-    for i in 0..EVENTS {
+    let posts = (0..EVENTS).map(|i| async move {
         let event = json!({ "type": "user.registered", "userId": user, "eventId": format!("{user}-{i}") });
-        let (status, body) = post_event(url, &event).await;
+        post_event(url, &event).await
+    });
+    for (status, body) in futures::future::join_all(posts).await {
         assert_eq!(status, 202, "{body}");
     }
 }
