@@ -399,7 +399,7 @@ impl<S: Send + Sync + 'static> Io<S> {
         drop(state);
         // Handlers take JSON: a binary event reaches them as `DataError::Binary`.
         if let Ok(packet) = Packet::parse(&text) {
-            self.on_event(session, &packet, Err(DataError::Binary));
+            self.on_binary_event(session, &packet);
         }
     }
 
@@ -422,13 +422,13 @@ impl<S: Send + Sync + 'static> Io<S> {
                 }
             }
             Kind::Event => match packet::event(packet.data) {
-                Ok((_, data)) => self.on_event(session, &packet, data),
+                Ok((name, data)) => self.on_event(session, &packet, &name, data),
                 Err(e) => tracing::debug!(sid = %session.id, error = %e, "event ignored"),
             },
             Kind::BinaryEvent if packet.attachments > 0 => {
                 session.state().binary = Some((text.into(), packet.attachments));
             }
-            Kind::BinaryEvent => self.on_event(session, &packet, Err(DataError::Binary)),
+            Kind::BinaryEvent => self.on_binary_event(session, &packet),
             // The server asks for no acknowledgements, and the rest is server-to-client.
             Kind::Ack | Kind::BinaryAck | Kind::ConnectError => {}
         }
@@ -452,14 +452,20 @@ impl<S: Send + Sync + 'static> Io<S> {
         tokio::spawn(ns.connect(socket, auth));
     }
 
-    fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, data: Result<Value, DataError>) {
+    /// A binary event, complete with its attachments: its name comes from the JSON part.
+    fn on_binary_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) {
+        match packet::event(packet.data) {
+            Ok((name, _)) => self.on_event(session, packet, &name, Err(DataError::Binary)),
+            Err(e) => tracing::debug!(sid = %session.id, error = %e, "event ignored"),
+        }
+    }
+
+    fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, name: &str, data: Result<Value, DataError>) {
         let socket = session.state().sockets.iter().find(|s| s.ns() == packet.ns).cloned();
         let Some(socket) = socket.filter(|s| s.connected()) else {
             return tracing::debug!(sid = %session.id, ns = packet.ns, "event for a namespace not joined; ignored");
         };
-        if let Ok((name, _)) = packet::event(packet.data) {
-            socket.namespace().clone().dispatch(socket, &name, data, packet.ack);
-        }
+        socket.namespace().clone().dispatch(socket, name, data, packet.ack);
     }
 }
 

@@ -25,6 +25,9 @@ use crate::sid::Sid;
 use crate::socket::{DisconnectReason, Socket};
 use crate::ws;
 
+/// Reads of the per-thread buffer (64 KiB each) a connection makes per wake-up.
+const READS_PER_WAKE: usize = 16;
+
 /// Sessions a flusher writes before it yields.
 const FLUSH_CHUNK: usize = 64;
 
@@ -319,7 +322,9 @@ impl<S> Session<S> {
                     }
                     if ready.is_readable() || ready.is_read_closed() {
                         let open = READ_BUF.with_borrow_mut(|buf| -> Result<bool, WsError> {
-                            loop {
+                            // At most 1 MiB per wake-up: a client that sends without pause
+                            // must not keep this worker from its other tasks.
+                            for _ in 0..READS_PER_WAKE {
                                 match stream.try_read(&mut buf[..]) {
                                     Ok(0) => return Ok(false),
                                     Ok(n) => {
@@ -333,6 +338,7 @@ impl<S> Session<S> {
                                     Err(_) => return Ok(false),
                                 }
                             }
+                            Ok(true)
                         })?;
                         if !open {
                             // The answer to a close frame goes out before the caller ends
@@ -343,6 +349,9 @@ impl<S> Session<S> {
                     }
                 }
             }
+            // Readiness can stay set (the reads above stopped before the kernel ran dry), so
+            // the next wait may not suspend: yield when this task's budget is spent.
+            tokio::task::consume_budget().await;
         }
     }
 }

@@ -212,6 +212,17 @@ impl Ws {
         (ws, open)
     }
 
+    /// An upgrade probe of long-polling session `sid`: its WebSocket, after `2probe` was
+    /// answered with `3probe`.
+    async fn probe(addr: SocketAddr, sid: &str) -> Self {
+        let (stream, _) =
+            within("the upgrade handshake", tokio_tungstenite::connect_async(ws_url(addr, Some(sid)))).await.unwrap();
+        let mut ws = Self(stream);
+        ws.send("2probe").await;
+        assert_eq!(ws.text().await, "3probe");
+        ws
+    }
+
     /// A new session joined to `/chat` with `auth`, and its Socket.IO sid. Pings that come
     /// first are answered.
     async fn join(addr: SocketAddr, auth: Value) -> (Self, String) {
@@ -939,13 +950,7 @@ async fn upgrade_from_long_polling_to_websocket() {
         let polling = polling.clone();
         async move { polling.get().await }
     });
-    let (stream, _) =
-        within("the upgrade handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid))))
-            .await
-            .unwrap();
-    let mut ws = Ws(stream);
-    ws.send("2probe").await;
-    assert_eq!(ws.text().await, "3probe");
+    let mut ws = Ws::probe(server.addr, &sid).await;
     // The client pauses polling: its waiting GET is released with a noop.
     assert_eq!(within("the long-poll", waiting).await.unwrap(), "6");
 
@@ -979,13 +984,7 @@ async fn a_probe_closed_by_the_client_leaves_the_session_polling() {
     let (polling, _) = Polling::join(server.addr).await;
     let socket = server.connected().await;
     let sid = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
-    let (stream, _) =
-        within("the upgrade handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid))))
-            .await
-            .unwrap();
-    let mut ws = Ws(stream);
-    ws.send("2probe").await;
-    assert_eq!(ws.text().await, "3probe");
+    let mut ws = Ws::probe(server.addr, &sid).await;
     // The client gives up on the upgrade: its close is answered and the probe ends, but the
     // session goes on over long-polling.
     // (A close without a code is answered without one.)
@@ -1347,13 +1346,7 @@ async fn packets_keep_their_order_across_the_upgrade() {
     let (polling, _) = Polling::join(server.addr).await;
     let socket = server.connected().await;
     let sid = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
-    let (stream, _) =
-        within("the upgrade handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid))))
-            .await
-            .unwrap();
-    let mut ws = Ws(stream);
-    ws.send("2probe").await;
-    assert_eq!(ws.text().await, "3probe");
+    let mut ws = Ws::probe(server.addr, &sid).await;
 
     // Packets are emitted while the upgrade completes: those that waited for polling and
     // those written to the WebSocket directly must arrive in the order they were emitted.
