@@ -28,6 +28,5 @@ mod ws;
 pub use error::{PacketError, SendError, WsError};
 pub use packet::DataError;
 pub use server::{Builder, Config, EngineError, Io};
-pub use session::Session;
 pub use sid::Sid;
 pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, Socket, To};
