@@ -93,7 +93,6 @@ mod tests {
 
     #[derive(Debug, Deserialize)]
     #[serde(rename_all = "camelCase")]
-    #[allow(dead_code)]
     struct Sample {
         room_id: String,
         content: String,
@@ -101,6 +100,8 @@ mod tests {
 
     #[test]
     fn type_errors_name_the_field() {
+        let ok = parse::<Sample>(json!({ "roomId": "r", "content": "x" }), 1000).unwrap();
+        assert_eq!((ok.room_id.as_str(), ok.content.as_str()), ("r", "x"));
         let e = parse::<Sample>(json!({ "roomId": 5, "content": "x" }), 1000).unwrap_err();
         assert_eq!(e.message, "roomId: invalid type: integer `5`, expected a string");
         let e = parse::<Sample>(json!({ "roomId": "r" }), 1000).unwrap_err();
