@@ -329,7 +329,7 @@ impl Metrics {
     }
 
     /// Counts `rooms` and `users` at each scrape with `census` (set once, after the
-    /// Socket.IO server exists; see [`local_rooms_and_users`]).
+    /// Socket.IO server exists; see `delivery::local_rooms_and_users`).
     pub fn set_census(&self, census: impl Fn() -> (usize, usize) + Send + Sync + 'static) {
         let _ = self.0.census.set(Box::new(census));
     }

@@ -1,5 +1,5 @@
 //! The top floor, the only module that sees everything: [`build`] chooses the backends and
-//! wires the features, [`router`] assembles the routes and the Engine.IO endpoint, and this
+//! wires the features, `router` assembles the routes and the Engine.IO endpoint, and this
 //! module loads the configuration and serves until SIGTERM, then drains.
 
 mod build;

@@ -3,10 +3,10 @@
 //! extractors and calls: [`User`] identifies, `gate::admit` rate-limits, `gate::parse_*`
 //! parse with the events' rules.
 //!
-//! - [`health`] — `/health`, `/ready`, `/metrics`, `/dev/token`.
-//! - [`chat`] — the chat API.
-//! - [`notifications`] — the notification routes, `POST /api/events`, dead letters.
-//! - [`webapp`] — the web app at `/`, embedded in the binary.
+//! - `health` — `/health`, `/ready`, `/metrics`, `/dev/token`.
+//! - `chat` — the chat API.
+//! - `notifications` — the notification routes, `POST /api/events`, dead letters.
+//! - `webapp` — the web app at `/`, embedded in the binary.
 
 mod chat;
 mod health;

@@ -1,7 +1,7 @@
 //! Per-user rate limits by event class, with the contract's ladder: over budget → rejected
 //! with a warning; still going after `RATE_LIMIT_WARNINGS` warnings → blocked for
 //! `RATE_LIMIT_BLOCK_SECONDS`, during which every event is rejected. The same trait has an
-//! in-process backend ([`memory`]) and one shared by every node through Redis ([`redis`]).
+//! in-process backend (`memory`) and one shared by every node through Redis (`redis`).
 
 mod memory;
 mod redis;

@@ -1,11 +1,11 @@
 //! The Socket.IO side: the namespaces, the handshake every one of them shares, and the one
 //! way a client event is declared and run.
 //!
-//! Observability lives here too, so every namespace gets it the same way: [`authenticate`]
+//! Observability lives here too, so every namespace gets it the same way: `authenticate`
 //! opens the handshake span (continuing a `traceparent` from the handshake) and counts auth
-//! events and connections; [`on_disconnect`] counts them out; every event runs in its own
+//! events and connections; `on_disconnect` counts them out; every event runs in its own
 //! span through the admission gate (`gate`: identify, rate limit, parse) and records its
-//! count, size, duration and error code. A namespace is [`connect`] plus one
+//! count, size, duration and error code. A namespace is `connect` plus one
 //! [`Events::event`] per contract event:
 //!
 //! ```ignore
