@@ -299,3 +299,9 @@ impl Jwks {
         Ok(keys)
     }
 }
+/// The token of an `Authorization: Bearer <token>` header, for the handshake and the HTTP API.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned()).filter(|t| !t.is_empty())
+}

@@ -130,3 +130,30 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// Failures of a backend (a store, the queue, presence, the rate limiter). Neither variant
+/// carries client-visible detail.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing service cannot be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(why) => {
+                tracing::warn!(%why, "store unavailable");
+                Self::new(ErrorCode::Unavailable, "storage is temporarily unavailable")
+            }
+            StoreError::Internal(why) => Self::internal(why),
+        }
+    }
+}
+
+/// Result of a backend call.
+pub type StoreResult<T> = Result<T, StoreError>;

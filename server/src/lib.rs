@@ -2,44 +2,43 @@
 //! presence) on axum and its own Socket.IO transport (`switchyard-sio`).
 //!
 //! # Layout
-//! - [`config`] — every setting, parsed and validated once at start-up.
-//! - [`app`] — state, router, serve loop and SIGTERM drain.
-//! - [`auth`] — JWT verification (HS256, RS256/ES256 PEM, JWKS) and development tokens.
-//! - [`ns`] — Socket.IO namespaces and the steps every event handler shares.
-//! - [`http`] — health, readiness and the HTTP API.
-//! - [`chat`] — chat operations shared by socket events and HTTP routes.
-//! - [`notifications`] — notification lists, event rules, the job queue and its channels.
-//! - [`presence`] — who is online, and `presence` announcements to subscribers.
-//! - [`protocol`] — contract payloads and their validation.
-//! - [`store`] — chat state behind a trait; in-memory default.
-//! - [`ratelimit`] — per-user budgets with the warning-then-block ladder.
-//! - [`emitter`] — delivery to Socket.IO rooms on every node.
-//! - [`bus`] — emits and room joins carried to the other nodes over Redis pub/sub.
-//! - [`redis`] — the shared Redis connection and the bus's pub/sub driver.
-//! - [`error`] — the client-facing error shared by acks and HTTP responses.
-//! - [`metrics`] — Prometheus metrics (`GET /metrics`) and the API other modules record with.
-//! - [`telemetry`] — logs, OpenTelemetry spans and trace-context propagation.
-//! - [`webapp`] — the chat and notifications web app served at `/`, embedded in the binary.
+//!
+//! Floors, top to bottom; a module imports only from its own floor or below, never up, and
+//! modules of one floor do not import each other in a loop. `tests/layers.rs` checks both
+//! over the `use crate::` paths of every file (see the README's layout section).
+//!
+//! 1. [`app`] — choose the backends, wire everything, route, serve and drain: the only
+//!    module that sees everything.
+//! 2. [`socket`] — the namespaces and their events; [`http`] — the probes, the API routes,
+//!    the web app.
+//! 3. [`state`] — the application state (handles on the features); [`gate`] — the one
+//!    admission gate (identify, rate limit, parse) both sides pass.
+//! 4. features, each a service that knows no transport, its payloads, and its backends as
+//!    a trait with `memory` and `redis`: [`chat`], [`notifications`], [`presence`],
+//!    [`ratelimit`].
+//! 5. [`delivery`] — per-socket state, room names, the emitter and the cross-node bus.
+//! 6. [`redis`] — the shared connection and the bus's pub/sub driver.
+//! 7. ground floor: [`config`], [`error`], [`metrics`], [`telemetry`], [`protocol`] (the
+//!    contract's common rules: namespaces, payload parsing, ids, clocks) and [`auth`]
+//!    (token verification; the identity every floor above passes around).
 
 pub mod app;
 pub mod auth;
-pub mod bus;
 pub mod chat;
 pub mod config;
-pub mod emitter;
+pub mod delivery;
 pub mod error;
+pub mod gate;
 pub mod http;
 pub mod metrics;
 pub mod notifications;
-pub mod ns;
-pub mod overload;
 pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
 pub mod redis;
-pub mod store;
+pub mod socket;
+pub mod state;
 pub mod telemetry;
-pub mod webapp;
 
 pub use app::{serve, shutdown_signal};
 pub use config::Config;

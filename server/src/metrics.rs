@@ -32,16 +32,16 @@
 //!
 //! [`Metrics`] is a cheap-to-clone handle, reached through `AppState::metrics()`:
 //!
-//! - sockets: [`Metrics::connected`] / [`Metrics::disconnected`] (done by `ns::authenticate`
+//! - sockets: [`Metrics::connected`] / [`Metrics::disconnected`] (done by `socket::authenticate`
 //!   and the namespaces' disconnect handler), inbound and outbound events, errors and sockets
-//!   an emit skipped (done by `ns::handle` and the instrumented emitter),
-//!   [`Metrics::auth_succeeded`] / [`Metrics::auth_failed`] (handshake and HTTP API).
+//!   an emit skipped (done by `socket::handle` and the instrumented emitter),
+//!   [`Metrics::auth_succeeded`] / [`Metrics::auth_failed`] (`gate::identify`, for the handshake and the HTTP API).
 //! - the notification queue: [`Metrics::set_queue_jobs`] with the current count per
 //!   [`JobState`] (call it whenever the counts change or on a timer), [`Metrics::job_retried`]
 //!   and [`Metrics::job_dead_lettered`] with the channel name.
 //! - Redis: [`Metrics::redis_command`] with the elapsed time and whether the command
 //!   succeeded, for every command or pub/sub publish.
-//! - the runtime: [`Metrics::scheduling_lag`], from the load-shedding probe (`overload`).
+//! - the runtime: [`Metrics::scheduling_lag`], from the load-shedding probe (`chat::overload`).
 //!
 //! Channels are `&'static str` on purpose: pass the channel's fixed name (`browser`,
 //! `webhook`, `email`), never something built from input.
@@ -57,21 +57,45 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use switchyard_sio::{DisconnectReason, Io};
+use switchyard_sio::DisconnectReason;
 
 use crate::auth::AuthFailure;
-use crate::emitter::Skipped;
 use crate::error::ErrorCode;
+use crate::protocol::NAMESPACES;
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Namespaces whose connection series exist from start-up (at 0), so the autoscaler and the
-/// dashboard see a value before the first client arrives.
-const NAMESPACES: [&str; 2] = ["/chat", "/notifications"];
-/// Channels of the notification queue (pre-created at 0 for the same reason).
+/// The contract's metric names as Prometheus sees them after a scrape (counters with
+/// `_total`, histograms by their `_bucket` series): what the dashboard, the alert rules and
+/// the operator may query. The one list: the operator's dashboard test reads it too, and a
+/// test here checks it against what [`Metrics::encode`] exports.
+pub const CONTRACT: [&str; 19] = [
+    "socket_active_connections",
+    "socket_connections_total",
+    "socket_disconnects_total",
+    "socket_messages_total",
+    "socket_message_duration_seconds_bucket",
+    "socket_message_size_bytes_bucket",
+    "socket_active_rooms",
+    "socket_active_users",
+    "socket_errors_total",
+    "socket_auth_events_total",
+    "socket_server_uptime_seconds",
+    "switchyard_server_ready",
+    "switchyard_deliveries_skipped_total",
+    "switchyard_queue_jobs",
+    "switchyard_queue_job_retries_total",
+    "switchyard_queue_dead_letters_total",
+    "switchyard_redis_command_errors_total",
+    "switchyard_redis_command_duration_seconds_bucket",
+    "switchyard_scheduling_lag_seconds_bucket",
+];
+
+/// Channels of the notification queue, pre-created at 0 like the namespaces' connection
+/// series, so the autoscaler and the dashboard see a value before the first client arrives.
 const CHANNELS: [&str; 3] = ["browser", "webhook", "email"];
-/// Why an emit skipped a socket, in the order of [`Skipped`]'s fields.
+/// Why an emit skipped a socket, in the order of [`Metrics::skipped`]'s arguments.
 const SKIP_REASONS: [&str; 2] = ["queue_full", "closed"];
 
 /// Seconds; from a fast in-memory event to a slow Redis round trip.
@@ -305,7 +329,7 @@ impl Metrics {
     }
 
     /// Counts `rooms` and `users` at each scrape with `census` (set once, after the
-    /// Socket.IO server exists; see [`local_rooms_and_users`]).
+    /// Socket.IO server exists; see `delivery::local_rooms_and_users`).
     pub fn set_census(&self, census: impl Fn() -> (usize, usize) + Send + Sync + 'static) {
         let _ = self.0.census.set(Box::new(census));
     }
@@ -349,9 +373,10 @@ impl Metrics {
         }
     }
 
-    /// An emit in `namespace` skipped these local sockets.
-    pub fn skipped(&self, namespace: &'static str, skipped: &Skipped) {
-        for (reason, count) in SKIP_REASONS.into_iter().zip([skipped.queue_full, skipped.closed]) {
+    /// An emit in `namespace` skipped these local sockets: `queue_full` over their unsent-bytes
+    /// limit, `closed` closing.
+    pub fn skipped(&self, namespace: &'static str, queue_full: usize, closed: usize) {
+        for (reason, count) in SKIP_REASONS.into_iter().zip([queue_full, closed]) {
             if count > 0 {
                 self.0.skipped.get_or_create(&SkipLabels { namespace, reason }).inc_by(count as u64);
             }
@@ -418,49 +443,30 @@ impl Metrics {
     }
 }
 
-/// Chat rooms and users with at least one socket on this process, from the rooms local
-/// sockets are in: `room:R` rooms of `/chat`, and distinct `user:U` rooms of any namespace.
-/// Per process on purpose: with Redis, every pod reports its own share.
-pub fn local_rooms_and_users(io: &Io<crate::ns::Conn>) -> (usize, usize) {
-    let (room_prefix, user_prefix) = (crate::emitter::chat_room(""), crate::emitter::user_room(""));
-    let mut rooms = 0;
-    let mut users = std::collections::HashSet::new();
-    for ns in io.namespaces() {
-        for (room, _) in ns.rooms() {
-            if ns.name() == crate::chat::NS && room.starts_with(&room_prefix) {
-                rooms += 1;
-            } else if room.starts_with(&user_prefix) {
-                users.insert(room);
-            }
-        }
-    }
-    (rooms, users.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The contract names, as Prometheus sees them after scraping.
-    const CONTRACT: [&str; 17] = [
-        "socket_active_connections",
-        "socket_connections_total",
-        "socket_disconnects_total",
-        "socket_messages_total",
-        "socket_message_duration_seconds_bucket",
-        "socket_message_size_bytes_bucket",
-        "socket_active_rooms",
-        "socket_active_users",
-        "socket_errors_total",
-        "socket_auth_events_total",
-        "socket_server_uptime_seconds",
-        "switchyard_server_ready",
-        "switchyard_queue_jobs",
-        "switchyard_queue_job_retries_total",
-        "switchyard_queue_dead_letters_total",
-        "switchyard_redis_command_errors_total",
-        "switchyard_redis_command_duration_seconds_bucket",
-    ];
+    #[test]
+    fn the_contract_names_every_exported_family() {
+        // Labelled families without a series print nothing, so record one of each.
+        let m = Metrics::new("e");
+        m.inbound("/chat", "sendMessage", 1);
+        m.handled("/chat", "sendMessage", Duration::from_millis(1), None);
+        m.disconnected("/chat", DisconnectReason::TransportClose);
+        let text = m.encode(true);
+        let exported: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| match l.split_once(' ') {
+                Some((name, "counter")) => format!("{name}_total"),
+                Some((name, "histogram")) => format!("{name}_bucket"),
+                Some((name, _)) => name.to_owned(),
+                None => l.to_owned(),
+            })
+            .collect();
+        assert_eq!(exported, CONTRACT.iter().map(|n| (*n).to_owned()).collect());
+    }
 
     #[test]
     fn exposition_has_every_contract_series_with_the_environment_label() {
@@ -472,6 +478,7 @@ mod tests {
         m.disconnected("/chat", DisconnectReason::TransportClose);
         m.gone("/chat");
         m.redis_command(Duration::from_micros(300), false);
+        m.skipped("/chat", 1, 0);
         let text = m.encode(true);
         for name in CONTRACT {
             let line = text.lines().find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));

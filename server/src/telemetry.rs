@@ -5,7 +5,7 @@
 //!   event's fields, the current `span`, and `trace_id` / `span_id` of the span it was logged
 //!   in, so a log line leads to its trace and back.
 //! - **Spans**: every HTTP API request ([`trace_http`]), Socket.IO handshake and event (in
-//!   `ns`), emit (the instrumented emitter) and bus message between nodes ([`TracedDriver`])
+//!   `socket`), emit (the instrumented emitter) and bus message between nodes (`delivery::bus`)
 //!   is a `tracing` span, turned into an OpenTelemetry span. They are exported over OTLP
 //!   when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, with `OTEL_SERVICE_NAME` and a parent-based
 //!   ratio sampler (`OTEL_TRACES_SAMPLER_ARG`).
@@ -56,7 +56,6 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, filter, fmt as tfmt};
 
 use crate::config::{LogConfig, LogFormat, OtlpProtocol, TracingConfig};
-use crate::metrics::Metrics;
 
 /// Days of log files kept under `LOG_DIR` (the seed's retention).
 const LOG_RETENTION_DAYS: usize = 14;
@@ -213,6 +212,11 @@ impl Extractor for HeaderCarrier<'_> {
     }
 }
 
+/// The W3C trace-context headers.
+pub static TRACEPARENT: axum::http::HeaderName = axum::http::HeaderName::from_static("traceparent");
+/// See [`TRACEPARENT`].
+pub static TRACESTATE: axum::http::HeaderName = axum::http::HeaderName::from_static("tracestate");
+
 /// The remote parent in `traceparent` / `tracestate` headers (empty when absent or malformed).
 pub fn context_from_headers(headers: &HeaderMap) -> Context {
     TraceContextPropagator::new().extract(&HeaderCarrier(headers))
@@ -293,111 +297,9 @@ pub async fn trace_http(request: Request, next: Next) -> Response {
     response
 }
 
-/// Marks the first byte of a bus message that carries a trace context.
-const FRAME_MAGIC: &[u8; 4] = b"\0syt";
-
-/// The cross-node bus's pub/sub, carrying the trace context between nodes and timing every
-/// publish as a Redis command.
-///
-/// Publishing prefixes the bus message with the current `traceparent` (magic, one
-/// length byte, the header value); subscribing strips it and records a consumer span with
-/// that parent, so a broadcast from one pod and its receipt on another are one trace.
-/// Every node of a cluster must run it: a node without it cannot decode prefixed messages.
-#[derive(Clone)]
-pub struct TracedDriver {
-    inner: crate::redis::ManagedDriver,
-    metrics: Metrics,
-}
-
-impl TracedDriver {
-    /// Wraps `inner`.
-    pub fn new(inner: crate::redis::ManagedDriver, metrics: Metrics) -> Self {
-        Self { inner, metrics }
-    }
-}
-
-/// Prefixes `payload` with `traceparent`, when there is one.
-fn frame(traceparent: Option<String>, payload: Vec<u8>) -> Vec<u8> {
-    let Some(tp) = traceparent.filter(|tp| tp.len() <= usize::from(u8::MAX)) else { return payload };
-    let mut framed = Vec::with_capacity(FRAME_MAGIC.len() + 1 + tp.len() + payload.len());
-    framed.extend_from_slice(FRAME_MAGIC);
-    framed.push(tp.len() as u8);
-    framed.extend_from_slice(tp.as_bytes());
-    framed.extend_from_slice(&payload);
-    framed
-}
-
-/// Splits a framed message into its `traceparent` and the bus's own bytes.
-fn unframe(mut message: Vec<u8>) -> (Option<String>, Vec<u8>) {
-    let Some(rest) = message.strip_prefix(FRAME_MAGIC.as_slice()) else { return (None, message) };
-    let Some((&len, rest)) = rest.split_first() else { return (None, message) };
-    let len = usize::from(len);
-    if rest.len() < len {
-        return (None, message);
-    }
-    let traceparent = std::str::from_utf8(&rest[..len]).ok().map(str::to_owned);
-    let start = FRAME_MAGIC.len() + 1 + len;
-    (traceparent, message.split_off(start))
-}
-
-impl TracedDriver {
-    /// Publishes `val` on `chan` with the current trace context.
-    pub async fn publish(&self, chan: String, val: Vec<u8>) -> redis::RedisResult<()> {
-        let framed = frame(current_traceparent(), val);
-        let started = Instant::now();
-        let result = self.inner.publish(chan, framed).await;
-        self.metrics.redis_command(started.elapsed(), result.is_ok());
-        result
-    }
-
-    /// Subscribes to `chan`; each message arrives without its trace prefix, after a consumer
-    /// span continuing the publisher's trace.
-    pub async fn subscribe(
-        &self,
-        chan: String,
-        size: usize,
-    ) -> redis::RedisResult<tokio::sync::mpsc::Receiver<crate::redis::ChanItem>> {
-        let mut inner = self.inner.subscribe(chan, size).await?;
-        let (tx, rx) = tokio::sync::mpsc::channel(size.max(1));
-        tokio::spawn(async move {
-            while let Some((chan, message)) = inner.recv().await {
-                let (traceparent, message) = unframe(message);
-                if traceparent.is_some() {
-                    let span = tracing::info_span!(
-                        "adapter.receive",
-                        otel.name = "socket.io adapter receive",
-                        otel.kind = "consumer",
-                        messaging.system = "redis",
-                        messaging.destination.name = %chan,
-                        messaging.message.body.size = message.len(),
-                    );
-                    set_remote_parent(&span, traceparent.as_deref());
-                    span.in_scope(|| tracing::trace!("bus message from another node"));
-                }
-                if tx.send((chan, message)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(rx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn frames_round_trip_and_plain_messages_pass_through() {
-        let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned();
-        let (got, body) = unframe(frame(Some(tp.clone()), vec![0x93, 1, 2]));
-        assert_eq!(got.as_deref(), Some(tp.as_str()));
-        assert_eq!(body, vec![0x93, 1, 2]);
-        assert_eq!(unframe(vec![0x93, 1, 2]), (None, vec![0x93, 1, 2]));
-        assert_eq!(frame(None, vec![7]), vec![7]);
-        // A truncated frame is passed on untouched rather than misread.
-        assert_eq!(unframe(b"\0syt\x09abc".to_vec()).0, None);
-    }
 
     #[test]
     fn traceparent_parses_into_a_remote_parent() {

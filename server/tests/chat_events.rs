@@ -13,6 +13,15 @@ async fn room_of(c: &mut Client, others: &[&str]) -> Value {
     Client::data_of(&c.call("getOrCreateRoom", json!({ "participantIds": others })).await)["room"].clone()
 }
 
+/// Alice, Bob and Eve connected, and the id of Alice's room with Bob (Eve is not in it).
+async fn alice_and_bob_with_eve_outside(server: &Server) -> (Client, Client, Client, String) {
+    let mut alice = server.chat("alice").await;
+    let bob = server.chat("bob").await;
+    let eve = server.chat("eve").await;
+    let room = room_of(&mut alice, &["bob"]).await;
+    (alice, bob, eve, room["id"].as_str().unwrap().to_owned())
+}
+
 #[tokio::test]
 async fn get_or_create_room() {
     let server = Server::start(LIMITS).await;
@@ -61,11 +70,8 @@ async fn get_or_create_room() {
 #[tokio::test]
 async fn send_message() {
     let server = Server::start(LIMITS).await;
-    let mut alice = server.chat("alice").await;
-    let mut bob = server.chat("bob").await;
-    let mut eve = server.chat("eve").await;
-    let room = room_of(&mut alice, &["bob"]).await;
-    let rid = room["id"].as_str().unwrap();
+    let (mut alice, mut bob, mut eve, rid) = alice_and_bob_with_eve_outside(&server).await;
+    let rid = rid.as_str();
 
     let ack = alice.call("sendMessage", json!({ "roomId": rid, "content": " hi ", "clientMessageId": "k1" })).await;
     let message = Client::data_of(&ack)["message"].clone();
@@ -181,11 +187,8 @@ async fn get_messages() {
 #[tokio::test]
 async fn mark_messages_read() {
     let server = Server::start(LIMITS).await;
-    let mut alice = server.chat("alice").await;
-    let mut bob = server.chat("bob").await;
-    let mut eve = server.chat("eve").await;
-    let room = room_of(&mut alice, &["bob"]).await;
-    let rid = room["id"].as_str().unwrap();
+    let (mut alice, mut bob, mut eve, rid) = alice_and_bob_with_eve_outside(&server).await;
+    let rid = rid.as_str();
     let mut ids = vec![];
     for i in 0..3 {
         let ack = alice.call("sendMessage", json!({ "roomId": rid, "content": format!("m{i}") })).await;
@@ -301,7 +304,7 @@ async fn rate_limit_warns_then_blocks_across_sockets() {
     assert_eq!(Client::error_of(&ack, "rate_limited"), "blocked for exceeding the rate limit");
     let blocked = a1.next_event("rateLimitBlocked").await;
     assert_eq!(blocked["event"], "sendMessage");
-    assert!(blocked["untilMs"].as_u64().unwrap() > switchyard_server::ratelimit::epoch_ms() + 50_000);
+    assert!(blocked["untilMs"].as_u64().unwrap() > switchyard_server::protocol::epoch_ms() + 50_000);
     assert!(blocked["reason"].is_string());
     // While blocked, every event is refused, whatever its class, on every socket.
     Client::error_of(&a2.call("getRooms", json!({})).await, "rate_limited");

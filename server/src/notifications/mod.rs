@@ -4,19 +4,19 @@
 //! [`queue`], and the [`worker`] delivers them on the [`channels`].
 //!
 //! # Layout
-//! - [`store`] — per-user lists behind a trait; memory and Redis.
+//! - [`store`] — per-user lists behind a trait; `memory` and `redis`.
+//! - [`protocol`] — the payloads of its events and routes.
 //! - [`rules`] — the rules file and its templates.
-//! - [`queue`] — the job queue behind a trait; in-process and Redis (apalis).
-//! - [`redis_store`] — the Redis implementation of the store.
+//! - [`queue`] — the job queue behind a trait; `memory` and `redis` (apalis).
 //! - [`worker`] — one attempt of a job under the rate limit and retry policy.
 //! - [`channels`] — browser, webhook, email.
-//! - [`http`] — `POST /api/events`, the notification routes and the dead-letter routes.
 //! - [`service_keys`] — the backend credential.
+//!
+//! Its routes are in `http::notifications`, its events in `socket::notifications`.
 
 pub mod channels;
-pub mod http;
+pub mod protocol;
 pub mod queue;
-pub mod redis_store;
 pub mod rules;
 pub mod service_keys;
 pub mod store;
@@ -25,29 +25,22 @@ pub mod worker;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::{Config, ConfigError};
-use crate::emitter::{Emitter, Target, user_room};
-use crate::error::{ApiError, ApiResult, ErrorCode};
+use crate::delivery::{Emitter, Target, user_room};
+use crate::error::{ApiError, ApiResult, ErrorCode, StoreResult};
 use crate::metrics::{JobState, Metrics};
-use crate::protocol::{check_id, json_size};
-use crate::store::{StoreResult, now_rfc3339};
+use crate::protocol::{NOTIFICATIONS as NS, check_id, epoch_ms, json_size, now_rfc3339};
 use channels::{Channel, Email, Webhook};
 use queue::{DeadLetter, EmailMessage, Job, JobQueue, Workers};
 use rules::{Rules, check_name, configured};
 use service_keys::ServiceKeys;
-use store::{ListQuery, Marking, Notification, NotificationStore};
+use store::{Notification, NotificationStore};
 use worker::Deliverer;
 
-/// The `/notifications` namespace path.
-pub const NS: &str = "/notifications";
-/// Default and largest `getNotifications` page.
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 100;
-/// Most ids in one `markNotificationsRead`.
-const MAX_MARK_IDS: usize = 100;
+pub use protocol::{Accepted, Event, GetNotifications, JobRef, MarkNotificationsRead};
+
 /// How often the queue gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(5);
 /// Most dead letters in one listing.
@@ -80,65 +73,6 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
         });
     }
     Rules::load(config).map(drop)
-}
-
-/// `getNotifications` and `GET /api/notifications`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GetNotifications {
-    /// 1..=100, default 50.
-    #[serde(default)]
-    pub limit: Option<i64>,
-    /// Only notifications older than this id.
-    #[serde(default)]
-    pub before: Option<String>,
-    /// Only unread ones.
-    #[serde(default)]
-    pub unread_only: Option<bool>,
-}
-
-impl GetNotifications {
-    fn query(self) -> ApiResult<ListQuery> {
-        if let Some(before) = &self.before {
-            check_id("before", before)?;
-        }
-        let limit = match self.limit {
-            None => DEFAULT_PAGE,
-            Some(n) if (1..=MAX_PAGE as i64).contains(&n) => n as usize,
-            Some(_) => return Err(ApiError::invalid(format!("limit: must be 1 to {MAX_PAGE}"))),
-        };
-        Ok(ListQuery { limit, before: self.before, unread_only: self.unread_only.unwrap_or(false) })
-    }
-}
-
-/// `markNotificationsRead` and `PATCH /api/notifications/read`: `{ ids }` or `{ all: true }`.
-#[derive(Debug, Deserialize)]
-pub struct MarkNotificationsRead {
-    /// Ids to mark.
-    #[serde(default)]
-    pub ids: Option<Vec<String>>,
-    /// Mark everything.
-    #[serde(default)]
-    pub all: Option<bool>,
-}
-
-impl MarkNotificationsRead {
-    fn marking(self) -> ApiResult<Marking> {
-        match (self.ids, self.all) {
-            (Some(_), Some(true)) => Err(ApiError::invalid("give either ids or all: true, not both")),
-            (None, Some(true)) => Ok(Marking::All),
-            (Some(ids), _) => {
-                if ids.is_empty() || ids.len() > MAX_MARK_IDS {
-                    return Err(ApiError::invalid(format!("ids: must hold 1 to {MAX_MARK_IDS} ids")));
-                }
-                for id in &ids {
-                    check_id("ids", id)?;
-                }
-                Ok(Marking::Ids(ids))
-            }
-            (None, _) => Err(ApiError::invalid("give ids: [..] or all: true")),
-        }
-    }
 }
 
 /// Per-user notification lists and their socket events; what the browser channel delivers
@@ -180,7 +114,7 @@ impl Inbox {
     /// was new.
     pub async fn deliver(&self, user: &str, notification: Notification) -> StoreResult<bool> {
         let data =
-            serde_json::to_value(&notification).map_err(|e| crate::store::StoreError::Internal(e.to_string()))?;
+            serde_json::to_value(&notification).map_err(|e| crate::error::StoreError::Internal(e.to_string()))?;
         let inserted = self.store.insert(user, notification).await?;
         if inserted.created {
             let room = user_room(user);
@@ -194,45 +128,6 @@ impl Inbox {
         let room = user_room(user);
         self.emitter.emit(Target::room(NS, &room), "unreadCount", &json!({ "count": count })).await;
     }
-}
-
-/// `POST /api/events` body.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Event {
-    /// Event type, matched against the rules.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The user the notifications are for.
-    pub user_id: String,
-    /// Free-form object the templates read.
-    #[serde(default)]
-    pub data: Option<Value>,
-    /// The sender's idempotency key: resubmitting an event with the same id queues nothing
-    /// new. Generated when absent.
-    #[serde(default)]
-    pub event_id: Option<String>,
-}
-
-/// A job as `POST /api/events` reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct JobRef {
-    /// Job id.
-    pub id: String,
-    /// Rule that made it.
-    pub rule: String,
-    /// Channel.
-    pub channel: Channel,
-}
-
-/// The `202` answer of `POST /api/events`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Accepted {
-    /// The event id (generated unless given).
-    pub event_id: String,
-    /// The queued jobs.
-    pub jobs: Vec<JobRef>,
 }
 
 /// The notification pipeline: rules, queue, workers, and the inbox they deliver into.
@@ -404,5 +299,5 @@ async fn update_gauges(queue: Arc<dyn JobQueue>, deliverer: Arc<Deliverer>, metr
 
 /// `evt_` + milliseconds since the epoch + randomness, in hex: unique and sorting by time.
 fn new_event_id() -> String {
-    format!("evt_{:012x}{:016x}", crate::ratelimit::epoch_ms(), rand::random::<u64>())
+    format!("evt_{:012x}{:016x}", epoch_ms(), rand::random::<u64>())
 }

@@ -14,7 +14,7 @@ use super::channels::{Channel, Email, Outcome, Webhook};
 use super::queue::{DeadLetter, Disposition, Job, RetryPolicy};
 use crate::config::{Budget, QueueConfig};
 use crate::metrics::Metrics;
-use crate::store::now_rfc3339;
+use crate::protocol::now_rfc3339;
 
 /// Delivers jobs on every channel. One per process, shared by the workers.
 pub struct Deliverer {

@@ -22,8 +22,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value};
 
-use super::target::{Target, redact};
 use crate::config::RedisConfig;
+use crate::config::redis_url::{Target, redact};
 
 /// Receives the pub/sub messages of a connection.
 pub type PushSender = Arc<dyn AsyncPushSender>;

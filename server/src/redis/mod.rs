@@ -5,18 +5,17 @@
 
 mod conn;
 mod driver;
-mod target;
 
 use std::future::Future;
 use std::time::Duration;
 
+pub use crate::config::redis_url::redact;
 pub use conn::{Conn, ConnectError, MasterLink, PushSender};
 pub use driver::{ChanItem, ManagedDriver};
-pub use target::{Target, redact};
 
 use crate::config::RedisConfig;
+use crate::error::{StoreError, StoreResult};
 use crate::metrics::Metrics;
-use crate::store::{StoreError, StoreResult};
 
 /// A handle on Redis; cheap to clone (the connection is multiplexed).
 #[derive(Clone)]

@@ -12,9 +12,9 @@ use tokio::time::Instant;
 
 use super::{Counts, DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
 use crate::config::QueueConfig;
+use crate::error::StoreResult;
 use crate::notifications::channels::Channel;
 use crate::notifications::worker::Deliverer;
-use crate::store::StoreResult;
 
 /// Job ids remembered to skip resubmitted events.
 const REMEMBERED_IDS: usize = 100_000;
@@ -237,15 +237,7 @@ mod tests {
             rule: "r".into(),
             channel: Channel::Webhook,
             user_id: "u".into(),
-            notification: Notification {
-                id: "n".into(),
-                kind: "t".into(),
-                title: "T".into(),
-                body: "B".into(),
-                data: None,
-                created_at: "2026-01-01T00:00:00Z".into(),
-                read: false,
-            },
+            notification: Notification::sample("n"),
             webhook_url: None,
             email: None,
             attempts: 0,

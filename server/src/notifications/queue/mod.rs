@@ -19,7 +19,7 @@ use super::channels::Channel;
 use super::store::Notification;
 use super::worker::Deliverer;
 use crate::config::QueueConfig;
-use crate::store::StoreResult;
+use crate::error::StoreResult;
 
 /// One delivery of one notification on one channel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -26,10 +26,10 @@ use tokio::sync::watch;
 
 use super::{Counts, DeadLetter, Disposition, Job, JobQueue, Workers, stopped};
 use crate::config::QueueConfig;
+use crate::error::{StoreError, StoreResult};
 use crate::notifications::channels::Channel;
 use crate::notifications::worker::Deliverer;
 use crate::redis::{Conn, Redis};
-use crate::store::{StoreError, StoreResult};
 
 /// Delivered tasks' payloads are deleted this often (apalis keeps them otherwise).
 const VACUUM_INTERVAL: Duration = Duration::from_secs(60);
@@ -177,7 +177,7 @@ impl RedisQueue {
         let script = redis::Script::new(BURY);
         let mut call = script.prepare_invoke();
         call.key(&self.0.dead).key(&self.0.dead_order);
-        call.arg(&dead.id).arg(json).arg(crate::ratelimit::epoch_ms()).arg(self.0.dead_limit);
+        call.arg(&dead.id).arg(json).arg(crate::protocol::epoch_ms()).arg(self.0.dead_limit);
         self.0.redis.run(call.invoke_async::<i64>(&mut conn)).await.map(drop)
     }
 

@@ -1,5 +1,11 @@
 //! Chat operations shared by the `/chat` socket events and the HTTP API: validation,
-//! membership checks, storage, then delivery to the other participants.
+//! membership checks, storage, then delivery to the other participants. It knows no
+//! transport: [`protocol`] holds its payloads, [`store`] its state (a trait, `memory`,
+//! `redis`), [`overload`] the load shedding of `sendMessage`.
+
+pub mod overload;
+pub mod protocol;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,14 +17,12 @@ use sha2::{Digest, Sha256};
 use switchyard_sio::Sid;
 
 use crate::auth::Identity;
-use crate::emitter::{Emitter, Target, chat_room, user_room};
+use crate::delivery::{Emitter, Target, chat_room, user_room};
 use crate::error::{ApiError, ApiResult};
-use crate::overload::Overload;
-use crate::protocol::{GetMessages, GetOrCreateRoom, MarkRead, SendMessage, Typing};
-use crate::store::{ChatStore, Message, NewMessage, Page, Room, RoomKind, RoomSummary, now_rfc3339};
-
-/// The `/chat` namespace path.
-pub const NS: &str = "/chat";
+use crate::protocol::{CHAT as NS, now_rfc3339};
+use overload::Overload;
+use protocol::{GetMessages, GetOrCreateRoom, MarkRead, SendMessage, Typing};
+use store::{ChatStore, Message, NewMessage, Page, Room, RoomKind, RoomSummary};
 
 /// `markMessagesRead` answer, also the body of `messagesRead` (plus `readAt`).
 #[derive(Debug, Clone, Serialize)]

@@ -10,14 +10,14 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{Event, GetNotifications, MarkNotificationsRead};
-use crate::app::AppState;
+use super::{User, admit};
 use crate::error::{ApiError, ApiResult, ErrorCode};
-use crate::http::{User, admit, admit_json};
-use crate::protocol::parse;
+use crate::gate::{Field, parse_body, parse_query};
+use crate::notifications::{Event, GetNotifications, MAX_DEAD_LETTER_PAGE, MarkNotificationsRead};
 use crate::ratelimit::EventClass;
+use crate::state::AppState;
 
 /// Default dead-letter page.
 const DEFAULT_DEAD_LETTERS: usize = 100;
@@ -39,7 +39,7 @@ impl FromRequestParts<AppState> for Service {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let token = crate::ns::bearer(parts.headers.get(axum::http::header::AUTHORIZATION))
+        let token = crate::auth::bearer(&parts.headers)
             .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
         let keys = app.notifications().keys();
         if keys.accepts(&token) {
@@ -62,35 +62,19 @@ async fn list(
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     admit(&app, &user, EventClass::Query).await?;
-    // Query strings are text; give them the event's JSON shape so both paths share one set
-    // of rules (a non-numeric limit fails like a string `limit` would).
-    let mut payload = json!({});
-    if let Some(before) = query.get("before") {
-        payload["before"] = json!(before);
-    }
-    if let Some(limit) = query.get("limit") {
-        payload["limit"] = limit.parse::<i64>().map(Value::from).unwrap_or_else(|_| json!(limit));
-    }
-    if let Some(unread) = query.get("unreadOnly") {
-        payload["unreadOnly"] = unread.parse::<bool>().map(Value::from).unwrap_or_else(|_| json!(unread));
-    }
-    let payload: GetNotifications = parse(payload, app.config().limits.max_payload_bytes)?;
+    let fields = [("before", Field::Text), ("limit", Field::Integer), ("unreadOnly", Field::Boolean)];
+    let payload: GetNotifications = parse_query(&app, Map::new(), &query, &fields)?;
     Ok(Json(app.notifications().inbox().list(&user.user_id, payload).await?))
 }
 
 async fn mark_read(State(app): State<AppState>, User(user): User, body: Bytes) -> ApiResult<Json<Value>> {
-    let payload: MarkNotificationsRead = admit_json(&app, &user, EventClass::Read, &body).await?;
+    admit(&app, &user, EventClass::Read).await?;
+    let payload: MarkNotificationsRead = parse_body(&app, &body)?;
     Ok(Json(app.notifications().inbox().mark_read(&user.user_id, payload).await?))
 }
 
 async fn submit_event(State(app): State<AppState>, _: Service, body: Bytes) -> ApiResult<Response> {
-    let max = app.config().limits.max_payload_bytes;
-    if body.len() as u64 > max {
-        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("payload exceeds {max} bytes")));
-    }
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("body is not JSON: {e}")))?;
-    let event: Event = parse(value, max)?;
+    let event: Event = parse_body(&app, &body)?;
     let accepted = app.notifications().submit(event).await?;
     Ok((StatusCode::ACCEPTED, Json(accepted)).into_response())
 }
@@ -105,8 +89,8 @@ async fn dead_letters(
         Some(l) => l
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=super::MAX_DEAD_LETTER_PAGE).contains(n))
-            .ok_or_else(|| ApiError::invalid(format!("limit: must be 1 to {}", super::MAX_DEAD_LETTER_PAGE)))?,
+            .filter(|n| (1..=MAX_DEAD_LETTER_PAGE).contains(n))
+            .ok_or_else(|| ApiError::invalid(format!("limit: must be 1 to {}", MAX_DEAD_LETTER_PAGE)))?,
     };
     Ok(Json(json!({ "deadLetters": app.notifications().dead_letters(limit).await? })))
 }

@@ -1,5 +1,13 @@
 //! Delivery to Socket.IO rooms, behind a trait so domain code neither depends on whether the
 //! server runs alone or across nodes nor on being called from a socket or an HTTP request.
+//!
+//! - [`rooms`]: the per-socket state ([`Conn`]) and the room names features deliver to.
+//! - this module: the [`Emitter`] trait, the server's [`IoHandle`] and the [`Instrumented`]
+//!   wrapper (a span and a count per emit).
+//! - [`bus`]: the cross-node bus and its whole wire format.
+
+pub mod bus;
+pub mod rooms;
 
 use std::sync::{Arc, OnceLock};
 
@@ -7,18 +15,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use switchyard_sio::{Io, Sid, To};
 
-use crate::bus::{Bus, Op};
-use crate::ns::Conn;
-
-/// Room every socket of user `u` joins.
-pub fn user_room(user: &str) -> String {
-    format!("user:{user}")
-}
-
-/// Room every socket of a participant of chat room `r` joins.
-pub fn chat_room(room: &str) -> String {
-    format!("room:{room}")
-}
+pub use bus::Bus;
+use bus::Op;
+pub use rooms::{Conn, Socket, chat_room, is_presence_room, local_rooms_and_users, presence_room, user_room};
 
 /// Who receives an emit.
 #[derive(Debug, Clone, Copy)]
@@ -89,11 +88,20 @@ impl IoHandle {
         self.io.get()
     }
 
-    /// Applies what the other nodes publish on the bus (`messages`, from [`Bus::connect`]).
-    pub fn listen(self: &Arc<Self>, messages: tokio::sync::mpsc::Receiver<crate::redis::ChanItem>) {
-        if let Some(bus) = &self.bus {
-            bus.spawn_receiver(messages, Arc::downgrade(self));
-        }
+    /// Applies what the other nodes publish on the bus (`inbox`, from [`Bus::connect`]) for
+    /// as long as this handle lives: one task reads the subscription's channel, decodes and
+    /// writes to the local sockets.
+    pub fn listen(self: &Arc<Self>, mut inbox: bus::Inbox) {
+        let handle = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                let Some(handle) = handle.upgrade() else { return };
+                let Some(bus) = &handle.bus else { return };
+                if let (Some(op), Some(io)) = (bus.receive(message), handle.get()) {
+                    bus::apply(io, op);
+                }
+            }
+        });
     }
 }
 
@@ -169,7 +177,7 @@ impl<E: Emitter> Emitter for Instrumented<E> {
             socketio.event = event,
         );
         let skipped = self.inner.emit(target, event, data).instrument(span).await;
-        self.metrics.skipped(target.ns, &skipped);
+        self.metrics.skipped(target.ns, skipped.queue_full, skipped.closed);
         skipped
     }
 

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 
+use crate::error::StoreResult;
+
 /// Direct (two people, no name) or group room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -121,32 +123,6 @@ pub struct RoomSummary {
     pub last_message: Option<Message>,
 }
 
-/// Store failures. Neither variant carries client-visible detail.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The backing service cannot be reached.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else.
-    #[error("store error: {0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for crate::error::ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(why) => {
-                tracing::warn!(%why, "store unavailable");
-                Self::new(crate::error::ErrorCode::Unavailable, "storage is temporarily unavailable")
-            }
-            StoreError::Internal(why) => Self::internal(why),
-        }
-    }
-}
-
-/// Result of a store call.
-pub type StoreResult<T> = Result<T, StoreError>;
-
 /// Formats a room sequence number as a message id; zero padding makes ids sort like numbers.
 pub fn message_id(seq: u64) -> String {
     format!("{seq:012}")
@@ -201,11 +177,4 @@ pub trait ChatStore: Send + Sync + 'static {
 /// When a room last saw activity: its newest message, or its creation (sorts `getRooms`).
 fn activity(s: &RoomSummary) -> &str {
     s.last_message.as_ref().map_or(s.room.created_at.as_str(), |m| m.created_at.as_str())
-}
-
-/// Current time as RFC 3339 UTC with milliseconds.
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -1,6 +1,8 @@
 //! Start-up configuration: every setting comes from a flag or its environment variable,
 //! is parsed once in `main`, and is validated before anything binds a port.
 
+pub mod redis_url;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -489,13 +491,10 @@ pub struct ConfigError {
 }
 
 impl Config {
-    /// Parses flags and environment, then validates; the error is one line naming the setting.
-    pub fn load() -> Result<Self, String> {
-        Self::load_from(std::env::args_os())
-    }
-
-    /// [`Config::load`] over explicit arguments (the environment still applies).
-    pub fn load_from<I, T>(args: I) -> Result<Self, String>
+    /// Parses flags and environment, then validates the settings this module knows; the
+    /// error is one line naming the setting. [`Config::load`] (in `app`) adds the checks
+    /// that ask a feature (the notification rules file, the SMTP sender).
+    pub fn parse_settings<I, T>(args: I) -> Result<Self, String>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
@@ -553,7 +552,7 @@ impl Config {
             });
         }
         if let Some(url) = &self.redis.redis_url {
-            crate::redis::Target::parse(url).map_err(|reason| ConfigError { setting: "REDIS_URL", reason })?;
+            redis_url::Target::parse(url).map_err(|reason| ConfigError { setting: "REDIS_URL", reason })?;
         }
         let prefix = &self.redis.redis_key_prefix;
         if prefix.is_empty()
@@ -562,7 +561,6 @@ impl Config {
         {
             return Err(ConfigError { setting: "REDIS_KEY_PREFIX", reason: "1 to 32 letters, digits, - or _".into() });
         }
-        crate::notifications::check_config(self)?;
         if self.shutdown_delay_seconds >= self.shutdown_grace_seconds {
             return Err(ConfigError {
                 setting: "SHUTDOWN_DELAY_SECONDS",

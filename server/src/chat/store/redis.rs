@@ -16,9 +16,8 @@
 use async_trait::async_trait;
 use redis::Script;
 
-use super::{
-    ChatStore, Cursor, Message, NewMessage, Page, ReadState, Room, RoomSummary, StoreError, StoreResult, message_id,
-};
+use super::{ChatStore, Cursor, Message, NewMessage, Page, ReadState, Room, RoomSummary, message_id};
+use crate::error::{StoreError, StoreResult};
 use crate::redis::{Redis, tag};
 
 /// Appends a message, idempotent on (sender, clientMessageId); trims history to the cap.
@@ -189,7 +188,7 @@ impl ChatStore for RedisStore {
             .arg(id)
             .arg(&new.sender_id)
             .arg(&new.content)
-            .arg(super::now_rfc3339())
+            .arg(crate::protocol::now_rfc3339())
             .arg(new.client_message_id.as_deref().unwrap_or(""))
             .arg(self.history_limit);
         let mut conn = self.redis.conn();

@@ -7,9 +7,9 @@
 
 use async_trait::async_trait;
 
-use super::store::{Inserted, ListQuery, Marking, Notification, NotificationStore};
+use super::{Inserted, ListQuery, Marking, Notification, NotificationStore};
+use crate::error::{StoreError, StoreResult};
 use crate::redis::{Redis, tag};
-use crate::store::{StoreError, StoreResult};
 
 /// How long a delivered notification id is remembered.
 const SEEN_TTL_SECONDS: u64 = 7 * 24 * 3600;

@@ -5,9 +5,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::{
-    ChatStore, Cursor, Message, NewMessage, Page, ReadState, Room, RoomSummary, StoreResult, message_id, now_rfc3339,
-};
+use super::{ChatStore, Cursor, Message, NewMessage, Page, ReadState, Room, RoomSummary, message_id};
+use crate::error::StoreResult;
+use crate::protocol::now_rfc3339;
 
 /// In-memory [`ChatStore`] with a per-room history cap.
 pub struct MemoryStore {
@@ -116,7 +116,7 @@ impl ChatStore for MemoryStore {
     async fn append(&self, new: NewMessage) -> StoreResult<(Message, bool)> {
         let mut inner = self.lock();
         let Some(data) = inner.rooms.get_mut(&new.room_id) else {
-            return Err(super::StoreError::Internal(format!("append to unknown room {}", new.room_id)));
+            return Err(crate::error::StoreError::Internal(format!("append to unknown room {}", new.room_id)));
         };
         if let Some(cid) = &new.client_message_id
             && let Some(&seq) = data.by_client_id.get(&(new.sender_id.clone(), cid.clone()))
@@ -189,7 +189,7 @@ impl ChatStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::RoomKind;
+    use crate::chat::store::RoomKind;
 
     fn room(id: &str, users: &[&str]) -> Room {
         Room {

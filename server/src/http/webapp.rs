@@ -30,7 +30,7 @@ struct Asset {
 
 macro_rules! asset {
     ($path:literal, $type:expr) => {
-        Asset { path: $path, content_type: $type, body: include_bytes!(concat!("../webapp/", $path)) }
+        Asset { path: $path, content_type: $type, body: include_bytes!(concat!("../../webapp/", $path)) }
     };
 }
 

@@ -1,0 +1,196 @@
+//! Choosing the backends (in memory, or shared through Redis) and wiring the features, the
+//! delivery and the state together, with the background loops they need.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use switchyard_sio::Io;
+
+use crate::auth::Verifier;
+use crate::chat::Chat;
+use crate::chat::overload::Overload;
+use crate::chat::store::{ChatStore, MemoryStore, RedisStore};
+use crate::config::Config;
+use crate::delivery::{Bus, Emitter, Instrumented, IoHandle, bus};
+use crate::metrics::Metrics;
+use crate::notifications::Notifications;
+use crate::notifications::queue::{JobQueue, MemoryQueue, RedisQueue};
+use crate::notifications::store::{MemoryNotificationStore, NotificationStore, RedisNotificationStore};
+use crate::presence::{MemoryPresence, Presence, PresenceTracker, RedisPresence};
+use crate::ratelimit::{MemoryRateLimiter, RateLimiter, RedisRateLimiter};
+use crate::redis::{ManagedDriver, Redis, redact};
+use crate::state::{AppState, Handles};
+
+/// Builds the state and the router for `config`: in-memory and alone without `REDIS_URL`,
+/// shared through Redis with it.
+pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
+    let verifier = Verifier::from_config(&config.auth)?;
+    if verifier.is_dev() {
+        tracing::warn!(
+            "DEVELOPMENT MODE: no JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL set; using a random per-process secret \
+             and serving POST /dev/token. Do not expose this server."
+        );
+    }
+    let history = config.limits.history_limit as usize;
+    let metrics = Metrics::new(&config.environment);
+    if config.redis.redis_url.is_none() {
+        tracing::warn!("no REDIS_URL: running as a single node with in-memory state; nothing survives a restart");
+        let limiter = Arc::new(MemoryRateLimiter::new(&config.rate_limit));
+        spawn_housekeeping(limiter.clone());
+        let backend = Backend {
+            store: Arc::new(MemoryStore::new(history)),
+            limiter,
+            notification_store: Arc::new(MemoryNotificationStore::new(
+                config.notifications.notifications_per_user as usize,
+            )),
+            queue: Arc::new(MemoryQueue::new(config.queue.queue_dead_letter_limit as usize)),
+            presence: Arc::new(MemoryPresence::default()),
+        };
+        return build_with(config, verifier, backend, metrics, None).await;
+    }
+    tracing::info!(
+        redis = %redact(config.redis.redis_url.as_deref().unwrap_or_default()),
+        timeout_ms = config.redis.redis_startup_timeout_ms,
+        "connecting to Redis"
+    );
+    // At once, so start-up waits for an unreachable Redis one REDIS_STARTUP_TIMEOUT_MS, not two.
+    let (redis, driver) =
+        tokio::try_join!(Redis::connect(&config.redis, metrics.clone()), ManagedDriver::connect(&config.redis))?;
+    let bus = Bus::connect(
+        driver,
+        metrics.clone(),
+        &config.redis.redis_key_prefix,
+        config.redis.redis_stream_buffer as usize,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("could not subscribe to the cross-node bus: {e}"))?;
+    let backend = Backend {
+        store: Arc::new(RedisStore::new(redis.clone(), history)),
+        notification_store: Arc::new(RedisNotificationStore::new(
+            redis.clone(),
+            config.notifications.notifications_per_user,
+        )),
+        queue: Arc::new(RedisQueue::new(redis.clone(), &config.queue)),
+        presence: Arc::new(RedisPresence::new(redis.clone())),
+        limiter: Arc::new(RedisRateLimiter::new(redis, &config.rate_limit)),
+    };
+    tracing::info!("REDIS_URL set: state, limits and broadcasts are shared through Redis");
+    build_with(config, verifier, backend, metrics, Some(bus)).await
+}
+
+/// The state implementations chosen by the configuration.
+struct Backend {
+    store: Arc<dyn ChatStore>,
+    limiter: Arc<dyn RateLimiter>,
+    notification_store: Arc<dyn NotificationStore>,
+    queue: Arc<dyn JobQueue>,
+    presence: Arc<dyn PresenceTracker>,
+}
+
+async fn build_with(
+    config: Config,
+    verifier: Verifier,
+    backend: Backend,
+    metrics: Metrics,
+    bus: Option<(Bus, bus::Inbox)>,
+) -> anyhow::Result<(Router, AppState)> {
+    let (bus, inbox) = bus.unzip();
+    let io_handle = Arc::new(IoHandle::new(bus));
+    // Domain code emits through the instrumented emitter: a span and a count per emit.
+    let emitter: Arc<dyn Emitter> = Arc::new(Instrumented::new(io_handle.clone(), metrics.clone()));
+    let chat = Chat::new(
+        backend.store,
+        emitter.clone(),
+        config.limits.max_message_length as usize,
+        Duration::from_millis(config.socket.typing_timeout_ms),
+        Overload::spawn(config.limits.overload_max_lag(), metrics.clone()),
+    );
+    let notifications =
+        Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone(), metrics.clone())?;
+    let presence = Presence::new(backend.presence, emitter.clone());
+    let state = AppState::new(Handles {
+        verifier,
+        chat,
+        notifications,
+        presence,
+        limiter: backend.limiter,
+        io: io_handle.clone(),
+        metrics,
+        config,
+    });
+    let config = state.config();
+    let engine = switchyard_sio::Config {
+        ping_interval: Duration::from_millis(config.socket.ping_interval_ms),
+        ping_timeout: Duration::from_millis(config.socket.ping_timeout_ms),
+        max_payload: config.limits.engine_max_payload() as usize,
+        max_buffered: config.limits.send_buffer_bytes() as usize,
+        // What the connect handlers read: the bearer token and the trace context.
+        keep_headers: vec![
+            axum::http::header::AUTHORIZATION,
+            crate::telemetry::TRACEPARENT.clone(),
+            crate::telemetry::TRACESTATE.clone(),
+        ],
+    };
+    let io = crate::socket::namespaces(&state).into_iter().fold(Io::builder(engine), |io, ns| io.ns(ns)).build();
+    let census = io.clone();
+    state.metrics().set_census(move || crate::delivery::local_rooms_and_users(&census));
+    io_handle.set(io.clone());
+    if let Some(inbox) = inbox {
+        io_handle.listen(inbox);
+    }
+    spawn_store_probe(&state);
+    spawn_presence_upkeep(&state);
+    let router = super::router::router(&state, io);
+    Ok((router, state))
+}
+
+/// How often readiness probes the store. Probing in the background keeps `/ready` and the
+/// handshake check free of Redis round trips.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Runs `task` every `every` for as long as the server's state lives. The loop holds only a
+/// weak reference, so it never keeps a stopped server alive.
+fn spawn_periodic<F, Fut>(state: &AppState, every: Duration, task: F)
+where
+    F: Fn(AppState) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let weak = state.downgrade();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { return };
+            task(state).await;
+        }
+    });
+}
+
+/// Heartbeats and the sweep of dead nodes' sockets (a no-op for in-process presence).
+fn spawn_presence_upkeep(state: &AppState) {
+    spawn_periodic(state, crate::presence::MAINTAIN_INTERVAL, |state| async move { state.presence().maintain().await });
+}
+
+fn spawn_store_probe(state: &AppState) {
+    spawn_periodic(state, PROBE_INTERVAL, |state| async move {
+        let ok = state.chat().store().ready().await;
+        if state.set_store_ok(ok) != ok {
+            if ok {
+                tracing::info!("store reachable again; ready");
+            } else {
+                tracing::warn!("store unreachable; not ready, refusing new sessions");
+            }
+        }
+    });
+}
+
+fn spawn_housekeeping(limiter: Arc<MemoryRateLimiter>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            limiter.housekeeping();
+        }
+    });
+}
