@@ -24,6 +24,10 @@ pub enum WsError {
     /// A text message that is not UTF-8.
     #[error("text is not UTF-8")]
     Utf8,
+    /// The client does not read the replies to what it sends (pongs, acks): they reached
+    /// the connection's limit of unsent bytes.
+    #[error("the client does not read its replies")]
+    Unread,
 }
 
 /// An Engine.IO or Socket.IO packet that cannot be parsed.

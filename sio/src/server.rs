@@ -15,10 +15,11 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
+use crate::error::WsError;
 use crate::packet::{self, DataError, EnginePacket, Kind, Packet};
-use crate::session::{Lanes, Message, Session, Transport};
+use crate::session::{Lanes, Limits, Message, Session, Transport};
 use crate::sid::Sid;
-use crate::socket::{DisconnectReason, Namespace, NamespaceBuilder, Socket};
+use crate::socket::{DisconnectReason, Event, Namespace, NamespaceBuilder, Socket};
 use crate::ws;
 
 /// Engine.IO settings.
@@ -30,7 +31,9 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// The largest message (WebSocket) or request body (long-polling) a client may send.
     pub max_payload: usize,
-    /// Unsent bytes a connection may hold before broadcasts skip it.
+    /// Unsent bytes a connection may hold: emits and broadcasts beyond it are refused
+    /// ([`crate::SendError::Full`]); a reply the client asked for (pong, ack) beyond it
+    /// closes the connection, since that client sends and does not read.
     pub max_buffered: usize,
     /// Handshake headers kept for the connect handlers (`authorization`, `traceparent`…).
     /// Others are dropped at once: a session keeps only what it will use.
@@ -124,6 +127,12 @@ impl<S: Send + Sync + 'static> Io<S> {
         self.0.sessions.len()
     }
 
+    /// Bytes written to this node's sessions that their clients have not taken yet (the
+    /// sum of every connection's buffer, which [`Config::max_buffered`] bounds).
+    pub fn unsent_bytes(&self) -> usize {
+        self.0.sessions.iter().map(|s| s.value().unsent()).sum()
+    }
+
     /// Closes every session at the transport level (WebSocket close 1001; long-polls get a
     /// close packet), runs the disconnect handlers and returns when they are done. Clients
     /// reconnect, to another node if this one is going away.
@@ -137,7 +146,7 @@ impl<S: Send + Sync + 'static> Io<S> {
         for session in &sessions {
             let mut bye = Vec::with_capacity(4);
             ws::write_close(&mut bye, ws::GOING_AWAY);
-            session.send_ws(&bye);
+            session.send_ws(&bye, usize::MAX);
             session.close(DisconnectReason::ServerShutdown);
         }
         futures::future::join_all(sessions.into_iter().map(end_sockets)).await;
@@ -229,7 +238,10 @@ impl<S: Send + Sync + 'static> Io<S> {
                     return Ok(text(body));
                 }
                 match state.transport {
-                    Transport::Closed => return Ok(text("1".into())),
+                    Transport::Closed => {
+                        tokio::spawn(finish(self.0.clone(), session.clone()));
+                        return Ok(text("1".into()));
+                    }
                     // The client pauses polling to upgrade: release its last GET.
                     Transport::Upgrading | Transport::WebSocket => return Ok(text("6".into())),
                     Transport::Polling => {}
@@ -323,19 +335,24 @@ impl<S: Send + Sync + 'static> Io<S> {
     }
 
     async fn run_websocket(&self, session: Arc<Session<S>>, early: Vec<u8>) {
-        let max = self.0.config.max_payload;
+        let config = &self.0.config;
+        let limits = Limits { max_payload: config.max_payload, max_buffered: config.max_buffered };
         let result = session
-            .run_ws(early, max, |message| match message {
+            .run_ws(early, limits, |message| match message {
                 Message::Text(text) => self.on_text(&session, text),
                 Message::Binary(bytes) => self.on_binary(&session, bytes),
             })
             .await;
         if let Err(e) = result {
             tracing::debug!(sid = %session.id, error = %e, "WebSocket protocol error");
-            let code = if e == crate::error::WsError::TooBig { ws::TOO_BIG } else { ws::PROTOCOL_ERROR };
+            let code = match e {
+                WsError::TooBig => ws::TOO_BIG,
+                WsError::Unread => ws::POLICY_VIOLATION,
+                _ => ws::PROTOCOL_ERROR,
+            };
             let mut bye = Vec::with_capacity(4);
             ws::write_close(&mut bye, code);
-            session.send_ws(&bye);
+            session.send_ws(&bye, usize::MAX);
             session.close(DisconnectReason::TransportError);
             session.flush();
         }
@@ -369,11 +386,12 @@ impl<S: Send + Sync + 'static> Io<S> {
                     drop(state);
                     let mut probe = Vec::with_capacity(8);
                     ws::write_frame(&mut probe, ws::TEXT, b"3probe");
-                    session.send_ws(&probe);
+                    // One per session: no limit needed.
+                    session.send_ws(&probe, usize::MAX);
                     session.poll_wake.notify_one();
                 } else {
                     drop(state);
-                    let _ = session.send(&format!("3{data}"), usize::MAX);
+                    let _ = session.reply(&format!("3{data}"), self.0.config.max_buffered);
                 }
             }
             Ok(EnginePacket::Upgrade) => {
@@ -436,7 +454,8 @@ impl<S: Send + Sync + 'static> Io<S> {
 
     fn on_connect(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) {
         let Some(ns) = self.of(packet.ns).cloned() else {
-            let _ = session.send(&packet::encode_connect_error(packet.ns, "Invalid namespace"), usize::MAX);
+            let _ = session
+                .reply(&packet::encode_connect_error(packet.ns, "Invalid namespace"), self.0.config.max_buffered);
             return;
         };
         let auth: Option<Value> = serde_json::from_str(packet.data).ok();
@@ -461,11 +480,21 @@ impl<S: Send + Sync + 'static> Io<S> {
     }
 
     fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, name: &str, data: Result<Value, DataError>) {
-        let socket = session.state().sockets.iter().find(|s| s.ns() == packet.ns).cloned();
+        let socket = {
+            let state = session.state();
+            if state.transport == Transport::Closed {
+                return;
+            }
+            state.sockets.iter().find(|s| s.ns() == packet.ns).cloned()
+        };
         let Some(socket) = socket.filter(|s| s.connected()) else {
             return tracing::debug!(sid = %session.id, ns = packet.ns, "event for a namespace not joined; ignored");
         };
-        socket.namespace().clone().dispatch(socket, name, data, packet.ack);
+        let event = Event { name: name.to_owned(), data, ack: packet.ack, size: packet.data.len() };
+        if !socket.dispatch(event, self.0.config.max_buffered) {
+            tracing::debug!(sid = %session.id, "events arrive faster than their handlers run; closing");
+            session.close(DisconnectReason::TransportError);
+        }
     }
 }
 
@@ -516,6 +545,11 @@ async fn heartbeat<S: Send + Sync + 'static>(shared: Weak<Shared<S>>) {
         for entry in shared.sessions.iter() {
             let session = entry.value();
             let mut state = session.state();
+            if state.transport == Transport::Closed {
+                // Closed by a reply that did not fit, with nobody left to end it.
+                late.push(session.clone());
+                continue;
+            }
             match state.ping_sent {
                 Some(sent) if now.duration_since(sent) > shared.config.ping_timeout => late.push(session.clone()),
                 None if now >= state.next_ping => {

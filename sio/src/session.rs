@@ -136,6 +136,21 @@ impl<S> Session<S> {
         Ok(())
     }
 
+    /// Writes a reply the client asked for (an Engine.IO pong, an ack, the answer to a
+    /// namespace join). It counts against `limit` like any packet, and when it does not fit
+    /// the session is closed: a client that keeps asking and never reads the answers would
+    /// otherwise grow the server's memory without bound. Closing rather than pausing the
+    /// reads frees that memory at once; a paused connection would hold it (and the kernel's
+    /// buffers) until the heartbeat noticed, since its pongs would sit unread too.
+    pub fn reply(self: &Arc<Self>, text: &str, limit: usize) -> Result<(), SendError> {
+        let sent = self.send(text, limit);
+        if sent == Err(SendError::Full) {
+            tracing::debug!(sid = %self.id, "replies not read; closing");
+            self.close(DisconnectReason::TransportError);
+        }
+        sent
+    }
+
     /// Writes a packet already encoded for both transports; true when the session must be
     /// handed to a flusher (the caller batches those, see [`Lanes::schedule`]).
     pub(crate) fn send_shared(&self, frame: &SharedFrame, limit: usize) -> Result<bool, SendError> {
@@ -199,11 +214,13 @@ impl<S> Session<S> {
     }
 
     /// Writes raw WebSocket bytes (control frames) ahead of nothing else: they join the
-    /// pending bytes in order.
-    pub(crate) fn send_ws(self: &Arc<Self>, bytes: &[u8]) {
+    /// pending bytes in order. False, and nothing written, when they would put the pending
+    /// bytes over `limit` (a close frame is always written: it is the last one).
+    pub(crate) fn send_ws(self: &Arc<Self>, bytes: &[u8], limit: usize) -> bool {
         let mut state = self.state();
-        if state.transport == Transport::Closed && bytes.first() != Some(&(0x80 | ws::CLOSE)) {
-            return;
+        let close = bytes.first() == Some(&(0x80 | ws::CLOSE));
+        if !close && (state.transport == Transport::Closed || state.pending.len() + bytes.len() > limit) {
+            return false;
         }
         state.pending.extend_from_slice(bytes);
         let schedule = state.take_schedule();
@@ -211,6 +228,13 @@ impl<S> Session<S> {
         if schedule {
             self.lanes.schedule(std::slice::from_ref(self));
         }
+        true
+    }
+
+    /// The bytes written to this session that its client has not taken yet.
+    pub(crate) fn unsent(&self) -> usize {
+        let state = self.state();
+        state.pending.len() + state.outbox_bytes
     }
 
     /// Writes what is pending until done or the kernel's buffer is full; in that case the
@@ -287,13 +311,13 @@ impl<S> Session<S> {
     pub(crate) async fn run_ws(
         self: &Arc<Self>,
         mut early: Vec<u8>,
-        max_payload: usize,
+        limits: Limits,
         mut on_message: impl FnMut(Message<'_>),
     ) -> Result<(), WsError> {
         let Some(stream) = self.stream.get() else { return Ok(()) };
         let mut reader = Reader::default();
         if !early.is_empty() {
-            reader.feed(self, &mut early, max_payload, &mut on_message)?;
+            reader.feed(self, &mut early, limits, &mut on_message)?;
         }
         drop(early);
         if reader.closed {
@@ -328,7 +352,7 @@ impl<S> Session<S> {
                                 match stream.try_read(&mut buf[..]) {
                                     Ok(0) => return Ok(false),
                                     Ok(n) => {
-                                        reader.feed(self, &mut buf[..n], max_payload, &mut on_message)?;
+                                        reader.feed(self, &mut buf[..n], limits, &mut on_message)?;
                                         if reader.closed {
                                             return Ok(false);
                                         }
@@ -385,6 +409,15 @@ pub(crate) enum Message<'a> {
     Binary(&'a [u8]),
 }
 
+/// What a connection may send and have waiting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The largest message a client may send.
+    pub max_payload: usize,
+    /// The most bytes that may wait to be written to it.
+    pub max_buffered: usize,
+}
+
 /// Reassembles frames into messages. Empty (no allocation) between messages.
 #[derive(Default)]
 struct Reader {
@@ -403,16 +436,16 @@ impl Reader {
         &mut self,
         session: &Arc<Session<S>>,
         input: &mut [u8],
-        max: usize,
+        limits: Limits,
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<(), WsError> {
         if self.partial.is_empty() {
-            let used = self.frames(session, input, max, on_message)?;
+            let used = self.frames(session, input, limits, on_message)?;
             self.partial.extend_from_slice(&input[used..]);
         } else {
             let mut partial = std::mem::take(&mut self.partial);
             partial.extend_from_slice(input);
-            let used = self.frames(session, &mut partial, max, on_message)?;
+            let used = self.frames(session, &mut partial, limits, on_message)?;
             partial.drain(..used);
             if partial.is_empty() && partial.capacity() > KEEP_CAPACITY {
                 partial = Vec::new();
@@ -427,9 +460,10 @@ impl Reader {
         &mut self,
         session: &Arc<Session<S>>,
         buf: &mut [u8],
-        max: usize,
+        limits: Limits,
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<usize, WsError> {
+        let max = limits.max_payload;
         let mut at = 0;
         while let Some(frame) = ws::parse(&mut buf[at..], max)? {
             let payload = &buf[at + frame.payload.0..at + frame.payload.1];
@@ -437,7 +471,11 @@ impl Reader {
                 ws::PING => {
                     let mut pong = Vec::with_capacity(payload.len() + 2);
                     ws::write_frame(&mut pong, ws::PONG, payload);
-                    session.send_ws(&pong);
+                    // Pongs count against the buffer limit like any reply (see
+                    // `Session::reply`): a client that pings and never reads is closed.
+                    if !session.send_ws(&pong, limits.max_buffered) {
+                        return Err(WsError::Unread);
+                    }
                 }
                 ws::PONG => {}
                 ws::CLOSE => {
@@ -445,7 +483,7 @@ impl Reader {
                     // is the caller's decision (a closed upgrade probe leaves it polling).
                     let mut close = Vec::with_capacity(4);
                     ws::write_frame(&mut close, ws::CLOSE, payload.get(..2).unwrap_or_default());
-                    session.send_ws(&close);
+                    session.send_ws(&close, usize::MAX);
                     self.closed = true;
                     return Ok(at + frame.len);
                 }

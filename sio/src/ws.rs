@@ -24,6 +24,8 @@ pub const PONG: u8 = 0xA;
 pub const GOING_AWAY: u16 = 1001;
 /// Close code: protocol error.
 pub const PROTOCOL_ERROR: u16 = 1002;
+/// Close code: policy violation (the client does not read its replies).
+pub const POLICY_VIOLATION: u16 = 1008;
 /// Close code: message too big.
 pub const TOO_BIG: u16 = 1009;
 

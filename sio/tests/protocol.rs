@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchyard_sio::{Config, DataError, Delivery, DisconnectReason, Io, NamespaceBuilder, SendError, Sid, Socket, To};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -401,7 +401,12 @@ impl Raw {
     /// Does the HTTP upgrade by hand, writing `then` in the same write as the request, and
     /// reads the open packet.
     async fn open(addr: SocketAddr, then: &[u8]) -> Self {
-        let mut stream = within("a TCP connect", TcpStream::connect(addr)).await.unwrap();
+        let stream = within("a TCP connect", TcpStream::connect(addr)).await.unwrap();
+        Self::handshake(stream, addr, then).await
+    }
+
+    /// [`Raw::open`] on a stream connected already.
+    async fn handshake(mut stream: TcpStream, addr: SocketAddr, then: &[u8]) -> Self {
         let mut request = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -1363,4 +1368,105 @@ async fn packets_keep_their_order_across_the_upgrade() {
         next += 1;
     }
     emitter.join().unwrap();
+}
+
+/// A client that sends `request` over and over and reads nothing: the replies it asks for
+/// (`reply` bytes each) must stay within the server's limit of unsent bytes, and the server
+/// must close the connection when they reach it (with the disconnect handler told why).
+async fn a_client_that_never_reads_is_closed(request: &[u8]) {
+    const MAX_BUFFERED: usize = 64 * 1024;
+    let mut server = start(Config { max_buffered: MAX_BUFFERED, ..config() }).await;
+    // A small receive buffer (it also turns the kernel's autotuning off), so the replies
+    // pile up in the server rather than in this client's kernel.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = within("a TCP connect", socket.connect(server.addr)).await.unwrap();
+    let mut raw = Raw::handshake(stream, server.addr, &text_frame(r#"40/chat,{"token":"good"}"#)).await;
+    assert!(raw.text().await.starts_with("40/chat,"));
+    let id = server.connected().await.id;
+
+    let batch = request.repeat(64 * 1024 / request.len() + 1);
+    let mut written = 0;
+    let mut peak = 0;
+    loop {
+        // The close frame that ends it may come on top of a full buffer.
+        peak = peak.max(server.io.unsent_bytes());
+        assert!(peak <= MAX_BUFFERED + 4, "{peak} bytes unsent: over the limit of {MAX_BUFFERED}");
+        match tokio::time::timeout(WAIT, raw.stream.write_all(&batch)).await {
+            Ok(Ok(())) => written += batch.len(),
+            Ok(Err(_)) => break,
+            Err(_) => panic!("the server stopped reading without closing, after {written} bytes"),
+        }
+        assert!(written < 64 << 20, "64 MB sent and the connection is still open ({peak} bytes unsent at most)");
+    }
+    loop {
+        match server.seen().await {
+            Seen::Event(..) => {}
+            Seen::Disconnected(who, reason) => {
+                assert_eq!((who, reason), (id, DisconnectReason::TransportError));
+                break;
+            }
+            other => panic!("expected the disconnect, saw {other:?}"),
+        }
+    }
+    within("the session's end", async {
+        while server.io.sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_ping_flood_without_reading_is_closed() {
+    a_client_that_never_reads_is_closed(&frame(true, PING, &[b'p'; 125], true)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_io_ping_flood_without_reading_is_closed() {
+    a_client_that_never_reads_is_closed(&text_frame(&format!("2{}", "p".repeat(500)))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_flood_without_reading_is_closed() {
+    a_client_that_never_reads_is_closed(&text_frame(&format!(r#"42/chat,1["echo","{}"]"#, "a".repeat(500)))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_sent_in_one_write_are_handled_in_order() {
+    const COUNT: usize = 1000;
+    let mut server = start(config()).await;
+    let mut raw = Raw::open(server.addr, &text_frame(r#"40/chat,{"token":"good"}"#)).await;
+    assert!(raw.text().await.starts_with("40/chat,"));
+    let id = server.connected().await.id;
+    let burst: Vec<u8> = (0..COUNT).flat_map(|n| text_frame(&format!(r#"42/chat,{n}["echo",{n}]"#))).collect();
+    raw.send(&burst).await;
+    for n in 0..COUNT {
+        assert_eq!(server.event().await, (id, Ok(json!(n))));
+    }
+    for n in 0..COUNT {
+        assert_eq!(raw.text().await, format!(r#"43/chat,{n}[{n}]"#));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_polling_client_that_pings_and_never_polls_is_closed() {
+    const MAX_BUFFERED: usize = 16 * 1024;
+    let server = start(Config { max_buffered: MAX_BUFFERED, ..config() }).await;
+    let (polling, _) = Polling::open(server.addr).await;
+    let body = vec![format!("2{}", "p".repeat(100)); 100].join("\x1e");
+    let mut posts = 0;
+    loop {
+        assert!(server.io.unsent_bytes() <= MAX_BUFFERED, "{} bytes unsent", server.io.unsent_bytes());
+        match polling.post_raw(body.clone()).await {
+            (200, ok) => assert_eq!(ok, "ok"),
+            refused => {
+                assert_eq!(refused, (400, json!({ "code": 1, "message": "Session ID unknown" }).to_string()));
+                break;
+            }
+        }
+        posts += 1;
+        assert!(posts < 100, "{posts} POSTs of pings and the session lives on");
+    }
+    assert_eq!(server.io.sessions(), 0);
 }
