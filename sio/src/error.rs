@@ -51,6 +51,13 @@ pub enum PacketError {
     /// An event that is not a JSON array starting with its name.
     #[error("an event must be an array starting with its name")]
     EventShape,
+    /// A namespace join whose payload is not a JSON object.
+    #[error("a namespace join's payload must be an object")]
+    ConnectPayload,
+    /// A binary message no binary packet announced, or a text packet while attachments
+    /// were due.
+    #[error("binary attachments out of place")]
+    Attachment,
 }
 
 /// Why a packet was not written to a connection.

@@ -19,6 +19,7 @@
 
 mod error;
 mod packet;
+mod serve;
 mod server;
 mod session;
 mod sid;
@@ -27,6 +28,7 @@ mod ws;
 
 pub use error::{PacketError, SendError, WsError};
 pub use packet::DataError;
-pub use server::{Builder, Config, EngineError, Io};
+pub use serve::{HEAD_TIMEOUT, serve};
+pub use server::{Builder, CONNECT_TIMEOUT, Config, EngineError, Io};
 pub use sid::Sid;
 pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, Socket, To};

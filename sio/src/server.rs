@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 
-use crate::error::WsError;
+use crate::error::{PacketError, WsError};
 use crate::packet::{self, DataError, EnginePacket, Kind, Packet};
 use crate::session::{Lanes, Limits, Message, Session, Transport};
 use crate::sid::Sid;
@@ -56,9 +56,20 @@ impl Default for Config {
 pub struct Builder<S> {
     config: Config,
     namespaces: Vec<NamespaceBuilder<S>>,
+    connect_timeout: Duration,
 }
 
+/// Node's `connectTimeout`: how long a session may stay without joining a namespace.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
 impl<S: Send + Sync + 'static> Builder<S> {
+    /// How long a new session may take to join a namespace before it is closed
+    /// ([`CONNECT_TIMEOUT`] unless set): a connection that never joins must not be held.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// Adds a namespace.
     pub fn ns(mut self, ns: NamespaceBuilder<S>) -> Self {
         self.namespaces.push(ns);
@@ -78,7 +89,13 @@ impl<S: Send + Sync + 'static> Builder<S> {
                 (ns.name().to_owned(), ns)
             })
             .collect();
-        let shared = Arc::new(Shared { config: self.config, namespaces, sessions: DashMap::new(), lanes });
+        let shared = Arc::new(Shared {
+            config: self.config,
+            connect_timeout: self.connect_timeout,
+            namespaces,
+            sessions: DashMap::new(),
+            lanes,
+        });
         tokio::spawn(heartbeat(Arc::downgrade(&shared)));
         Io(shared)
     }
@@ -95,6 +112,7 @@ impl<S> Clone for Io<S> {
 
 struct Shared<S> {
     config: Config,
+    connect_timeout: Duration,
     namespaces: HashMap<String, Arc<Namespace<S>>>,
     sessions: DashMap<Sid, Arc<Session<S>>>,
     lanes: Arc<Lanes<S>>,
@@ -109,7 +127,7 @@ impl<S> Drop for Shared<S> {
 impl<S: Send + Sync + 'static> Io<S> {
     /// A server with `config`; add namespaces, then [`Builder::build`].
     pub fn builder(config: Config) -> Builder<S> {
-        Builder { config, namespaces: Vec::new() }
+        Builder { config, namespaces: Vec::new(), connect_timeout: CONNECT_TIMEOUT }
     }
 
     /// Namespace `name`.
@@ -173,8 +191,17 @@ impl<S: Send + Sync + 'static> Io<S> {
         }
     }
 
+    /// Session `sid`, unless its pong is late: the heartbeat checks only every few ticks,
+    /// and a request must not find alive a session whose deadline has passed.
     fn session(&self, sid: Sid) -> Result<Arc<Session<S>>, EngineError> {
-        self.0.sessions.get(&sid).map(|s| s.value().clone()).ok_or(EngineError::UnknownSid)
+        let session = self.0.sessions.get(&sid).map(|s| s.value().clone()).ok_or(EngineError::UnknownSid)?;
+        let late = session.state().ping_sent.is_some_and(|sent| sent.elapsed() > self.0.config.ping_timeout);
+        if late {
+            session.close(DisconnectReason::HeartbeatTimeout);
+            tokio::spawn(finish(self.0.clone(), session));
+            return Err(EngineError::UnknownSid);
+        }
+        Ok(session)
     }
 
     fn new_session(&self, headers: &HeaderMap, transport: Transport) -> Arc<Session<S>> {
@@ -187,8 +214,10 @@ impl<S: Send + Sync + 'static> Io<S> {
             // keeping it would keep that whole buffer (8 KiB or more) for the session's life.
             .filter_map(|name| Some((name.clone(), HeaderValue::from_bytes(headers.get(name)?.as_bytes()).ok()?)))
             .collect();
-        let next_ping = Instant::now() + self.0.config.ping_interval;
-        let session = Arc::new(Session::new(kept, transport, self.0.lanes.clone(), next_ping));
+        let now = Instant::now();
+        let next_ping = now + self.0.config.ping_interval;
+        let connect_by = now + self.0.connect_timeout;
+        let session = Arc::new(Session::new(kept, transport, self.0.lanes.clone(), next_ping, connect_by));
         self.0.sessions.insert(session.id, session.clone());
         session
     }
@@ -214,6 +243,10 @@ impl<S: Send + Sync + 'static> Io<S> {
     async fn poll(&self, session: Arc<Session<S>>) -> Result<Response, EngineError> {
         {
             let mut state = session.state();
+            if state.transport == Transport::WebSocket {
+                // Upgraded: this transport is over (Node answers 400 too).
+                return Err(EngineError::BadRequest);
+            }
             if state.polling {
                 drop(state);
                 session.close(DisconnectReason::MultipleHttpPolling);
@@ -239,8 +272,12 @@ impl<S: Send + Sync + 'static> Io<S> {
                 }
                 match state.transport {
                     Transport::Closed => {
+                        // The client's own close releases its GET with a noop; a close by
+                        // the server tells the client with a close packet.
+                        let answer = if state.reason == Some(DisconnectReason::TransportClose) { "6" } else { "1" };
+                        drop(state);
                         tokio::spawn(finish(self.0.clone(), session.clone()));
-                        return Ok(text("1".into()));
+                        return Ok(text(answer.into()));
                     }
                     // The client pauses polling to upgrade: release its last GET.
                     Transport::Upgrading | Transport::WebSocket => return Ok(text("6".into())),
@@ -256,20 +293,29 @@ impl<S: Send + Sync + 'static> Io<S> {
         let body = axum::body::to_bytes(request.into_body(), self.0.config.max_payload)
             .await
             .map_err(|_| EngineError::PayloadTooLarge)?;
-        let body = std::str::from_utf8(&body).map_err(|_| EngineError::BadRequest)?;
-        for packet in body.split(packet::SEPARATOR) {
-            if let Some(encoded) = packet.strip_prefix('b') {
-                let bytes =
-                    base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| EngineError::BadRequest)?;
-                self.on_binary(&session, &bytes);
-            } else {
-                self.on_text(&session, packet);
-            }
+        if session.state().transport == Transport::WebSocket {
+            return Err(EngineError::BadRequest);
+        }
+        let handled = std::str::from_utf8(&body).map_err(|_| PacketError::Empty).and_then(|body| {
+            body.split(packet::SEPARATOR).try_for_each(|packet| match packet.strip_prefix('b') {
+                Some(encoded) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .map_err(|_| PacketError::Attachment)?;
+                    self.on_binary(&session, &bytes)
+                }
+                None => self.on_text(&session, packet),
+            })
+        });
+        if let Err(e) = &handled {
+            // As Node: a body that does not parse ends the session.
+            tracing::debug!(sid = %session.id, error = %e, "malformed packet; closing");
+            session.close(DisconnectReason::TransportError);
         }
         if session.state().transport == Transport::Closed {
             tokio::spawn(finish(self.0.clone(), session));
         }
-        Ok(text("ok".into()))
+        handled.map(|()| text("ok".into())).map_err(|_| EngineError::BadRequest)
     }
 
     /// A WebSocket handshake: a new session, or the upgrade of a long-polling one.
@@ -287,7 +333,9 @@ impl<S: Send + Sync + 'static> Io<S> {
             Some(sid) => {
                 let session = self.session(sid)?;
                 if session.state().transport != Transport::Polling {
-                    return Err(EngineError::BadRequest);
+                    // Upgraded already, or upgrading: as Node, the handshake succeeds and
+                    // the new connection is closed at once.
+                    return Ok(refuse_websocket(request, accept));
                 }
                 session
             }
@@ -325,22 +373,23 @@ impl<S: Send + Sync + 'static> Io<S> {
             drop(parts.read_buf);
             io.run_websocket(session, early).await;
         });
-        Ok(Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(header::CONNECTION, "upgrade")
-            .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-            .body(Body::empty())
-            .expect("a valid response"))
+        Ok(switching_protocols(accept))
     }
 
     async fn run_websocket(&self, session: Arc<Session<S>>, early: Vec<u8>) {
         let config = &self.0.config;
         let limits = Limits { max_payload: config.max_payload, max_buffered: config.max_buffered };
         let result = session
-            .run_ws(early, limits, |message| match message {
-                Message::Text(text) => self.on_text(&session, text),
-                Message::Binary(bytes) => self.on_binary(&session, bytes),
+            .run_ws(early, limits, |message| {
+                let handled = match message {
+                    Message::Text(text) => self.on_text(&session, text),
+                    Message::Binary(bytes) => self.on_binary(&session, bytes),
+                };
+                if let Err(e) = handled {
+                    // As Node: a packet that does not parse ends the session.
+                    tracing::debug!(sid = %session.id, error = %e, "malformed packet; closing");
+                    session.close(DisconnectReason::TransportError);
+                }
             })
             .await;
         if let Err(e) = result {
@@ -375,11 +424,11 @@ impl<S: Send + Sync + 'static> Io<S> {
     }
 
     /// One Engine.IO text packet from a client.
-    fn on_text(&self, session: &Arc<Session<S>>, text: &str) {
-        match EnginePacket::parse(text) {
-            Ok(EnginePacket::Message(message)) => self.on_message(session, message),
-            Ok(EnginePacket::Pong) => session.state().ping_sent = None,
-            Ok(EnginePacket::Ping(data)) => {
+    fn on_text(&self, session: &Arc<Session<S>>, text: &str) -> Result<(), PacketError> {
+        match EnginePacket::parse(text)? {
+            EnginePacket::Message(message) => return self.on_message(session, message),
+            EnginePacket::Pong => session.state().ping_sent = None,
+            EnginePacket::Ping(data) => {
                 let mut state = session.state();
                 if data == "probe" && state.transport == Transport::Polling {
                     state.transport = Transport::Upgrading;
@@ -394,41 +443,40 @@ impl<S: Send + Sync + 'static> Io<S> {
                     let _ = session.reply(&format!("3{data}"), self.0.config.max_buffered);
                 }
             }
-            Ok(EnginePacket::Upgrade) => {
+            EnginePacket::Upgrade => {
                 if session.upgraded() {
                     session.poll_wake.notify_one();
                 }
             }
-            Ok(EnginePacket::Close) => session.close(DisconnectReason::TransportClose),
-            Ok(EnginePacket::Noop) => {}
-            Err(e) => tracing::debug!(sid = %session.id, error = %e, "packet ignored"),
+            EnginePacket::Close => session.close(DisconnectReason::TransportClose),
+            EnginePacket::Noop => {}
         }
+        Ok(())
     }
 
     /// A binary message: an attachment of the binary event being received.
-    fn on_binary(&self, session: &Arc<Session<S>>, _bytes: &[u8]) {
+    fn on_binary(&self, session: &Arc<Session<S>>, _bytes: &[u8]) -> Result<(), PacketError> {
         let mut state = session.state();
-        let Some((_, due)) = state.binary.as_mut() else { return };
+        let (_, due) = state.binary.as_mut().ok_or(PacketError::Attachment)?;
         *due -= 1;
         if *due > 0 {
-            return;
+            return Ok(());
         }
         let (text, _) = state.binary.take().expect("checked above");
         drop(state);
         // Handlers take JSON: a binary event reaches them as `DataError::Binary`.
-        if let Ok(packet) = Packet::parse(&text) {
-            self.on_binary_event(session, &packet);
-        }
+        self.on_binary_event(session, &Packet::parse(&text)?)
     }
 
     /// One Socket.IO packet from a client.
-    fn on_message(&self, session: &Arc<Session<S>>, text: &str) {
-        let packet = match Packet::parse(text) {
-            Ok(packet) => packet,
-            Err(e) => return tracing::debug!(sid = %session.id, error = %e, "packet ignored"),
-        };
+    fn on_message(&self, session: &Arc<Session<S>>, text: &str) -> Result<(), PacketError> {
+        let packet = Packet::parse(text)?;
+        if session.state().binary.is_some() {
+            // Node's parser refuses text while attachments are due, too.
+            return Err(PacketError::Attachment);
+        }
         match packet.kind {
-            Kind::Connect => self.on_connect(session, &packet),
+            Kind::Connect => self.on_connect(session, &packet)?,
             Kind::Disconnect => {
                 let socket = {
                     let mut state = session.state();
@@ -439,44 +487,51 @@ impl<S: Send + Sync + 'static> Io<S> {
                     tokio::spawn(socket.end(DisconnectReason::ClientNamespaceDisconnect));
                 }
             }
-            Kind::Event => match packet::event(packet.data) {
-                Ok((name, data)) => self.on_event(session, &packet, &name, data),
-                Err(e) => tracing::debug!(sid = %session.id, error = %e, "event ignored"),
-            },
+            Kind::Event => {
+                let (name, args) = packet::event(packet.data)?;
+                self.on_event(session, &packet, &name, first_arg(args));
+            }
             Kind::BinaryEvent if packet.attachments > 0 => {
+                // Checked now, not when the attachments are in.
+                let _ = packet::event(packet.data)?;
                 session.state().binary = Some((text.into(), packet.attachments));
             }
-            Kind::BinaryEvent => self.on_binary_event(session, &packet),
+            Kind::BinaryEvent => self.on_binary_event(session, &packet)?,
             // The server asks for no acknowledgements, and the rest is server-to-client.
             Kind::Ack | Kind::BinaryAck | Kind::ConnectError => {}
         }
+        Ok(())
     }
 
-    fn on_connect(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) {
+    fn on_connect(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) -> Result<(), PacketError> {
+        let auth = packet::connect_auth(packet.data)?;
         let Some(ns) = self.of(packet.ns).cloned() else {
             let _ = session
                 .reply(&packet::encode_connect_error(packet.ns, "Invalid namespace"), self.0.config.max_buffered);
-            return;
+            return Ok(());
         };
-        let auth: Option<Value> = serde_json::from_str(packet.data).ok();
         let socket = {
             let mut state = session.state();
             if state.transport == Transport::Closed || state.sockets.iter().any(|s| s.ns() == packet.ns) {
-                return;
+                return Ok(());
             }
             let socket = Arc::new(Socket::new(ns.clone(), session.clone()));
             state.sockets.push(socket.clone());
             socket
         };
         tokio::spawn(ns.connect(socket, auth));
+        Ok(())
     }
 
     /// A binary event, complete with its attachments: its name comes from the JSON part.
-    fn on_binary_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) {
-        match packet::event(packet.data) {
-            Ok((name, _)) => self.on_event(session, packet, &name, Err(DataError::Binary)),
-            Err(e) => tracing::debug!(sid = %session.id, error = %e, "event ignored"),
-        }
+    fn on_binary_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) -> Result<(), PacketError> {
+        let (name, args) = packet::event(packet.data)?;
+        let data = match first_arg(args) {
+            Ok(value) if is_placeholder(&value) => Err(DataError::Binary),
+            other => other,
+        };
+        self.on_event(session, packet, &name, data);
+        Ok(())
     }
 
     fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, name: &str, data: Result<Value, DataError>) {
@@ -496,6 +551,42 @@ impl<S: Send + Sync + 'static> Io<S> {
             session.close(DisconnectReason::TransportError);
         }
     }
+}
+
+/// What the handlers that take one argument get: the first.
+fn first_arg(args: Result<Vec<Value>, DataError>) -> Result<Value, DataError> {
+    args?.into_iter().next().ok_or(DataError::Missing)
+}
+
+/// True for the stand-in of a binary attachment, `{"_placeholder":true,"num":0}`.
+fn is_placeholder(value: &Value) -> bool {
+    value.get("_placeholder") == Some(&Value::Bool(true)) && value.get("num").is_some_and(Value::is_u64)
+}
+
+/// Completes a WebSocket handshake only to close the connection at once (an empty close
+/// frame, then the end), for a second WebSocket of a session that has one.
+fn refuse_websocket(mut request: Request, accept: String) -> Response {
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(Ok(parts)) =
+            on_upgrade.await.map(hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>)
+        {
+            let mut stream = parts.io.into_inner();
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, &[0x80 | ws::CLOSE, 0]).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        }
+    });
+    switching_protocols(accept)
+}
+
+fn switching_protocols(accept: String) -> Response {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .expect("a valid response")
 }
 
 /// Clears a session's waiting GET when the request ends, however it ends.
@@ -550,10 +641,22 @@ async fn heartbeat<S: Send + Sync + 'static>(shared: Weak<Shared<S>>) {
                 late.push(session.clone());
                 continue;
             }
+            if let Some(by) = state.connect_by
+                && now >= by
+            {
+                if state.sockets.is_empty() {
+                    tracing::debug!(sid = %session.id, "no namespace joined in time; closing");
+                    late.push(session.clone());
+                    continue;
+                }
+                state.connect_by = None;
+            }
             match state.ping_sent {
                 Some(sent) if now.duration_since(sent) > shared.config.ping_timeout => late.push(session.clone()),
                 None if now >= state.next_ping => {
-                    state.ping_sent = Some(now);
+                    // The pong's deadline counts from when the ping was due, not from this
+                    // tick (up to a tick later): sessions end on time, as Node's do.
+                    state.ping_sent = Some(state.next_ping);
                     state.next_ping = now + shared.config.ping_interval;
                     ping.push(session.clone());
                 }

@@ -70,6 +70,8 @@ pub(crate) struct State<S> {
     pub ping_sent: Option<Instant>,
     /// When the next ping is due.
     pub next_ping: Instant,
+    /// When the session must have joined a namespace, until the heartbeat has seen it did.
+    pub connect_by: Option<Instant>,
     /// Why the session closed.
     pub reason: Option<DisconnectReason>,
 }
@@ -93,7 +95,13 @@ pub struct Session<S> {
 }
 
 impl<S> Session<S> {
-    pub(crate) fn new(headers: HeaderMap, transport: Transport, lanes: Arc<Lanes<S>>, next_ping: Instant) -> Self {
+    pub(crate) fn new(
+        headers: HeaderMap,
+        transport: Transport,
+        lanes: Arc<Lanes<S>>,
+        next_ping: Instant,
+        connect_by: Instant,
+    ) -> Self {
         let id = Sid::random();
         Self {
             id,
@@ -115,6 +123,7 @@ impl<S> Session<S> {
                 binary: None,
                 ping_sent: None,
                 next_ping,
+                connect_by: Some(connect_by),
                 reason: None,
             }),
         }

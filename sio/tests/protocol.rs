@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use switchyard_sio::{Config, DataError, Delivery, DisconnectReason, Io, NamespaceBuilder, SendError, Sid, Socket, To};
+use switchyard_sio::{
+    CONNECT_TIMEOUT, Config, DataError, Delivery, DisconnectReason, Io, NamespaceBuilder, SendError, Sid, Socket, To,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -72,6 +74,11 @@ async fn start(config: Config) -> Server {
 /// and the auth's `rooms`; event `echo` acknowledges its argument; `disconnect_delay` makes
 /// the disconnect handler slow, to see who waits for it.
 async fn start_with(config: Config, disconnect_delay: Duration) -> Server {
+    start_full(config, disconnect_delay, CONNECT_TIMEOUT).await
+}
+
+/// [`start_with`], and a connect timeout.
+async fn start_full(config: Config, disconnect_delay: Duration, connect_timeout: Duration) -> Server {
     let (tx, seen) = mpsc::unbounded_channel();
     let (on_connect, on_event, on_disconnect) = (tx.clone(), tx.clone(), tx);
     let chat = NamespaceBuilder::new("/chat", move |socket: Arc<Socket<()>>, auth: Option<Value>| {
@@ -105,7 +112,7 @@ async fn start_with(config: Config, disconnect_delay: Duration) -> Server {
             let _ = tx.send(Seen::Disconnected(socket.id, reason));
         }
     });
-    let io = Io::builder(config).ns(chat).build();
+    let io = Io::builder(config).connect_timeout(connect_timeout).ns(chat).build();
     let app = axum::Router::new().route("/socket.io/", axum::routing::any(Io::handle)).with_state(io.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -526,10 +533,8 @@ async fn websocket_connect_refused_and_unknown_namespaces() {
 
     ws.send(r#"40/chat,{"token":"nope"}"#).await;
     assert_eq!(ws.text().await, r#"44/chat,{"message":"bad token nope"}"#);
-    // No auth at all, and auth that is not JSON, reach the handler as `None`.
+    // No auth at all reaches the handler as `None`.
     ws.send("40/chat,").await;
-    assert_eq!(ws.text().await, r#"44/chat,{"message":"missing token"}"#);
-    ws.send("40/chat,{not json").await;
     assert_eq!(ws.text().await, r#"44/chat,{"message":"missing token"}"#);
     ws.send(r#"40/x,{"token":"good"}"#).await;
     assert_eq!(ws.text().await, r#"44/x,{"message":"Invalid namespace"}"#);
@@ -580,10 +585,30 @@ async fn events_with_and_without_acks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_packets_are_ignored_without_closing() {
+async fn packets_the_server_does_not_act_on_are_ignored() {
     let mut server = start(config()).await;
     let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
     let socket = server.connected().await;
+    // Well formed, and meaningless here: acks the server never asked for, a client's
+    // connect_error, leaving a namespace never joined, joining one twice, an upgrade
+    // without a probe, noops and unsolicited pongs.
+    let ignored = ["43/chat,1[]", "44/chat,{}", "41/nope,", r#"40/chat,{"token":"good"}"#, "5", "6", "3"];
+    for packet in ignored {
+        ws.send(packet).await;
+    }
+    ws.send(r#"42/chat,9["echo","still here"]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,9["still here"]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!("still here"))));
+    server.quiet();
+    assert!(socket.connected());
+    assert_eq!(server.io.sessions(), 1);
+}
+
+/// Packets that do not parse end the session at once, as Node's server does; each is sent
+/// on a session of its own, which must end with the handler told of a transport error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_close_the_session() {
+    let mut server = start(config()).await;
     let junk = [
         "",
         "9",
@@ -591,33 +616,49 @@ async fn malformed_packets_are_ignored_without_closing() {
         "4",
         "48",
         "4x",
+        "4abc",
+        "42{}",
+        r#"42abc["echo",1]"#,
         r#"42/chat,1["#,
         r#"42/chat,2[1,2]"#,
         r#"42/chat,3{"a":1}"#,
         r#"42/chat,4"echo""#,
         r#"42/chat,5["echo""#,
+        r#"42/chat,6["echo",{"a":}]"#,
+        r#"42/chat,7["echo",1,}]"#,
+        r#"42/chat,8["echo",1]x"#,
         r#"42/chat,99999999999999999999999["echo",1]"#,
         r#"45/chat,["echo",1]"#,
         r#"45x-/chat,["echo",1]"#,
-        "43/chat,1[]",
-        "44/chat,{}",
-        "41/nope,",
-        r#"40/chat,{"token":"good"}"#,
-        "5",
-        "6",
-        "3",
+        r#"451-/chat,[1]"#,
+        "40/chat,{not json",
+        "40/chat,[1]",
     ];
     for packet in junk {
+        let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+        let id = server.connected().await.id;
         ws.send(packet).await;
+        ws.end().await;
+        assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportError), "{packet}");
     }
-    // An attachment no binary event announced.
+    // An attachment no binary event announced, and text while attachments are due.
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let id = server.connected().await.id;
     within("a send", ws.0.send(Message::binary(vec![1, 2, 3]))).await.unwrap();
-    ws.send(r#"42/chat,9["echo","still here"]"#).await;
-    assert_eq!(ws.text().await, r#"43/chat,9["still here"]"#);
-    assert_eq!(server.event().await, (socket.id, Ok(json!("still here"))));
+    ws.end().await;
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportError));
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let id = server.connected().await.id;
+    ws.send(r#"451-/chat,["echo",{"_placeholder":true,"num":0}]"#).await;
+    ws.send(r#"42/chat,["echo",1]"#).await;
+    ws.end().await;
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportError));
+    // Before any namespace: the session ends all the same.
+    let (mut ws, _) = Ws::open(server.addr).await;
+    ws.send("4abc").await;
+    ws.end().await;
     server.quiet();
-    assert!(socket.connected());
-    assert_eq!(server.io.sessions(), 1);
+    assert_eq!(server.io.sessions(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -627,14 +668,7 @@ async fn unusable_arguments_reach_the_handler_as_errors() {
     let socket = server.connected().await;
     // Far deeper than serde_json's recursion limit (128).
     let deep = format!(r#"42/chat,4["echo",{}1{}]"#, "[".repeat(1000), "]".repeat(1000));
-    let cases = [
-        (r#"42/chat,1["echo"]"#.to_owned(), 1, DataError::Missing),
-        (r#"42/chat,2["echo",{"a":}]"#.to_owned(), 2, DataError::Malformed),
-        (r#"42/chat,3["echo",1,}]"#.to_owned(), 3, DataError::Malformed),
-        (deep, 4, DataError::Malformed),
-        (r#"42/chat,5["echo",1"#.to_owned(), 5, DataError::Malformed),
-        (r#"42/chat,6["echo",1,2"#.to_owned(), 6, DataError::Malformed),
-    ];
+    let cases = [(r#"42/chat,1["echo"]"#.to_owned(), 1, DataError::Missing), (deep, 4, DataError::Malformed)];
     for (packet, id, error) in cases {
         ws.send(&packet).await;
         assert_eq!(ws.text().await, format!(r#"43/chat,{id}[{{"error":"{error:?}"}}]"#), "{packet:.60}");
@@ -653,21 +687,17 @@ async fn binary_events_reach_the_handler_as_binary() {
     assert_eq!(ws.text().await, r#"43/chat,7[{"error":"Binary"}]"#);
     assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
 
-    // With two attachments the event waits for the second: an event sent between them is
-    // answered first.
+    // With two attachments the event waits for the second.
     ws.send(r#"452-/chat,8["echo",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#).await;
     within("a send", ws.0.send(Message::binary(vec![1]))).await.unwrap();
-    ws.send(r#"42/chat,9["echo","between"]"#).await;
-    assert_eq!(ws.text().await, r#"43/chat,9["between"]"#);
-    assert_eq!(server.event().await, (socket.id, Ok(json!("between"))));
     within("a send", ws.0.send(Message::binary(vec![2]))).await.unwrap();
     assert_eq!(ws.text().await, r#"43/chat,8[{"error":"Binary"}]"#);
     assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
 
-    // No attachments at all.
+    // No attachments at all: the arguments are plain JSON.
     ws.send(r#"450-/chat,10["echo",{}]"#).await;
-    assert_eq!(ws.text().await, r#"43/chat,10[{"error":"Binary"}]"#);
-    assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
+    assert_eq!(ws.text().await, r#"43/chat,10[{}]"#);
+    assert_eq!(server.event().await, (socket.id, Ok(json!({}))));
 }
 
 /// The names of the events a client gets up to and including `end`.
@@ -817,10 +847,12 @@ async fn long_polling_handshake_posts_and_gets() {
     events.sort_by_key(|(_, data)| data.clone().unwrap().as_i64());
     assert_eq!(events, [(socket.id, Ok(json!(1))), (socket.id, Ok(json!(2))), (socket.id, Ok(json!(3)))]);
 
-    // A body up to maxPayload is read (its junk packets ignored); one byte more is refused,
+    // A body up to maxPayload is read (an event nobody handles); one byte more is refused,
     // and the session lives on.
-    assert_eq!(polling.post_raw("x".repeat(5_000)).await, (200, "ok".to_owned()));
-    let (status, body) = polling.post_raw("x".repeat(5_001)).await;
+    let padded = |len: usize| format!(r#"42/chat,["unhandled","{}"]"#, "x".repeat(len - 24));
+    assert_eq!(padded(5_000).len(), 5_000);
+    assert_eq!(polling.post_raw(padded(5_000)).await, (200, "ok".to_owned()));
+    let (status, body) = polling.post_raw(padded(5_001)).await;
     assert_eq!(
         (status, serde_json::from_str::<Value>(&body).unwrap()),
         (413, json!({ "code": 3, "message": "Payload too large" }))
@@ -909,14 +941,25 @@ async fn engine_errors_have_their_codes() {
     let put = within("a PUT", http.put(format!("{base}?EIO=4&transport=polling&sid={unknown}")).send()).await.unwrap();
     assert_eq!((put.status().as_u16(), put.json().await.unwrap()), engine_error(3, "Bad request"));
 
-    // Upgrading a session that does not exist, or one that is already a WebSocket.
-    let (_ws, open) = Ws::open(server.addr).await;
-    for sid in [unknown.to_string(), open["sid"].as_str().unwrap().to_owned()] {
-        match within("a WebSocket handshake", tokio_tungstenite::connect_async(ws_url(server.addr, Some(&sid)))).await {
-            Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
-            other => panic!("expected 400, got {other:?}"),
-        }
+    // Upgrading a session that does not exist is refused; a second WebSocket for one that
+    // has one is accepted and closed at once (as Node does), leaving the first alone.
+    match within(
+        "a WebSocket handshake",
+        tokio_tungstenite::connect_async(ws_url(server.addr, Some(&unknown.to_string()))),
+    )
+    .await
+    {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 400),
+        other => panic!("expected 400, got {other:?}"),
     }
+    let (mut first, open) = Ws::open(server.addr).await;
+    let (stream, _) =
+        within("a WebSocket handshake", tokio_tungstenite::connect_async(ws_url(server.addr, open["sid"].as_str())))
+            .await
+            .unwrap();
+    assert_eq!(Ws(stream).end().await, None);
+    first.send("2").await;
+    assert_eq!(first.text().await, "3");
     assert_eq!(server.io.sessions(), 1);
 }
 
@@ -938,10 +981,13 @@ async fn long_polling_binary_attachments_are_base64() {
     assert_eq!(polling.get().await, r#"43/chat,4[{"error":"Binary"}]"#);
     assert_eq!(server.event().await, (socket.id, Err(DataError::Binary)));
 
+    // Bad base64 is a malformed packet: the session ends.
+    polling.post("451-/chat,5[\"echo\",{\"_placeholder\":true,\"num\":0}]").await;
     let (status, body) = polling.post_raw("b@@@").await;
     assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(3, "Bad request"));
-    polling.post(r#"42/chat,5["echo","alive"]"#).await;
-    assert_eq!(polling.get().await, r#"43/chat,5["alive"]"#);
+    assert_eq!(server.disconnected().await, (socket.id, DisconnectReason::TransportError));
+    let (status, body) = polling.get_raw().await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1469,4 +1515,132 @@ async fn a_long_polling_client_that_pings_and_never_polls_is_closed() {
         assert!(posts < 100, "{posts} POSTs of pings and the session lives on");
     }
     assert_eq!(server.io.sessions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_joins_no_namespace_in_time_is_closed() {
+    let mut server = start_full(config(), Duration::ZERO, Duration::from_millis(200)).await;
+    // Over WebSocket and over long-polling, nothing joined: both end.
+    let (mut ws, _) = Ws::open(server.addr).await;
+    let (polling, _) = Polling::open(server.addr).await;
+    assert_eq!(ws.end().await, None);
+    // A GET waiting at the time is told the session closed; a later one finds it gone.
+    let (status, body) = polling.get_raw().await;
+    assert!(
+        (status, body.as_str()) == (200, "1")
+            || (status, body.as_str()) == (400, r#"{"code":1,"message":"Session ID unknown"}"#),
+        "{status} {body}"
+    );
+    within("the sessions' end", async {
+        while server.io.sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    // One that joined in time stays, long after the timeout.
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    server.connected().await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    ws.send("2").await;
+    assert_eq!(ws.text().await, "3");
+    assert_eq!(server.io.sessions(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_must_arrive_in_time() {
+    let io = Io::<()>::builder(config()).build();
+    let app = axum::Router::new().route("/socket.io/", axum::routing::any(Io::handle)).with_state(io);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(switchyard_sio::serve(listener, app, Duration::from_millis(200), std::future::pending()));
+    // A whole head is served.
+    let (status, _) = get_json(&http(), &format!("http://{addr}/socket.io/?EIO=4")).await;
+    assert_eq!(status, 400);
+    // Half a head, then nothing: the connection is closed without an answer.
+    let mut stream = within("a TCP connect", TcpStream::connect(addr)).await.unwrap();
+    stream.write_all(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let read = within("the connection's end", stream.read_to_end(&mut rest)).await;
+    assert!(read.is_err() || !String::from_utf8_lossy(&rest).contains(" 200 "), "{}", String::from_utf8_lossy(&rest));
+}
+
+/// Node's heartbeat ends a session exactly `pingInterval + pingTimeout` after its last
+/// pong: a request after that finds it gone, however late the server's own ticker runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_pong_is_late_is_gone_at_its_deadline() {
+    let server = start(Config {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        ..config()
+    })
+    .await;
+    let opened = std::time::Instant::now();
+    let (polling, _) = Polling::open(server.addr).await;
+    tokio::time::sleep(Duration::from_millis(520).saturating_sub(opened.elapsed())).await;
+    let (status, body) = polling.get_raw().await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_close_answers_the_waiting_get_with_a_noop() {
+    let mut server = start(config()).await;
+    // Nothing shows when the server has the GET: if the close overtook it (the GET then
+    // finds no session), try again with more time between them.
+    for attempt in 0..6 {
+        let (polling, _) = Polling::join(server.addr).await;
+        let id = server.connected().await.id;
+        let waiting = tokio::spawn({
+            let polling = polling.clone();
+            async move { polling.get_raw().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        polling.post("1").await;
+        let answer = within("the GET", waiting).await.unwrap();
+        assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportClose));
+        if answer.0 == 400 {
+            continue;
+        }
+        assert_eq!(answer, (200, "6".to_owned()));
+        let (status, body) = polling.get_raw().await;
+        assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
+        return;
+    }
+    panic!("the GET never got to wait before the close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_requests_after_the_upgrade_are_refused() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    server.connected().await;
+    let sid = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
+    let mut ws = Ws::probe(server.addr, &sid).await;
+    ws.send("5").await;
+    // The upgrade is complete once a packet comes back over the WebSocket.
+    ws.send("2").await;
+    assert_eq!(ws.text().await, "3");
+    let (status, body) = polling.get_raw().await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(3, "Bad request"));
+    let (status, body) = polling.post_raw("6").await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(3, "Bad request"));
+    // The WebSocket carries on.
+    ws.send(r#"42/chat,1["echo","ws"]"#).await;
+    assert_eq!(ws.text().await, r#"43/chat,1["ws"]"#);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_that_does_not_parse_ends_the_session_with_400() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let id = server.connected().await.id;
+    let (status, body) = polling.post_raw("abc").await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(3, "Bad request"));
+    assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportError));
+    let (status, body) = polling.get_raw().await;
+    assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
+    // Bytes that are not UTF-8 too.
+    let (polling, _) = Polling::open(server.addr).await;
+    let (status, _) = polling.post_raw(vec![0x34, 0xff]).await;
+    assert_eq!(status, 400);
+    assert_eq!(polling.get_raw().await.0, 400);
 }
