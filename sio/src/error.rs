@@ -21,9 +21,12 @@ pub enum WsError {
     /// A continuation without a message to continue, or a new message inside one.
     #[error("broken fragmentation")]
     Fragmentation,
-    /// A text message that is not UTF-8.
+    /// A text message or a close reason that is not UTF-8.
     #[error("text is not UTF-8")]
     Utf8,
+    /// A close frame with a one-byte body or a code no endpoint may send.
+    #[error("malformed close frame")]
+    BadClose,
     /// The client does not read the replies to what it sends (pongs, acks): they reached
     /// the connection's limit of unsent bytes.
     #[error("the client does not read its replies")]

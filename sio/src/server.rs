@@ -320,13 +320,22 @@ impl<S: Send + Sync + 'static> Io<S> {
 
     /// A WebSocket handshake: a new session, or the upgrade of a long-polling one.
     fn websocket(&self, mut request: Request, sid: Option<Sid>) -> Result<Response, EngineError> {
+        // RFC 6455 section 4.2.1: an HTTP/1.1 GET with `Upgrade: websocket`, a `Connection`
+        // naming `Upgrade`, a 16-byte key in base64 and version 13 (anything else is
+        // answered 426 with the version this server speaks).
         let headers = request.headers();
         let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok());
+        let connection = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).unwrap_or_default();
         let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(EngineError::BadRequest)?;
-        if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-            || headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13")
+        if request.version() != axum::http::Version::HTTP_11
+            || !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+            || !connection.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+            || !ws::valid_key(key.as_bytes())
         {
             return Err(EngineError::BadRequest);
+        }
+        if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+            return Err(EngineError::WebSocketVersion);
         }
         let accept = ws::accept_key(key.as_bytes());
         let session = match sid {
@@ -397,6 +406,7 @@ impl<S: Send + Sync + 'static> Io<S> {
             let code = match e {
                 WsError::TooBig => ws::TOO_BIG,
                 WsError::Unread => ws::POLICY_VIOLATION,
+                WsError::Utf8 => ws::INVALID_PAYLOAD,
                 _ => ws::PROTOCOL_ERROR,
             };
             let mut bye = Vec::with_capacity(4);
@@ -733,6 +743,9 @@ pub enum EngineError {
     /// A long-polling body over the payload limit.
     #[error("Payload too large")]
     PayloadTooLarge,
+    /// A WebSocket handshake for a version other than 13.
+    #[error("Unsupported WebSocket version")]
+    WebSocketVersion,
 }
 
 impl IntoResponse for EngineError {
@@ -743,6 +756,10 @@ impl IntoResponse for EngineError {
             Self::BadRequest => (StatusCode::BAD_REQUEST, 3),
             Self::Version => (StatusCode::BAD_REQUEST, 5),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 3),
+            Self::WebSocketVersion => {
+                let body = axum::Json(json!({ "code": 3, "message": self.to_string() }));
+                return (StatusCode::UPGRADE_REQUIRED, [(header::SEC_WEBSOCKET_VERSION, "13")], body).into_response();
+            }
         };
         (status, axum::Json(json!({ "code": code, "message": self.to_string() }))).into_response()
     }

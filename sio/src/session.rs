@@ -488,10 +488,16 @@ impl Reader {
                 }
                 ws::PONG => {}
                 ws::CLOSE => {
-                    // Answered, and the connection ends; whether the session ends with it
-                    // is the caller's decision (a closed upgrade probe leaves it polling).
+                    // Answered with its code (an empty body with an empty one: 1005 only
+                    // means "no code" and never goes on the wire), and the connection ends;
+                    // whether the session ends with it is the caller's decision (a closed
+                    // upgrade probe leaves it polling). A malformed one is a protocol error.
+                    let code = ws::close_code(payload)?;
                     let mut close = Vec::with_capacity(4);
-                    ws::write_frame(&mut close, ws::CLOSE, payload.get(..2).unwrap_or_default());
+                    match code {
+                        Some(code) => ws::write_close(&mut close, code),
+                        None => ws::write_frame(&mut close, ws::CLOSE, &[]),
+                    }
                     session.send_ws(&close, usize::MAX);
                     self.closed = true;
                     return Ok(at + frame.len);

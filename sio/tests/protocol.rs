@@ -1191,7 +1191,6 @@ async fn protocol_errors_close_with_1002() {
         text_inside_message,
         frame(false, PING, b"x", true),
         frame(true, PING, &[0; 126], true),
-        frame(true, TEXT, &[0x34, 0x32, 0xff, 0xfe], true),
     ];
     for bytes in cases {
         refused(1_000_000, &bytes, 1002).await;
@@ -1643,4 +1642,90 @@ async fn a_post_that_does_not_parse_ends_the_session_with_400() {
     let (status, _) = polling.post_raw(vec![0x34, 0xff]).await;
     assert_eq!(status, 400);
     assert_eq!(polling.get_raw().await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_is_not_utf8_closes_with_1007() {
+    refused(1_000_000, &frame(true, TEXT, &[0x34, 0x32, 0xff, 0xfe], true), 1007).await;
+    // Split inside a character, then broken.
+    let mut fragments = frame(false, TEXT, &[0x34, 0xce], true);
+    fragments.extend(frame(true, CONTINUATION, &[0xff], true));
+    refused(1_000_000, &fragments, 1007).await;
+    // A close reason.
+    refused(1_000_000, &frame(true, CLOSE, &[0x03, 0xe8, 0xff], true), 1007).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_close_frames_close_with_1002() {
+    let mut bodies = vec![vec![0x03]];
+    bodies.extend([0u16, 999, 1004, 1005, 1006, 1016, 2999, 5000].map(|code| code.to_be_bytes().to_vec()));
+    for body in bodies {
+        refused(1_000_000, &frame(true, CLOSE, &body, true), 1002).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_codes_are_echoed_and_an_empty_close_gets_an_empty_one() {
+    let mut server = start(config()).await;
+    for code in [Some(1000u16), Some(1001), Some(1011), Some(3000), Some(4999), None] {
+        let mut raw = Raw::open(server.addr, &text_frame(r#"40/chat,{"token":"good"}"#)).await;
+        joined_sid(&raw.text().await);
+        let id = server.connected().await.id;
+        let body = code.map(|code| [&code.to_be_bytes()[..], "bye".as_bytes()].concat()).unwrap_or_default();
+        raw.send(&frame(true, CLOSE, &body, true)).await;
+        let echo = code.map(|code| code.to_be_bytes().to_vec()).unwrap_or_default();
+        assert_eq!(raw.frame().await, Some((true, CLOSE, echo)), "{code:?}");
+        assert_eq!(raw.frame().await, None);
+        assert_eq!(server.disconnected().await, (id, DisconnectReason::TransportClose));
+    }
+}
+
+/// The status line and headers (lower case) the server answers a raw handshake with.
+async fn handshake_answer(addr: SocketAddr, request_line: &str, headers: &[(&str, &str)]) -> String {
+    let mut stream = within("a TCP connect", TcpStream::connect(addr)).await.unwrap();
+    let mut request = format!("{request_line}\r\nHost: {addr}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut read = Vec::new();
+    loop {
+        if let Some(at) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+            return String::from_utf8_lossy(&read[..at]).to_ascii_lowercase();
+        }
+        let mut chunk = [0; 1024];
+        let n = within("the handshake answer", stream.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&read));
+        read.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_handshakes_follow_rfc_6455() {
+    let server = start(config()).await;
+    let line = "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1";
+    let key = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let (upgrade, connection, version) =
+        (("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13"));
+    type Header<'a> = (&'a str, &'a str);
+    let cases: Vec<(&str, Vec<Header>, &str)> = vec![
+        (line, vec![upgrade, connection, key, version], "http/1.1 101 "),
+        (line, vec![upgrade, ("Connection", "keep-alive, Upgrade"), key, version], "http/1.1 101 "),
+        (line, vec![upgrade, key, version], "http/1.1 400 "),
+        (line, vec![upgrade, ("Connection", "keep-alive"), key, version], "http/1.1 400 "),
+        (line, vec![upgrade, connection, ("Sec-WebSocket-Key", "MTIzNDU2Nzg5MDEyMzQ1"), version], "http/1.1 400 "),
+        (line, vec![upgrade, connection, ("Sec-WebSocket-Key", "not a key at all!!!!!!=="), version], "http/1.1 400 "),
+        (line, vec![upgrade, connection, version], "http/1.1 400 "),
+        (line, vec![upgrade, connection, key], "http/1.1 426 "),
+        (line, vec![upgrade, connection, key, ("Sec-WebSocket-Version", "8")], "http/1.1 426 "),
+        ("GET /socket.io/?EIO=4&transport=websocket HTTP/1.0", vec![upgrade, connection, key, version], " 400 "),
+    ];
+    for (request_line, headers, status) in cases {
+        let head = handshake_answer(server.addr, request_line, &headers).await;
+        assert!(head.starts_with(status) || (status.starts_with(' ') && head.contains(status)), "{headers:?}: {head}");
+        if status.contains("426") {
+            assert!(head.contains("\r\nsec-websocket-version: 13"), "{head}");
+        }
+    }
 }
