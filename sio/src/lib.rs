@@ -19,6 +19,7 @@
 
 mod error;
 mod packet;
+mod payload;
 mod serve;
 mod server;
 mod session;
@@ -28,7 +29,8 @@ mod ws;
 
 pub use error::{PacketError, SendError, WsError};
 pub use packet::DataError;
+pub use payload::Payload;
 pub use serve::{HEAD_TIMEOUT, serve};
-pub use server::{Builder, CONNECT_TIMEOUT, Config, EngineError, Io};
+pub use server::{Builder, CONNECT_TIMEOUT, Config, Engine, EngineError, EngineMessage, Io};
 pub use sid::Sid;
 pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, Socket, To};

@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::PacketError;
+use crate::payload::Payload;
 
 /// The record separator between packets of a long-polling payload.
 pub const SEPARATOR: char = '\x1e';
@@ -234,6 +235,44 @@ pub fn encode_event(ns: &str, event: &str, data: &impl Serialize) -> Result<Stri
     Ok(out)
 }
 
+/// `4` + `2<ns>,["event",args…]`, or `5<n>-<ns>,[…]` when it has `n` attachments (which
+/// follow it as binary messages).
+pub fn encode_event_payload(ns: &str, event: &str, payload: &Payload) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('4');
+    match payload.attachments.len() {
+        0 => out.push('2'),
+        n => {
+            let _ = write!(out, "5{n}-");
+        }
+    }
+    ns_prefix(&mut out, ns);
+    out.push('[');
+    out.push_str(&Value::from(event).to_string());
+    for arg in &payload.args {
+        out.push(',');
+        out.push_str(&arg.to_string());
+    }
+    out.push(']');
+    out
+}
+
+/// `4` + `3<ns>,<id>[args…]`, or `6<n>-<ns>,<id>[…]` with `n` attachments.
+pub fn encode_ack_payload(ns: &str, id: u64, payload: &Payload) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('4');
+    match payload.attachments.len() {
+        0 => out.push('3'),
+        n => {
+            let _ = write!(out, "6{n}-");
+        }
+    }
+    ns_prefix(&mut out, ns);
+    let _ = write!(out, "{id}");
+    out.push_str(&Value::from(payload.args.clone()).to_string());
+    out
+}
+
 /// `4` + `3<ns>,<id>[data]`.
 pub fn encode_ack(ns: &str, id: u64, data: &impl Serialize) -> Result<String, serde_json::Error> {
     let mut out = String::with_capacity(64);
@@ -342,5 +381,13 @@ mod tests {
         assert_eq!(encode_ack("/chat", 4, &json!({ "ok": true })).unwrap(), r#"43/chat,4[{"ok":true}]"#);
         assert_eq!(encode_connect("/chat", "abc"), r#"40/chat,{"sid":"abc"}"#);
         assert_eq!(encode_connect_error("/chat", "no"), r#"44/chat,{"message":"no"}"#);
+        let mut payload = Payload::new(vec![json!(1), json!("2"), json!({ "3": [true] })]);
+        assert_eq!(encode_event_payload("/", "m", &payload), r#"42["m",1,"2",{"3":[true]}]"#);
+        assert_eq!(encode_ack_payload("/chat", 7, &payload), r#"43/chat,7[1,"2",{"3":[true]}]"#);
+        let placeholder = payload.attach(vec![1]);
+        payload.args = vec![placeholder];
+        assert_eq!(encode_event_payload("/", "m", &payload), r#"451-["m",{"_placeholder":true,"num":0}]"#);
+        assert_eq!(encode_ack_payload("/", 7, &payload), r#"461-7[{"_placeholder":true,"num":0}]"#);
+        assert_eq!(encode_ack_payload("/", 7, &Payload::default()), "437[]");
     }
 }

@@ -10,14 +10,17 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use bytes::Bytes;
 use dashmap::DashMap;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpStream;
 
+use crate::error::SendError;
 use crate::error::{PacketError, WsError};
 use crate::packet::{self, DataError, EnginePacket, Kind, Packet};
-use crate::session::{Lanes, Limits, Message, Session, Transport};
+use crate::payload::Payload;
+use crate::session::{Lanes, Limits, Message, Partial, Session, Transport};
 use crate::sid::Sid;
 use crate::socket::{DisconnectReason, Event, Namespace, NamespaceBuilder, Socket};
 use crate::ws;
@@ -57,6 +60,41 @@ pub struct Builder<S> {
     config: Config,
     namespaces: Vec<NamespaceBuilder<S>>,
     connect_timeout: Duration,
+    engine_hook: Option<EngineHook<S>>,
+}
+
+type EngineHook<S> = Box<dyn Fn(&Engine<'_, S>, EngineMessage<'_>) + Send + Sync>;
+
+/// An Engine.IO message from a client, for [`Builder::on_engine_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMessage<'a> {
+    /// A text message (the packet after its `4`).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+/// An Engine.IO session, as [`Builder::on_engine_message`]'s hook sees it.
+pub struct Engine<'a, S> {
+    session: &'a Arc<Session<S>>,
+    limit: usize,
+}
+
+impl<S> Engine<'_, S> {
+    /// The session's id.
+    pub fn id(&self) -> Sid {
+        self.session.id
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.session.send(&format!("4{text}"), self.limit)
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, bytes: &[u8]) -> Result<(), SendError> {
+        self.session.send_binary(None, &[Bytes::copy_from_slice(bytes)], self.limit)
+    }
 }
 
 /// Node's `connectTimeout`: how long a session may stay without joining a namespace.
@@ -67,6 +105,17 @@ impl<S: Send + Sync + 'static> Builder<S> {
     /// ([`CONNECT_TIMEOUT`] unless set): a connection that never joins must not be held.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Takes every Engine.IO message (text and binary) instead of Socket.IO: the server is
+    /// then a plain Engine.IO server (namespaces and the connect timeout do not apply).
+    /// The hook runs on the connection's task, in the order messages arrive: keep it short.
+    pub fn on_engine_message(
+        mut self,
+        hook: impl Fn(&Engine<'_, S>, EngineMessage<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.engine_hook = Some(Box::new(hook));
         self
     }
 
@@ -92,6 +141,7 @@ impl<S: Send + Sync + 'static> Builder<S> {
         let shared = Arc::new(Shared {
             config: self.config,
             connect_timeout: self.connect_timeout,
+            engine_hook: self.engine_hook,
             namespaces,
             sessions: DashMap::new(),
             lanes,
@@ -113,6 +163,7 @@ impl<S> Clone for Io<S> {
 struct Shared<S> {
     config: Config,
     connect_timeout: Duration,
+    engine_hook: Option<EngineHook<S>>,
     namespaces: HashMap<String, Arc<Namespace<S>>>,
     sessions: DashMap<Sid, Arc<Session<S>>>,
     lanes: Arc<Lanes<S>>,
@@ -127,7 +178,7 @@ impl<S> Drop for Shared<S> {
 impl<S: Send + Sync + 'static> Io<S> {
     /// A server with `config`; add namespaces, then [`Builder::build`].
     pub fn builder(config: Config) -> Builder<S> {
-        Builder { config, namespaces: Vec::new(), connect_timeout: CONNECT_TIMEOUT }
+        Builder { config, namespaces: Vec::new(), connect_timeout: CONNECT_TIMEOUT, engine_hook: None }
     }
 
     /// Namespace `name`.
@@ -216,7 +267,7 @@ impl<S: Send + Sync + 'static> Io<S> {
             .collect();
         let now = Instant::now();
         let next_ping = now + self.0.config.ping_interval;
-        let connect_by = now + self.0.connect_timeout;
+        let connect_by = self.0.engine_hook.is_none().then(|| now + self.0.connect_timeout);
         let session = Arc::new(Session::new(kept, transport, self.0.lanes.clone(), next_ping, connect_by));
         self.0.sessions.insert(session.id, session.clone());
         session
@@ -436,7 +487,12 @@ impl<S: Send + Sync + 'static> Io<S> {
     /// One Engine.IO text packet from a client.
     fn on_text(&self, session: &Arc<Session<S>>, text: &str) -> Result<(), PacketError> {
         match EnginePacket::parse(text)? {
-            EnginePacket::Message(message) => return self.on_message(session, message),
+            EnginePacket::Message(message) => match &self.0.engine_hook {
+                Some(hook) => {
+                    hook(&Engine { session, limit: self.0.config.max_buffered }, EngineMessage::Text(message))
+                }
+                None => return self.on_message(session, message),
+            },
             EnginePacket::Pong => session.state().ping_sent = None,
             EnginePacket::Ping(data) => {
                 let mut state = session.state();
@@ -465,17 +521,26 @@ impl<S: Send + Sync + 'static> Io<S> {
     }
 
     /// A binary message: an attachment of the binary event being received.
-    fn on_binary(&self, session: &Arc<Session<S>>, _bytes: &[u8]) -> Result<(), PacketError> {
-        let mut state = session.state();
-        let (_, due) = state.binary.as_mut().ok_or(PacketError::Attachment)?;
-        *due -= 1;
-        if *due > 0 {
+    fn on_binary(&self, session: &Arc<Session<S>>, bytes: &[u8]) -> Result<(), PacketError> {
+        if let Some(hook) = &self.0.engine_hook {
+            hook(&Engine { session, limit: self.0.config.max_buffered }, EngineMessage::Binary(bytes));
             return Ok(());
         }
-        let (text, _) = state.binary.take().expect("checked above");
+        let mut state = session.state();
+        let partial = state.binary.as_mut().ok_or(PacketError::Attachment)?;
+        // A packet and its attachments together are held to the payload limit, as they
+        // would be in one long-polling body.
+        partial.bytes += bytes.len();
+        if partial.bytes > self.0.config.max_payload {
+            return Err(PacketError::Attachment);
+        }
+        partial.attachments.push(Bytes::copy_from_slice(bytes));
+        if partial.attachments.len() < partial.due {
+            return Ok(());
+        }
+        let partial = state.binary.take().expect("checked above");
         drop(state);
-        // Handlers take JSON: a binary event reaches them as `DataError::Binary`.
-        self.on_binary_event(session, &Packet::parse(&text)?)
+        self.on_binary_event(session, &Packet::parse(&partial.text)?, partial.attachments)
     }
 
     /// One Socket.IO packet from a client.
@@ -499,14 +564,19 @@ impl<S: Send + Sync + 'static> Io<S> {
             }
             Kind::Event => {
                 let (name, args) = packet::event(packet.data)?;
-                self.on_event(session, &packet, &name, first_arg(args));
+                self.on_event(session, &packet, &name, args.map(Payload::new));
             }
             Kind::BinaryEvent if packet.attachments > 0 => {
                 // Checked now, not when the attachments are in.
                 let _ = packet::event(packet.data)?;
-                session.state().binary = Some((text.into(), packet.attachments));
+                session.state().binary = Some(Box::new(Partial {
+                    text: text.into(),
+                    due: packet.attachments,
+                    attachments: Vec::new(),
+                    bytes: text.len(),
+                }));
             }
-            Kind::BinaryEvent => self.on_binary_event(session, &packet)?,
+            Kind::BinaryEvent => self.on_binary_event(session, &packet, Vec::new())?,
             // The server asks for no acknowledgements, and the rest is server-to-client.
             Kind::Ack | Kind::BinaryAck | Kind::ConnectError => {}
         }
@@ -533,18 +603,19 @@ impl<S: Send + Sync + 'static> Io<S> {
         Ok(())
     }
 
-    /// A binary event, complete with its attachments: its name comes from the JSON part.
-    fn on_binary_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) -> Result<(), PacketError> {
+    /// A binary event, complete with its attachments.
+    fn on_binary_event(
+        &self,
+        session: &Arc<Session<S>>,
+        packet: &Packet<'_>,
+        attachments: Vec<Bytes>,
+    ) -> Result<(), PacketError> {
         let (name, args) = packet::event(packet.data)?;
-        let data = match first_arg(args) {
-            Ok(value) if is_placeholder(&value) => Err(DataError::Binary),
-            other => other,
-        };
-        self.on_event(session, packet, &name, data);
+        self.on_event(session, packet, &name, args.map(|args| Payload { args, attachments }));
         Ok(())
     }
 
-    fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, name: &str, data: Result<Value, DataError>) {
+    fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, name: &str, data: Result<Payload, DataError>) {
         let socket = {
             let state = session.state();
             if state.transport == Transport::Closed {
@@ -555,22 +626,13 @@ impl<S: Send + Sync + 'static> Io<S> {
         let Some(socket) = socket.filter(|s| s.connected()) else {
             return tracing::debug!(sid = %session.id, ns = packet.ns, "event for a namespace not joined; ignored");
         };
-        let event = Event { name: name.to_owned(), data, ack: packet.ack, size: packet.data.len() };
+        let attached = data.as_ref().map_or(0, |p| p.attachments.iter().map(Bytes::len).sum::<usize>());
+        let event = Event { name: name.to_owned(), data, ack: packet.ack, size: packet.data.len() + attached };
         if !socket.dispatch(event, self.0.config.max_buffered) {
             tracing::debug!(sid = %session.id, "events arrive faster than their handlers run; closing");
             session.close(DisconnectReason::TransportError);
         }
     }
-}
-
-/// What the handlers that take one argument get: the first.
-fn first_arg(args: Result<Vec<Value>, DataError>) -> Result<Value, DataError> {
-    args?.into_iter().next().ok_or(DataError::Missing)
-}
-
-/// True for the stand-in of a binary attachment, `{"_placeholder":true,"num":0}`.
-fn is_placeholder(value: &Value) -> bool {
-    value.get("_placeholder") == Some(&Value::Bool(true)) && value.get("num").is_some_and(Value::is_u64)
 }
 
 /// Completes a WebSocket handshake only to close the connection at once (an empty close

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use axum::http::HeaderMap;
+use base64::Engine as _;
+use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -64,8 +66,8 @@ pub(crate) struct State<S> {
     blocked: bool,
     /// The namespaces this session joined.
     pub sockets: Vec<Arc<Socket<S>>>,
-    /// A binary event waiting for its attachments: its text and how many are still due.
-    pub binary: Option<(Box<str>, usize)>,
+    /// A binary packet waiting for its attachments (boxed: most sessions never have one).
+    pub binary: Option<Box<Partial>>,
     /// When the last ping went out, if its pong is still due.
     pub ping_sent: Option<Instant>,
     /// When the next ping is due.
@@ -74,6 +76,18 @@ pub(crate) struct State<S> {
     pub connect_by: Option<Instant>,
     /// Why the session closed.
     pub reason: Option<DisconnectReason>,
+}
+
+/// A binary event or ack whose attachments are still arriving.
+pub(crate) struct Partial {
+    /// Its text.
+    pub text: Box<str>,
+    /// How many attachments it announced.
+    pub due: usize,
+    /// Those in so far.
+    pub attachments: Vec<Bytes>,
+    /// Their total size, held under the payload limit.
+    pub bytes: usize,
 }
 
 /// One Engine.IO session.
@@ -100,7 +114,7 @@ impl<S> Session<S> {
         transport: Transport,
         lanes: Arc<Lanes<S>>,
         next_ping: Instant,
-        connect_by: Instant,
+        connect_by: Option<Instant>,
     ) -> Self {
         let id = Sid::random();
         Self {
@@ -123,7 +137,7 @@ impl<S> Session<S> {
                 binary: None,
                 ping_sent: None,
                 next_ping,
-                connect_by: Some(connect_by),
+                connect_by,
                 reason: None,
             }),
         }
@@ -143,6 +157,67 @@ impl<S> Session<S> {
             self.lanes.schedule(std::slice::from_ref(self));
         }
         Ok(())
+    }
+
+    /// Writes a packet and its binary attachments (a text packet, then one binary message
+    /// each; `b<base64>` packets on long-polling), unless `limit` bytes are already waiting.
+    /// Without text, writes binary Engine.IO messages alone.
+    pub fn send_binary(
+        self: &Arc<Self>,
+        text: Option<&str>,
+        attachments: &[Bytes],
+        limit: usize,
+    ) -> Result<(), SendError> {
+        let len = text.map_or(0, str::len) + attachments.iter().map(Bytes::len).sum::<usize>();
+        let mut state = self.state();
+        let schedule = match state.transport {
+            Transport::Closed => return Err(SendError::Closed),
+            Transport::Polling | Transport::Upgrading => {
+                if state.outbox_bytes + len > limit {
+                    return Err(SendError::Full);
+                }
+                state.outbox_bytes += len;
+                state.outbox.extend(text.map(Arc::from));
+                for attachment in attachments {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(attachment);
+                    state.outbox.push_back(format!("b{encoded}").into());
+                }
+                drop(state);
+                self.poll_wake.notify_one();
+                false
+            }
+            Transport::WebSocket => {
+                if state.pending.len() + len > limit {
+                    return Err(SendError::Full);
+                }
+                if let Some(text) = text {
+                    ws::write_frame(&mut state.pending, ws::TEXT, text.as_bytes());
+                }
+                for attachment in attachments {
+                    ws::write_frame(&mut state.pending, ws::BINARY, attachment);
+                }
+                state.take_schedule()
+            }
+        };
+        if schedule {
+            self.lanes.schedule(std::slice::from_ref(self));
+        }
+        Ok(())
+    }
+
+    /// [`Session::send_binary`] for a reply the client asked for (see [`Session::reply`]).
+    pub fn reply_binary(
+        self: &Arc<Self>,
+        text: Option<&str>,
+        attachments: &[Bytes],
+        limit: usize,
+    ) -> Result<(), SendError> {
+        let sent = self.send_binary(text, attachments, limit);
+        if sent == Err(SendError::Full) {
+            tracing::debug!(sid = %self.id, "replies not read; closing");
+            self.close(DisconnectReason::TransportError);
+        }
+        sent
     }
 
     /// Writes a reply the client asked for (an Engine.IO pong, an ack, the answer to a
@@ -211,7 +286,11 @@ impl<S> Session<S> {
         state.transport = Transport::WebSocket;
         let State { outbox, pending, .. } = &mut *state;
         for packet in outbox.drain(..) {
-            ws::write_frame(pending, ws::TEXT, packet.as_bytes());
+            // Attachments waited as `b<base64>` packets; they go as binary frames.
+            match packet.strip_prefix('b').map(|b64| base64::engine::general_purpose::STANDARD.decode(b64)) {
+                Some(Ok(bytes)) => ws::write_frame(pending, ws::BINARY, &bytes),
+                _ => ws::write_frame(pending, ws::TEXT, packet.as_bytes()),
+            }
         }
         state.outbox_bytes = 0;
         let schedule = state.take_schedule();

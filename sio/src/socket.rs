@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::error::SendError;
 use crate::packet::{self, DataError};
+use crate::payload::Payload;
 use crate::session::{Lanes, Session, SharedFrame};
 use crate::sid::Sid;
 
@@ -22,7 +23,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 type ConnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, Option<Value>) -> BoxFuture<Result<(), String>> + Send + Sync>;
 type ConnectedFn<S> = Box<dyn Fn(Arc<Socket<S>>) -> BoxFuture<()> + Send + Sync>;
-type EventFn<S> = Box<dyn Fn(Arc<Socket<S>>, Result<Value, DataError>, Ack<S>) -> BoxFuture<()> + Send + Sync>;
+type EventFn<S> = Box<dyn Fn(Arc<Socket<S>>, Result<Payload, DataError>, Ack<S>) -> BoxFuture<()> + Send + Sync>;
 type DisconnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, DisconnectReason) -> BoxFuture<()> + Send + Sync>;
 
 /// Why a socket left its namespace.
@@ -100,7 +101,19 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
         F: Fn(Arc<Socket<S>>, Result<Value, DataError>, Ack<S>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events.insert(event.to_owned(), Box::new(move |s, d, a| Box::pin(handler(s, d, a))));
+        self.events
+            .insert(event.to_owned(), Box::new(move |s, p, a| Box::pin(handler(s, p.and_then(Payload::first), a))));
+        self
+    }
+
+    /// Handles `event` with every argument and attachment it came with (or
+    /// [`DataError::Malformed`] when they nest too deep to parse), and its ack.
+    pub fn on_payload<F, Fut>(mut self, event: &str, handler: F) -> Self
+    where
+        F: Fn(Arc<Socket<S>>, Result<Payload, DataError>, Ack<S>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events.insert(event.to_owned(), Box::new(move |s, p, a| Box::pin(handler(s, p, a))));
         self
     }
 
@@ -271,8 +284,8 @@ pub struct Socket<S> {
 pub(crate) struct Event {
     /// Its name.
     pub name: String,
-    /// Its argument, as the handler takes it.
-    pub data: Result<Value, DataError>,
+    /// Its arguments.
+    pub data: Result<Payload, DataError>,
     /// The acknowledgement id the client waits on.
     pub ack: Option<u64>,
     /// Its size on the wire, counted against the limit of waiting events.
@@ -341,6 +354,15 @@ impl<S: Send + Sync + 'static> Socket<S> {
         }
         let text = packet::encode_event(&self.ns.name, event, data).map_err(|_| SendError::Serialize)?;
         self.session.send(&text, self.ns.limit)
+    }
+
+    /// Emits `event` with every argument and attachment of `payload` to this socket alone.
+    pub fn emit_payload(&self, event: &str, payload: &Payload) -> Result<(), SendError> {
+        if self.phase.load(Ordering::Acquire) == DISCONNECTED {
+            return Err(SendError::Closed);
+        }
+        let text = packet::encode_event_payload(&self.ns.name, event, payload);
+        self.session.send_binary(Some(&text), &payload.attachments, self.ns.limit)
     }
 
     /// The rooms it is in.
@@ -471,5 +493,12 @@ impl<S: Send + Sync + 'static> Ack<S> {
         // An ack answers the client's own request: not dropped for a full buffer like an
         // emit, but a client that does not read its acks is closed (see `Session::reply`).
         self.socket.session.reply(&text, self.socket.ns.limit)
+    }
+
+    /// Sends it with every argument and attachment of `payload`.
+    pub fn send_payload(self, payload: &Payload) -> Result<(), SendError> {
+        let Some(id) = self.id else { return Ok(()) };
+        let text = packet::encode_ack_payload(self.socket.ns(), id, payload);
+        self.socket.session.reply_binary(Some(&text), &payload.attachments, self.socket.ns.limit)
     }
 }

@@ -13,7 +13,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchyard_sio::{
-    CONNECT_TIMEOUT, Config, DataError, Delivery, DisconnectReason, Io, NamespaceBuilder, SendError, Sid, Socket, To,
+    CONNECT_TIMEOUT, Config, DataError, Delivery, DisconnectReason, EngineMessage, Io, NamespaceBuilder, Payload,
+    SendError, Sid, Socket, To,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -104,6 +105,12 @@ async fn start_full(config: Config, disconnect_delay: Duration, connect_timeout:
             let _ = tx.send(Seen::Event(socket.id, data));
             let _ = ack.send(&reply);
         }
+    })
+    // Every argument and attachment back, as an event and as the ack.
+    .on_payload("all", |socket, data, ack| async move {
+        let payload = data.expect("parsed arguments");
+        socket.emit_payload("all-back", &payload).unwrap();
+        ack.send_payload(&payload).unwrap();
     })
     .on_disconnect(move |socket, reason| {
         let tx = on_disconnect.clone();
@@ -1728,4 +1735,114 @@ async fn websocket_handshakes_follow_rfc_6455() {
             assert!(head.contains("\r\nsec-websocket-version: 13"), "{head}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_argument_and_attachment_goes_both_ways_over_websocket() {
+    let mut server = start(config()).await;
+    let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    server.connected().await;
+    ws.send(r#"42/chat,1["all",1,"2",{"3":[true]},null]"#).await;
+    assert_eq!(ws.text().await, r#"42/chat,["all-back",1,"2",{"3":[true]},null]"#);
+    assert_eq!(ws.text().await, r#"43/chat,1[1,"2",{"3":[true]},null]"#);
+    ws.send(r#"42/chat,2["all"]"#).await;
+    assert_eq!(ws.text().await, r#"42/chat,["all-back"]"#);
+    assert_eq!(ws.text().await, r#"43/chat,2[]"#);
+
+    let placeholders = r#"{"_placeholder":true,"num":0},"x",{"_placeholder":true,"num":1}"#;
+    ws.send(&format!(r#"452-/chat,3["all",{placeholders}]"#)).await;
+    within("a send", ws.0.send(Message::binary(vec![1, 2, 3]))).await.unwrap();
+    within("a send", ws.0.send(Message::binary(vec![]))).await.unwrap();
+    assert_eq!(ws.text().await, format!(r#"452-/chat,["all-back",{placeholders}]"#));
+    assert_eq!(ws.message().await, Message::binary(vec![1, 2, 3]));
+    assert_eq!(ws.message().await, Message::binary(vec![]));
+    assert_eq!(ws.text().await, format!(r#"462-/chat,3[{placeholders}]"#));
+    assert_eq!(ws.message().await, Message::binary(vec![1, 2, 3]));
+    assert_eq!(ws.message().await, Message::binary(vec![]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_argument_and_attachment_goes_both_ways_over_long_polling() {
+    let mut server = start(config()).await;
+    let (polling, _) = Polling::join(server.addr).await;
+    let socket = server.connected().await;
+    polling
+        .post("452-/chat,3[\"all\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]\x1ebAQID\x1eb")
+        .await;
+    let mut packets = Vec::new();
+    while packets.len() < 6 {
+        packets.extend(polling.get().await.split('\x1e').map(str::to_owned));
+    }
+    let placeholders = r#"{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}"#;
+    assert_eq!(
+        packets,
+        [
+            format!(r#"452-/chat,["all-back",{placeholders}]"#),
+            "bAQID".to_owned(),
+            "b".to_owned(),
+            format!(r#"462-/chat,3[{placeholders}]"#),
+            "bAQID".to_owned(),
+            "b".to_owned(),
+        ]
+    );
+    // A binary emit of the server's own, then upgraded: attachments that waited for
+    // polling go as binary frames.
+    let mut payload = Payload::new(vec![json!("label")]);
+    let placeholder = payload.attach(vec![9, 8]);
+    payload.args.push(placeholder);
+    socket.emit_payload("file", &payload).unwrap();
+    let sid = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
+    let mut ws = Ws::probe(server.addr, &sid).await;
+    ws.send("5").await;
+    assert_eq!(ws.text().await, r#"451-/chat,["file","label",{"_placeholder":true,"num":0}]"#);
+    assert_eq!(ws.message().await, Message::binary(vec![9, 8]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_io_hook_gets_every_message() {
+    let io = Io::<()>::builder(config())
+        .connect_timeout(Duration::from_millis(50))
+        .on_engine_message(|engine, message| {
+            let _ = match message {
+                EngineMessage::Text(text) => engine.send_text(text),
+                EngineMessage::Binary(bytes) => engine.send_binary(bytes),
+            };
+        })
+        .build();
+    let app = axum::Router::new().route("/engine.io/", axum::routing::any(Io::handle)).with_state(io);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let url = format!("ws://{addr}/engine.io/?EIO=4&transport=websocket");
+    let (stream, _) = within("a WebSocket handshake", tokio_tungstenite::connect_async(url)).await.unwrap();
+    let mut ws = Ws(stream);
+    assert!(ws.text().await.starts_with("0{"));
+    // Not Socket.IO: no namespace is needed, and the connect timeout does not apply.
+    ws.send("4hello").await;
+    assert_eq!(ws.text().await, "4hello");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    within("a send", ws.0.send(Message::binary(vec![0, 255]))).await.unwrap();
+    assert_eq!(ws.message().await, Message::binary(vec![0, 255]));
+    ws.send("4€").await;
+    assert_eq!(ws.text().await, "4€");
+
+    let http = http();
+    let open = within("a handshake", http.get(format!("http://{addr}/engine.io/?EIO=4&transport=polling")).send())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let open: Value = serde_json::from_str(&open[1..]).unwrap();
+    let polling = Polling {
+        http,
+        url: format!("http://{addr}/engine.io/?EIO=4&transport=polling&sid={}", open["sid"].as_str().unwrap()),
+    };
+    polling.post("4hi\x1ebAQID").await;
+    let mut packets = Vec::new();
+    while packets.len() < 2 {
+        packets.extend(polling.get().await.split('\x1e').map(str::to_owned));
+    }
+    assert_eq!(packets, ["4hi", "bAQID"]);
 }
