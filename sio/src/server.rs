@@ -78,6 +78,8 @@ pub enum EngineMessage<'a> {
 pub struct Engine<'a, S> {
     session: &'a Arc<Session<S>>,
     limit: usize,
+    /// A plain WebSocket ([`Io::handle_websocket`]): text goes out as given.
+    raw: bool,
 }
 
 impl<S> Engine<'_, S> {
@@ -88,6 +90,9 @@ impl<S> Engine<'_, S> {
 
     /// Sends a text message.
     pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        if self.raw {
+            return self.session.send(text, self.limit);
+        }
         self.session.send(&format!("4{text}"), self.limit)
     }
 
@@ -371,24 +376,8 @@ impl<S: Send + Sync + 'static> Io<S> {
 
     /// A WebSocket handshake: a new session, or the upgrade of a long-polling one.
     fn websocket(&self, mut request: Request, sid: Option<Sid>) -> Result<Response, EngineError> {
-        // RFC 6455 section 4.2.1: an HTTP/1.1 GET with `Upgrade: websocket`, a `Connection`
-        // naming `Upgrade`, a 16-byte key in base64 and version 13 (anything else is
-        // answered 426 with the version this server speaks).
+        let accept = handshake_accept(&request)?;
         let headers = request.headers();
-        let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok());
-        let connection = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).unwrap_or_default();
-        let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(EngineError::BadRequest)?;
-        if request.version() != axum::http::Version::HTTP_11
-            || !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-            || !connection.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
-            || !ws::valid_key(key.as_bytes())
-        {
-            return Err(EngineError::BadRequest);
-        }
-        if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-            return Err(EngineError::WebSocketVersion);
-        }
-        let accept = ws::accept_key(key.as_bytes());
         let session = match sid {
             Some(sid) => {
                 let session = self.session(sid)?;
@@ -436,17 +425,57 @@ impl<S: Send + Sync + 'static> Io<S> {
         Ok(switching_protocols(accept))
     }
 
-    async fn run_websocket(&self, session: Arc<Session<S>>, early: Vec<u8>) {
+    /// A plain WebSocket endpoint on this crate's framing, without Engine.IO: no open packet
+    /// and no heartbeat; every message goes to the [`Builder::on_engine_message`] hook as
+    /// it came, and [`Engine::send_text`] writes text as given. It exists to check the
+    /// framing (the Autobahn|Testsuite runs against it, see the `ws_echo` example).
+    pub async fn handle_websocket(State(io): State<Io<S>>, mut request: Request) -> Response {
+        let accept = match handshake_accept(&request) {
+            Ok(accept) => accept,
+            Err(e) => return e.into_response(),
+        };
+        // Not in the session map: no heartbeat, no connect timeout.
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let session = Arc::new(Session::new(HeaderMap::new(), Transport::WebSocket, io.0.lanes.clone(), far, None));
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let Ok(Ok(parts)) =
+                on_upgrade.await.map(hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>)
+            else {
+                return;
+            };
+            session.attach(parts.io.into_inner());
+            let early = parts.read_buf.to_vec();
+            io.run_frames(&session, early, |message| {
+                if let Some(hook) = &io.0.engine_hook {
+                    hook(&io.engine(&session, true), message);
+                }
+                Ok(())
+            })
+            .await;
+            session.shutdown();
+        });
+        switching_protocols(accept)
+    }
+
+    /// Runs a WebSocket connection's frames until it ends, giving each message to
+    /// `on_message` (whose error, a packet that does not parse, ends the session as in
+    /// Node), and closes with the code a protocol error calls for.
+    async fn run_frames(
+        &self,
+        session: &Arc<Session<S>>,
+        early: Vec<u8>,
+        mut on_message: impl FnMut(EngineMessage<'_>) -> Result<(), PacketError>,
+    ) {
         let config = &self.0.config;
         let limits = Limits { max_payload: config.max_payload, max_buffered: config.max_buffered };
         let result = session
             .run_ws(early, limits, |message| {
                 let handled = match message {
-                    Message::Text(text) => self.on_text(&session, text),
-                    Message::Binary(bytes) => self.on_binary(&session, bytes),
+                    Message::Text(text) => on_message(EngineMessage::Text(text)),
+                    Message::Binary(bytes) => on_message(EngineMessage::Binary(bytes)),
                 };
                 if let Err(e) = handled {
-                    // As Node: a packet that does not parse ends the session.
                     tracing::debug!(sid = %session.id, error = %e, "malformed packet; closing");
                     session.close(DisconnectReason::TransportError);
                 }
@@ -466,6 +495,14 @@ impl<S: Send + Sync + 'static> Io<S> {
             session.close(DisconnectReason::TransportError);
             session.flush();
         }
+    }
+
+    async fn run_websocket(&self, session: Arc<Session<S>>, early: Vec<u8>) {
+        self.run_frames(&session, early, |message| match message {
+            EngineMessage::Text(text) => self.on_text(&session, text),
+            EngineMessage::Binary(bytes) => self.on_binary(&session, bytes),
+        })
+        .await;
         let probe_failed = {
             let mut state = session.state();
             let polling = matches!(state.transport, Transport::Upgrading | Transport::Polling);
@@ -484,13 +521,15 @@ impl<S: Send + Sync + 'static> Io<S> {
         finish(self.0.clone(), session).await;
     }
 
+    fn engine<'a>(&self, session: &'a Arc<Session<S>>, raw: bool) -> Engine<'a, S> {
+        Engine { session, limit: self.0.config.max_buffered, raw }
+    }
+
     /// One Engine.IO text packet from a client.
     fn on_text(&self, session: &Arc<Session<S>>, text: &str) -> Result<(), PacketError> {
         match EnginePacket::parse(text)? {
             EnginePacket::Message(message) => match &self.0.engine_hook {
-                Some(hook) => {
-                    hook(&Engine { session, limit: self.0.config.max_buffered }, EngineMessage::Text(message))
-                }
+                Some(hook) => hook(&self.engine(session, false), EngineMessage::Text(message)),
                 None => return self.on_message(session, message),
             },
             EnginePacket::Pong => session.state().ping_sent = None,
@@ -523,7 +562,7 @@ impl<S: Send + Sync + 'static> Io<S> {
     /// A binary message: an attachment of the binary event being received.
     fn on_binary(&self, session: &Arc<Session<S>>, bytes: &[u8]) -> Result<(), PacketError> {
         if let Some(hook) = &self.0.engine_hook {
-            hook(&Engine { session, limit: self.0.config.max_buffered }, EngineMessage::Binary(bytes));
+            hook(&self.engine(session, false), EngineMessage::Binary(bytes));
             return Ok(());
         }
         let mut state = session.state();
@@ -633,6 +672,28 @@ impl<S: Send + Sync + 'static> Io<S> {
             session.close(DisconnectReason::TransportError);
         }
     }
+}
+
+/// The `Sec-WebSocket-Accept` answer to a valid handshake. RFC 6455 section 4.2.1: an
+/// HTTP/1.1 GET with `Upgrade: websocket`, a `Connection` naming `Upgrade`, a 16-byte key in
+/// base64 and version 13 (anything else is answered 426 with the version this server
+/// speaks).
+fn handshake_accept(request: &Request) -> Result<String, EngineError> {
+    let headers = request.headers();
+    let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    let connection = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(EngineError::BadRequest)?;
+    if request.version() != axum::http::Version::HTTP_11
+        || !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        || !connection.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        || !ws::valid_key(key.as_bytes())
+    {
+        return Err(EngineError::BadRequest);
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        return Err(EngineError::WebSocketVersion);
+    }
+    Ok(ws::accept_key(key.as_bytes()))
 }
 
 /// Completes a WebSocket handshake only to close the connection at once (an empty close
