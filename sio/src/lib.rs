@@ -9,6 +9,14 @@
 //! no timer; a broadcast encodes its frame once and appends it to each receiver's byte buffer,
 //! which one flusher per worker writes with one call per receiver.
 //!
+//! Layout, one module per concept: `server` (the Engine.IO endpoint, every packet a client
+//! sends, the heartbeat and connect timeout, the Engine.IO hook), `session` (a session's
+//! transport, unsent bytes, flushers and the WebSocket read loop), `ws` (RFC 6455 framing,
+//! handshake keys, close codes), `packet` (Engine.IO and Socket.IO packet text), `payload`
+//! (every argument and binary attachment), `socket` (namespaces, sockets, their in-order
+//! inbox, rooms, broadcasts, acks), `serve` (the accept loop with a head timeout), `sid` and
+//! `error`. What it implements and its limits: `sio/README.md`.
+//!
 //! ```ignore
 //! let io = Io::<MyState>::builder(Config::default())
 //!     .ns(NamespaceBuilder::new("/chat", |socket, auth| async move { Ok(()) })
