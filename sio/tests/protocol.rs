@@ -1525,7 +1525,8 @@ async fn a_long_polling_client_that_pings_and_never_polls_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_that_joins_no_namespace_in_time_is_closed() {
-    let mut server = start_full(config(), Duration::ZERO, Duration::from_millis(200)).await;
+    // Long enough for a join to make it on a busy machine, short for the test.
+    let mut server = start_full(config(), Duration::ZERO, Duration::from_millis(500)).await;
     // Over WebSocket and over long-polling, nothing joined: both end.
     let (mut ws, _) = Ws::open(server.addr).await;
     let (polling, _) = Polling::open(server.addr).await;
@@ -1546,7 +1547,7 @@ async fn a_session_that_joins_no_namespace_in_time_is_closed() {
     // One that joined in time stays, long after the timeout.
     let (mut ws, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
     server.connected().await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     ws.send("2").await;
     assert_eq!(ws.text().await, "3");
     assert_eq!(server.io.sessions(), 1);
@@ -1580,8 +1581,11 @@ async fn a_session_whose_pong_is_late_is_gone_at_its_deadline() {
         ..config()
     })
     .await;
-    let opened = std::time::Instant::now();
     let (polling, _) = Polling::open(server.addr).await;
+    // The session began before this instant; its ping is due 300 ms after it began.
+    let opened = std::time::Instant::now();
+    assert_eq!(polling.get().await, "2");
+    // Unanswered, the ping's deadline is 500 ms after the session began: ask after that.
     tokio::time::sleep(Duration::from_millis(520).saturating_sub(opened.elapsed())).await;
     let (status, body) = polling.get_raw().await;
     assert_eq!((status, serde_json::from_str(&body).unwrap()), engine_error(1, "Session ID unknown"));
