@@ -25,6 +25,8 @@
 //! let app = axum::Router::new().route("/socket.io/", axum::routing::any(Io::handle)).with_state(io);
 //! ```
 
+#[cfg(feature = "client")]
+pub mod client;
 mod error;
 mod packet;
 mod payload;

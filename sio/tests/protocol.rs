@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use switchyard_sio::client::{self, ServerPacket};
 use switchyard_sio::{
     CONNECT_TIMEOUT, Config, DataError, Delivery, DisconnectReason, EngineMessage, Io, NamespaceBuilder, Payload,
     SendError, Sid, Socket, To,
@@ -186,19 +187,18 @@ fn socket_rooms(socket: &Socket<()>) -> Vec<String> {
 
 /// The Socket.IO sid in a `40/chat,{"sid":…}` packet.
 fn joined_sid(packet: &str) -> String {
-    let body = packet.strip_prefix("40/chat,").unwrap_or_else(|| panic!("not a /chat connect: {packet}"));
-    let body: Value = serde_json::from_str(body).unwrap();
-    let sid = body["sid"].as_str().unwrap().to_owned();
-    assert_eq!(body, json!({ "sid": sid }));
-    sid
+    match ServerPacket::decode(packet) {
+        Some(ServerPacket::Connect { ns, sid }) if ns == "/chat" => sid,
+        _ => panic!("not a /chat connect: {packet}"),
+    }
 }
 
 /// The event name of a `42/chat,["name",…]` packet.
 fn event_name(packet: &str) -> String {
-    let body: Value =
-        serde_json::from_str(packet.strip_prefix("42/chat,").unwrap_or_else(|| panic!("not an event: {packet}")))
-            .unwrap();
-    body[0].as_str().unwrap().to_owned()
+    match ServerPacket::decode(packet) {
+        Some(ServerPacket::Event { ns, name, .. }) if ns == "/chat" => name,
+        _ => panic!("not a /chat event: {packet}"),
+    }
 }
 
 fn ws_url(addr: SocketAddr, sid: Option<&str>) -> String {
@@ -246,13 +246,7 @@ impl Ws {
     }
 
     async fn join_chat(&mut self, auth: Value) -> String {
-        self.send(&format!("40/chat,{auth}")).await;
-        loop {
-            match self.text().await.as_str() {
-                "2" => self.send("3").await,
-                joined => return joined_sid(joined),
-            }
-        }
+        within("a join", client::join(&mut self.0, "/chat", Some(&auth))).await.unwrap()
     }
 
     async fn send(&mut self, text: &str) {
@@ -317,13 +311,13 @@ impl Polling {
     /// answered.
     async fn join(addr: SocketAddr) -> (Self, String) {
         let (polling, _) = Self::open(addr).await;
-        polling.post(r#"40/chat,{"token":"good"}"#).await;
+        polling.post(&client::connect("/chat", Some(&json!({ "token": "good" })))).await;
         loop {
             let mut joined = None;
-            for packet in polling.get().await.split('\x1e') {
-                match packet {
-                    "2" => polling.post("3").await,
-                    packet => joined = Some(joined_sid(packet)),
+            for packet in client::packets(&polling.get().await) {
+                match ServerPacket::decode(packet) {
+                    Some(ServerPacket::Ping) => polling.post(client::PONG).await,
+                    _ => joined = Some(joined_sid(packet)),
                 }
             }
             if let Some(sid) = joined {
