@@ -54,6 +54,9 @@ pub enum PacketError {
     /// An event that is not a JSON array starting with its name.
     #[error("an event must be an array starting with its name")]
     EventShape,
+    /// A long-polling body that is not UTF-8.
+    #[error("the body is not UTF-8")]
+    Utf8,
     /// A namespace join whose payload is not a JSON object.
     #[error("a namespace join's payload must be an object")]
     ConnectPayload,

@@ -352,7 +352,7 @@ impl<S: Send + Sync + 'static> Io<S> {
         if session.state().transport == Transport::WebSocket {
             return Err(EngineError::BadRequest);
         }
-        let handled = std::str::from_utf8(&body).map_err(|_| PacketError::Empty).and_then(|body| {
+        let handled = std::str::from_utf8(&body).map_err(|_| PacketError::Utf8).and_then(|body| {
             body.split(packet::SEPARATOR).try_for_each(|packet| match packet.strip_prefix('b') {
                 Some(encoded) => {
                     let bytes = base64::engine::general_purpose::STANDARD
