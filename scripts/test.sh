@@ -23,6 +23,9 @@ step "Rust unit and integration tests"
 cargo build --workspace --quiet
 cargo test --workspace --quiet
 
+step "WebSocket framing: the Autobahn|Testsuite cases against sio's ws_echo (kosoku)"
+bash scripts/autobahn.sh
+
 step "JS end-to-end tests (socket.io-client)"
 (cd tests/js && npm test)
 

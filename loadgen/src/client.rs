@@ -1,6 +1,7 @@
 //! The smallest Socket.IO v5 client that can drive a server hard: WebSocket transport only,
-//! one namespace, text packets, acks by id. Also speaks raw WebSocket for the floor server, and
-//! Centrifugo's JSON client protocol (v2) for that peer.
+//! one namespace, text packets, acks by id; its packets are read and written by
+//! `switchyard_sio::client`, as the transport's own tests read them. Also speaks raw WebSocket
+//! for the floor server, and Centrifugo's JSON client protocol (v2) for that peer.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -8,6 +9,7 @@ use anyhow::{Context, bail};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use switchyard_sio::client::{self as sio, ServerPacket};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -60,34 +62,21 @@ pub async fn connect(
     // connections, page faults and memset made the generator, not the server, the limit of
     // the connect rate. Frames here are a few hundred bytes.
     let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
-    let (mut tx, mut rx) = ws.split();
-    if proto == Proto::Raw {
-        return Ok((tx, rx));
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+    if proto == Proto::Socketio {
+        let open = next_text(&mut ws).await?;
+        if !matches!(ServerPacket::decode(&open), Some(ServerPacket::Open(_))) {
+            bail!("expected an Engine.IO open packet, got {open}");
+        }
+        // Answers the pings that come first: one swallowed here would end the connection
+        // at the ping timeout.
+        sio::join(&mut ws, NS, Some(&json!({ "token": token }))).await?;
     }
+    let (mut tx, mut rx) = ws.split();
     if proto == Proto::Centrifugo {
         centrifugo_connect(&mut tx, &mut rx, token, room).await?;
-        return Ok((tx, rx));
     }
-    let open = next_text(&mut rx).await?;
-    if !open.starts_with('0') {
-        bail!("expected an Engine.IO open packet, got {open}");
-    }
-    tx.send(Frame::text(format!("40/chat,{}", json!({ "token": token })))).await?;
-    loop {
-        let packet = next_text(&mut rx).await?;
-        // The server pings as soon as the session opens, before it answers the CONNECT; a
-        // ping swallowed here would end the connection at the ping timeout.
-        if packet == "2" {
-            tx.send(Frame::text(PONG)).await?;
-        }
-        if packet.starts_with("40/chat,") {
-            return Ok((tx, rx));
-        }
-        if packet.starts_with("44/chat,") {
-            bail!("connect refused: {packet}");
-        }
-    }
+    Ok((tx, rx))
 }
 
 fn bind_port_at_connect(socket: &TcpSocket) -> nix::Result<()> {
@@ -118,7 +107,10 @@ async fn centrifugo_connect(tx: &mut Tx, rx: &mut Rx, token: &str, room: &str) -
     }
 }
 
-async fn next_text(rx: &mut Rx) -> anyhow::Result<String> {
+async fn next_text<R>(rx: &mut R) -> anyhow::Result<String>
+where
+    R: futures::Stream<Item = Result<Frame, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
     while let Some(frame) = rx.next().await {
         if let Frame::Text(t) = frame? {
             return Ok(t.to_string());
@@ -140,7 +132,10 @@ pub enum Packet {
 }
 
 /// Engine.IO pong.
-pub const PONG: &str = "3";
+pub const PONG: &str = sio::PONG;
+
+/// The namespace the Socket.IO targets serve.
+const NS: &str = "/chat";
 
 /// The answer to a server ping: Centrifugo's is an empty command, as its ping is an empty reply.
 pub fn pong(proto: Proto) -> &'static str {
@@ -176,25 +171,15 @@ pub fn decode(proto: Proto, text: &str) -> Packet {
     if proto == Proto::Centrifugo {
         return decode_centrifugo(text);
     }
-    if let Some(rest) = text.strip_prefix("42/chat,") {
-        if let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(rest)
-            && !args.is_empty()
-        {
-            let data = args.get(1).cloned().unwrap_or(Value::Null);
-            if let Value::String(name) = args.swap_remove(0) {
-                return Packet::Event(name, data);
-            }
+    match ServerPacket::decode(text) {
+        Some(ServerPacket::Event { ns, name, args, .. }) if ns == NS => {
+            Packet::Event(name, args.into_iter().next().unwrap_or(Value::Null))
         }
-    } else if let Some(rest) = text.strip_prefix("43/chat,") {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if let (Ok(id), Ok(Value::Array(mut args))) =
-            (rest[..digits].parse(), serde_json::from_str::<Value>(&rest[digits..]))
-            && !args.is_empty()
-        {
-            return Packet::Ack(id, args.swap_remove(0));
+        Some(ServerPacket::Ack { ns, id, args, .. }) if ns == NS && !args.is_empty() => {
+            Packet::Ack(id, args.into_iter().next().unwrap_or(Value::Null))
         }
+        _ => Packet::Other,
     }
-    Packet::Other
 }
 
 /// A Centrifugo reply, as `Ack(id, { ok, data })` like the Socket.IO servers' acks, so callers
@@ -219,7 +204,7 @@ pub fn is_refusal(ack: &Value) -> bool {
 
 /// Encodes an event with an ack id.
 pub fn event(id: u64, name: &str, data: &Value) -> String {
-    format!("42/chat,{id}{}", json!([name, data]))
+    sio::event(NS, Some(id), name, std::slice::from_ref(data))
 }
 
 /// Encodes a Centrifugo publish of `data` (sent as a JSON string) into `channel`.

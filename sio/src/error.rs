@@ -21,9 +21,16 @@ pub enum WsError {
     /// A continuation without a message to continue, or a new message inside one.
     #[error("broken fragmentation")]
     Fragmentation,
-    /// A text message that is not UTF-8.
+    /// A text message or a close reason that is not UTF-8.
     #[error("text is not UTF-8")]
     Utf8,
+    /// A close frame with a one-byte body or a code no endpoint may send.
+    #[error("malformed close frame")]
+    BadClose,
+    /// The client does not read the replies to what it sends (pongs, acks): they reached
+    /// the connection's limit of unsent bytes.
+    #[error("the client does not read its replies")]
+    Unread,
 }
 
 /// An Engine.IO or Socket.IO packet that cannot be parsed.
@@ -47,6 +54,16 @@ pub enum PacketError {
     /// An event that is not a JSON array starting with its name.
     #[error("an event must be an array starting with its name")]
     EventShape,
+    /// A long-polling body that is not UTF-8.
+    #[error("the body is not UTF-8")]
+    Utf8,
+    /// A namespace join whose payload is not a JSON object.
+    #[error("a namespace join's payload must be an object")]
+    ConnectPayload,
+    /// A binary message no binary packet announced, or a text packet while attachments
+    /// were due.
+    #[error("binary attachments out of place")]
+    Attachment,
 }
 
 /// Why a packet was not written to a connection.

@@ -9,6 +9,14 @@
 //! no timer; a broadcast encodes its frame once and appends it to each receiver's byte buffer,
 //! which one flusher per worker writes with one call per receiver.
 //!
+//! Layout, one module per concept: `server` (the Engine.IO endpoint, every packet a client
+//! sends, the heartbeat and connect timeout, the Engine.IO hook), `session` (a session's
+//! transport, unsent bytes, flushers and the WebSocket read loop), `ws` (RFC 6455 framing,
+//! handshake keys, close codes), `packet` (Engine.IO and Socket.IO packet text), `payload`
+//! (every argument and binary attachment), `socket` (namespaces, sockets, their in-order
+//! inbox, rooms, broadcasts, acks), `serve` (the accept loop with a head timeout), `sid` and
+//! `error`. What it implements and its limits: `sio/README.md`.
+//!
 //! ```ignore
 //! let io = Io::<MyState>::builder(Config::default())
 //!     .ns(NamespaceBuilder::new("/chat", |socket, auth| async move { Ok(()) })
@@ -17,8 +25,12 @@
 //! let app = axum::Router::new().route("/socket.io/", axum::routing::any(Io::handle)).with_state(io);
 //! ```
 
+#[cfg(feature = "client")]
+pub mod client;
 mod error;
 mod packet;
+mod payload;
+mod serve;
 mod server;
 mod session;
 mod sid;
@@ -27,6 +39,8 @@ mod ws;
 
 pub use error::{PacketError, SendError, WsError};
 pub use packet::DataError;
-pub use server::{Builder, Config, EngineError, Io};
+pub use payload::Payload;
+pub use serve::{HEAD_TIMEOUT, serve};
+pub use server::{Builder, CONNECT_TIMEOUT, Config, Engine, EngineError, EngineMessage, Io};
 pub use sid::Sid;
 pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, Socket, To};

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use crate::error::PacketError;
+use crate::payload::Payload;
 
 /// The record separator between packets of a long-polling payload.
 pub const SEPARATOR: char = '\x1e';
@@ -130,43 +130,87 @@ pub enum DataError {
     /// The event had no argument after its name.
     #[error("the event has no argument")]
     Missing,
-    /// The argument is not valid JSON (or nests deeper than the parser allows).
-    #[error("the argument is not valid JSON")]
+    /// The arguments nest deeper than the parser allows (a packet that is not valid JSON
+    /// closes the connection instead, as Node's server does).
+    #[error("the argument nests too deep")]
     Malformed,
     /// The argument came as binary attachments.
     #[error("the argument is binary")]
     Binary,
 }
 
-/// An event's name and its first argument. Later arguments are checked for syntax and
-/// otherwise ignored; a first argument that fails to parse still yields the name, so the
-/// handler can answer the client's ack with an error instead of leaving it waiting.
-pub fn event(data: &str) -> Result<(String, Result<Value, DataError>), PacketError> {
+/// How deep arguments may nest: below serde_json's recursion limit (128), which would
+/// report a deeper value as a syntax error.
+const MAX_DEPTH: usize = 120;
+
+/// An event's name and its arguments. A payload that is not a JSON array starting with a
+/// string is an error (the session closes); arguments nested deeper than [`MAX_DEPTH`]
+/// still yield the name, so the handler can answer the client's ack with an error instead
+/// of leaving it waiting.
+pub fn event(data: &str) -> Result<(String, Result<Vec<Value>, DataError>), PacketError> {
     let rest = data.trim_start().strip_prefix('[').ok_or(PacketError::EventShape)?;
     let mut names = serde_json::Deserializer::from_str(rest).into_iter::<String>();
     let name = names.next().ok_or(PacketError::EventShape)?.map_err(|_| PacketError::EventShape)?;
-    let rest = rest[names.byte_offset()..].trim_start();
-    if rest.starts_with(']') {
-        return Ok((name, Err(DataError::Missing)));
-    }
-    let rest = rest.strip_prefix(',').ok_or(PacketError::EventShape)?;
-    let mut args = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
-    let first = match args.next() {
-        Some(Ok(value)) => value,
-        _ => return Ok((name, Err(DataError::Malformed))),
-    };
-    let mut tail = rest[args.byte_offset()..].trim_start();
-    while let Some(more) = tail.strip_prefix(',') {
-        let mut ignored = serde_json::Deserializer::from_str(more).into_iter::<IgnoredAny>();
-        if !matches!(ignored.next(), Some(Ok(_))) {
-            return Ok((name, Err(DataError::Malformed)));
-        }
-        tail = more[ignored.byte_offset()..].trim_start();
-    }
-    if tail.trim_end() != "]" {
+    let rest = &rest[names.byte_offset()..];
+    if too_deep(rest) {
         return Ok((name, Err(DataError::Malformed)));
     }
-    Ok((name, Ok(first)))
+    Ok((name, Ok(array_rest(rest)?)))
+}
+
+/// The elements of a JSON array whose opening bracket (and perhaps some elements) came
+/// before `rest`: `, 1, "2"]` gives `[1, "2"]`. Nothing but whitespace may follow it.
+fn array_rest(mut rest: &str) -> Result<Vec<Value>, PacketError> {
+    let mut values = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix(']') {
+            return if after.trim_end().is_empty() { Ok(values) } else { Err(PacketError::EventShape) };
+        }
+        rest = rest.strip_prefix(',').ok_or(PacketError::EventShape)?;
+        let mut next = serde_json::Deserializer::from_str(rest).into_iter::<Value>();
+        values.push(next.next().ok_or(PacketError::EventShape)?.map_err(|_| PacketError::EventShape)?);
+        rest = &rest[next.byte_offset()..];
+    }
+}
+
+/// True when `json` nests brackets deeper than [`MAX_DEPTH`] (outside strings).
+fn too_deep(json: &str) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A namespace join's auth payload: nothing, or a JSON object.
+pub fn connect_auth(data: &str) -> Result<Option<Value>, PacketError> {
+    if data.is_empty() {
+        return Ok(None);
+    }
+    match serde_json::from_str(data) {
+        Ok(auth @ Value::Object(_)) => Ok(Some(auth)),
+        _ => Err(PacketError::ConnectPayload),
+    }
 }
 
 /// The prefix every packet of namespace `ns` starts with after its type: `/chat,` (nothing
@@ -189,6 +233,44 @@ pub fn encode_event(ns: &str, event: &str, data: &impl Serialize) -> Result<Stri
     out.push_str(&serde_json::to_string(data)?);
     out.push(']');
     Ok(out)
+}
+
+/// `4` + `2<ns>,["event",args…]`, or `5<n>-<ns>,[…]` when it has `n` attachments (which
+/// follow it as binary messages).
+pub fn encode_event_payload(ns: &str, event: &str, payload: &Payload) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('4');
+    match payload.attachments.len() {
+        0 => out.push('2'),
+        n => {
+            let _ = write!(out, "5{n}-");
+        }
+    }
+    ns_prefix(&mut out, ns);
+    out.push('[');
+    out.push_str(&Value::from(event).to_string());
+    for arg in &payload.args {
+        out.push(',');
+        out.push_str(&arg.to_string());
+    }
+    out.push(']');
+    out
+}
+
+/// `4` + `3<ns>,<id>[args…]`, or `6<n>-<ns>,<id>[…]` with `n` attachments.
+pub fn encode_ack_payload(ns: &str, id: u64, payload: &Payload) -> String {
+    let mut out = String::with_capacity(64);
+    out.push('4');
+    match payload.attachments.len() {
+        0 => out.push('3'),
+        n => {
+            let _ = write!(out, "6{n}-");
+        }
+    }
+    ns_prefix(&mut out, ns);
+    let _ = write!(out, "{id}");
+    out.push_str(&Value::from(payload.args.clone()).to_string());
+    out
 }
 
 /// `4` + `3<ns>,<id>[data]`.
@@ -261,18 +343,32 @@ mod tests {
     }
 
     #[test]
-    fn an_event_gives_its_name_and_first_argument() {
-        assert_eq!(event(r#"["a",{"x":1}]"#).unwrap(), ("a".into(), Ok(json!({ "x": 1 }))));
-        assert_eq!(event(r#" [ "a" , 1 , {"y":[2]} , "more" ] "#).unwrap(), ("a".into(), Ok(json!(1))));
-        assert_eq!(event(r#"["a"]"#).unwrap(), ("a".into(), Err(DataError::Missing)));
-        assert_eq!(event(r#"["a",{"x":}]"#).unwrap(), ("a".into(), Err(DataError::Malformed)));
-        assert_eq!(event(r#"["a",1,}]"#).unwrap(), ("a".into(), Err(DataError::Malformed)));
-        assert_eq!(event(r#"["a",1"#).unwrap(), ("a".into(), Err(DataError::Malformed)));
+    fn an_event_gives_its_name_and_every_argument() {
+        assert_eq!(event(r#"["a",{"x":1}]"#).unwrap(), ("a".into(), Ok(vec![json!({ "x": 1 })])));
+        assert_eq!(
+            event(r#" [ "a" , 1 , {"y":[2]} , "more" ] "#).unwrap(),
+            ("a".into(), Ok(vec![json!(1), json!({ "y": [2] }), json!("more")]))
+        );
+        assert_eq!(event(r#"["a"]"#).unwrap(), ("a".into(), Ok(vec![])));
         let deep = format!(r#"["a",{}1{}]"#, "[".repeat(2000), "]".repeat(2000));
         assert_eq!(event(&deep).unwrap(), ("a".into(), Err(DataError::Malformed)));
-        assert_eq!(event(r#"[1,2]"#), Err(PacketError::EventShape));
-        assert_eq!(event(r#"{"a":1}"#), Err(PacketError::EventShape));
-        assert_eq!(event(""), Err(PacketError::EventShape));
+        // Brackets inside strings do not count.
+        let flat = format!(r#"["a","{}\"{}"]"#, "[".repeat(2000), "{".repeat(10));
+        assert_eq!(event(&flat).unwrap().1.unwrap().len(), 1);
+        for broken in
+            [r#"["a",{"x":}]"#, r#"["a",1,}]"#, r#"["a",1"#, r#"["a" 1]"#, r#"["a",1]x"#, "[1,2]", r#"{"a":1}"#, ""]
+        {
+            assert_eq!(event(broken), Err(PacketError::EventShape), "{broken}");
+        }
+    }
+
+    #[test]
+    fn a_join_takes_an_object_or_nothing() {
+        assert_eq!(connect_auth(""), Ok(None));
+        assert_eq!(connect_auth(r#"{"token":"t"}"#), Ok(Some(json!({ "token": "t" }))));
+        for broken in ["1", "[]", r#""t""#, "{", "null"] {
+            assert_eq!(connect_auth(broken), Err(PacketError::ConnectPayload), "{broken}");
+        }
     }
 
     #[test]
@@ -285,5 +381,13 @@ mod tests {
         assert_eq!(encode_ack("/chat", 4, &json!({ "ok": true })).unwrap(), r#"43/chat,4[{"ok":true}]"#);
         assert_eq!(encode_connect("/chat", "abc"), r#"40/chat,{"sid":"abc"}"#);
         assert_eq!(encode_connect_error("/chat", "no"), r#"44/chat,{"message":"no"}"#);
+        let mut payload = Payload::new(vec![json!(1), json!("2"), json!({ "3": [true] })]);
+        assert_eq!(encode_event_payload("/", "m", &payload), r#"42["m",1,"2",{"3":[true]}]"#);
+        assert_eq!(encode_ack_payload("/chat", 7, &payload), r#"43/chat,7[1,"2",{"3":[true]}]"#);
+        let placeholder = payload.attach(vec![1]);
+        payload.args = vec![placeholder];
+        assert_eq!(encode_event_payload("/", "m", &payload), r#"451-["m",{"_placeholder":true,"num":0}]"#);
+        assert_eq!(encode_ack_payload("/", 7, &payload), r#"461-7[{"_placeholder":true,"num":0}]"#);
+        assert_eq!(encode_ack_payload("/", 7, &Payload::default()), "437[]");
     }
 }

@@ -10,15 +10,19 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use bytes::Bytes;
 use dashmap::DashMap;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpStream;
 
+use crate::error::SendError;
+use crate::error::{PacketError, WsError};
 use crate::packet::{self, DataError, EnginePacket, Kind, Packet};
-use crate::session::{Lanes, Message, Session, Transport};
+use crate::payload::Payload;
+use crate::session::{Lanes, Limits, Message, Partial, Session, Transport};
 use crate::sid::Sid;
-use crate::socket::{DisconnectReason, Namespace, NamespaceBuilder, Socket};
+use crate::socket::{DisconnectReason, Event, Namespace, NamespaceBuilder, Socket};
 use crate::ws;
 
 /// Engine.IO settings.
@@ -30,7 +34,9 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// The largest message (WebSocket) or request body (long-polling) a client may send.
     pub max_payload: usize,
-    /// Unsent bytes a connection may hold before broadcasts skip it.
+    /// Unsent bytes a connection may hold: emits and broadcasts beyond it are refused
+    /// ([`crate::SendError::Full`]); a reply the client asked for (pong, ack) beyond it
+    /// closes the connection, since that client sends and does not read.
     pub max_buffered: usize,
     /// Handshake headers kept for the connect handlers (`authorization`, `traceparent`…).
     /// Others are dropped at once: a session keeps only what it will use.
@@ -53,9 +59,71 @@ impl Default for Config {
 pub struct Builder<S> {
     config: Config,
     namespaces: Vec<NamespaceBuilder<S>>,
+    connect_timeout: Duration,
+    engine_hook: Option<EngineHook<S>>,
 }
 
+type EngineHook<S> = Box<dyn Fn(&Engine<'_, S>, EngineMessage<'_>) + Send + Sync>;
+
+/// An Engine.IO message from a client, for [`Builder::on_engine_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMessage<'a> {
+    /// A text message (the packet after its `4`).
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+/// An Engine.IO session, as [`Builder::on_engine_message`]'s hook sees it.
+pub struct Engine<'a, S> {
+    session: &'a Arc<Session<S>>,
+    limit: usize,
+    /// A plain WebSocket ([`Io::handle_websocket`]): text goes out as given.
+    raw: bool,
+}
+
+impl<S> Engine<'_, S> {
+    /// The session's id.
+    pub fn id(&self) -> Sid {
+        self.session.id
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        if self.raw {
+            return self.session.send(text, self.limit);
+        }
+        self.session.send(&format!("4{text}"), self.limit)
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, bytes: &[u8]) -> Result<(), SendError> {
+        self.session.send_binary(None, &[Bytes::copy_from_slice(bytes)], self.limit)
+    }
+}
+
+/// Node's `connectTimeout`: how long a session may stay without joining a namespace.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+
 impl<S: Send + Sync + 'static> Builder<S> {
+    /// How long a new session may take to join a namespace before it is closed
+    /// ([`CONNECT_TIMEOUT`] unless set): a connection that never joins must not be held.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Takes every Engine.IO message (text and binary) instead of Socket.IO: the server is
+    /// then a plain Engine.IO server (namespaces and the connect timeout do not apply).
+    /// The hook runs on the connection's task, in the order messages arrive: keep it short.
+    pub fn on_engine_message(
+        mut self,
+        hook: impl Fn(&Engine<'_, S>, EngineMessage<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.engine_hook = Some(Box::new(hook));
+        self
+    }
+
     /// Adds a namespace.
     pub fn ns(mut self, ns: NamespaceBuilder<S>) -> Self {
         self.namespaces.push(ns);
@@ -75,7 +143,14 @@ impl<S: Send + Sync + 'static> Builder<S> {
                 (ns.name().to_owned(), ns)
             })
             .collect();
-        let shared = Arc::new(Shared { config: self.config, namespaces, sessions: DashMap::new(), lanes });
+        let shared = Arc::new(Shared {
+            config: self.config,
+            connect_timeout: self.connect_timeout,
+            engine_hook: self.engine_hook,
+            namespaces,
+            sessions: DashMap::new(),
+            lanes,
+        });
         tokio::spawn(heartbeat(Arc::downgrade(&shared)));
         Io(shared)
     }
@@ -92,6 +167,8 @@ impl<S> Clone for Io<S> {
 
 struct Shared<S> {
     config: Config,
+    connect_timeout: Duration,
+    engine_hook: Option<EngineHook<S>>,
     namespaces: HashMap<String, Arc<Namespace<S>>>,
     sessions: DashMap<Sid, Arc<Session<S>>>,
     lanes: Arc<Lanes<S>>,
@@ -106,7 +183,7 @@ impl<S> Drop for Shared<S> {
 impl<S: Send + Sync + 'static> Io<S> {
     /// A server with `config`; add namespaces, then [`Builder::build`].
     pub fn builder(config: Config) -> Builder<S> {
-        Builder { config, namespaces: Vec::new() }
+        Builder { config, namespaces: Vec::new(), connect_timeout: CONNECT_TIMEOUT, engine_hook: None }
     }
 
     /// Namespace `name`.
@@ -124,6 +201,12 @@ impl<S: Send + Sync + 'static> Io<S> {
         self.0.sessions.len()
     }
 
+    /// Bytes written to this node's sessions that their clients have not taken yet (the
+    /// sum of every connection's buffer, which [`Config::max_buffered`] bounds).
+    pub fn unsent_bytes(&self) -> usize {
+        self.0.sessions.iter().map(|s| s.value().unsent()).sum()
+    }
+
     /// Closes every session at the transport level (WebSocket close 1001; long-polls get a
     /// close packet), runs the disconnect handlers and returns when they are done. Clients
     /// reconnect, to another node if this one is going away.
@@ -137,7 +220,7 @@ impl<S: Send + Sync + 'static> Io<S> {
         for session in &sessions {
             let mut bye = Vec::with_capacity(4);
             ws::write_close(&mut bye, ws::GOING_AWAY);
-            session.send_ws(&bye);
+            session.send_ws(&bye, usize::MAX);
             session.close(DisconnectReason::ServerShutdown);
         }
         futures::future::join_all(sessions.into_iter().map(end_sockets)).await;
@@ -164,8 +247,17 @@ impl<S: Send + Sync + 'static> Io<S> {
         }
     }
 
+    /// Session `sid`, unless its pong is late: the heartbeat checks only every few ticks,
+    /// and a request must not find alive a session whose deadline has passed.
     fn session(&self, sid: Sid) -> Result<Arc<Session<S>>, EngineError> {
-        self.0.sessions.get(&sid).map(|s| s.value().clone()).ok_or(EngineError::UnknownSid)
+        let session = self.0.sessions.get(&sid).map(|s| s.value().clone()).ok_or(EngineError::UnknownSid)?;
+        let late = session.state().ping_sent.is_some_and(|sent| sent.elapsed() > self.0.config.ping_timeout);
+        if late {
+            session.close(DisconnectReason::HeartbeatTimeout);
+            tokio::spawn(finish(self.0.clone(), session));
+            return Err(EngineError::UnknownSid);
+        }
+        Ok(session)
     }
 
     fn new_session(&self, headers: &HeaderMap, transport: Transport) -> Arc<Session<S>> {
@@ -178,8 +270,10 @@ impl<S: Send + Sync + 'static> Io<S> {
             // keeping it would keep that whole buffer (8 KiB or more) for the session's life.
             .filter_map(|name| Some((name.clone(), HeaderValue::from_bytes(headers.get(name)?.as_bytes()).ok()?)))
             .collect();
-        let next_ping = Instant::now() + self.0.config.ping_interval;
-        let session = Arc::new(Session::new(kept, transport, self.0.lanes.clone(), next_ping));
+        let now = Instant::now();
+        let next_ping = now + self.0.config.ping_interval;
+        let connect_by = self.0.engine_hook.is_none().then(|| now + self.0.connect_timeout);
+        let session = Arc::new(Session::new(kept, transport, self.0.lanes.clone(), next_ping, connect_by));
         self.0.sessions.insert(session.id, session.clone());
         session
     }
@@ -205,6 +299,10 @@ impl<S: Send + Sync + 'static> Io<S> {
     async fn poll(&self, session: Arc<Session<S>>) -> Result<Response, EngineError> {
         {
             let mut state = session.state();
+            if state.transport == Transport::WebSocket {
+                // Upgraded: this transport is over (Node answers 400 too).
+                return Err(EngineError::BadRequest);
+            }
             if state.polling {
                 drop(state);
                 session.close(DisconnectReason::MultipleHttpPolling);
@@ -229,7 +327,14 @@ impl<S: Send + Sync + 'static> Io<S> {
                     return Ok(text(body));
                 }
                 match state.transport {
-                    Transport::Closed => return Ok(text("1".into())),
+                    Transport::Closed => {
+                        // The client's own close releases its GET with a noop; a close by
+                        // the server tells the client with a close packet.
+                        let answer = if state.reason == Some(DisconnectReason::TransportClose) { "6" } else { "1" };
+                        drop(state);
+                        tokio::spawn(finish(self.0.clone(), session.clone()));
+                        return Ok(text(answer.into()));
+                    }
                     // The client pauses polling to upgrade: release its last GET.
                     Transport::Upgrading | Transport::WebSocket => return Ok(text("6".into())),
                     Transport::Polling => {}
@@ -244,38 +349,42 @@ impl<S: Send + Sync + 'static> Io<S> {
         let body = axum::body::to_bytes(request.into_body(), self.0.config.max_payload)
             .await
             .map_err(|_| EngineError::PayloadTooLarge)?;
-        let body = std::str::from_utf8(&body).map_err(|_| EngineError::BadRequest)?;
-        for packet in body.split(packet::SEPARATOR) {
-            if let Some(encoded) = packet.strip_prefix('b') {
-                let bytes =
-                    base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| EngineError::BadRequest)?;
-                self.on_binary(&session, &bytes);
-            } else {
-                self.on_text(&session, packet);
-            }
+        if session.state().transport == Transport::WebSocket {
+            return Err(EngineError::BadRequest);
+        }
+        let handled = std::str::from_utf8(&body).map_err(|_| PacketError::Utf8).and_then(|body| {
+            body.split(packet::SEPARATOR).try_for_each(|packet| match packet.strip_prefix('b') {
+                Some(encoded) => {
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .map_err(|_| PacketError::Attachment)?;
+                    self.on_binary(&session, &bytes)
+                }
+                None => self.on_text(&session, packet),
+            })
+        });
+        if let Err(e) = &handled {
+            // As Node: a body that does not parse ends the session.
+            tracing::debug!(sid = %session.id, error = %e, "malformed packet; closing");
+            session.close(DisconnectReason::TransportError);
         }
         if session.state().transport == Transport::Closed {
             tokio::spawn(finish(self.0.clone(), session));
         }
-        Ok(text("ok".into()))
+        handled.map(|()| text("ok".into())).map_err(|_| EngineError::BadRequest)
     }
 
     /// A WebSocket handshake: a new session, or the upgrade of a long-polling one.
     fn websocket(&self, mut request: Request, sid: Option<Sid>) -> Result<Response, EngineError> {
+        let accept = handshake_accept(&request)?;
         let headers = request.headers();
-        let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok());
-        let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(EngineError::BadRequest)?;
-        if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
-            || headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13")
-        {
-            return Err(EngineError::BadRequest);
-        }
-        let accept = ws::accept_key(key.as_bytes());
         let session = match sid {
             Some(sid) => {
                 let session = self.session(sid)?;
                 if session.state().transport != Transport::Polling {
-                    return Err(EngineError::BadRequest);
+                    // Upgraded already, or upgrading: as Node, the handshake succeeds and
+                    // the new connection is closed at once.
+                    return Ok(refuse_websocket(request, accept));
                 }
                 session
             }
@@ -313,32 +422,87 @@ impl<S: Send + Sync + 'static> Io<S> {
             drop(parts.read_buf);
             io.run_websocket(session, early).await;
         });
-        Ok(Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header(header::CONNECTION, "upgrade")
-            .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
-            .body(Body::empty())
-            .expect("a valid response"))
+        Ok(switching_protocols(accept))
     }
 
-    async fn run_websocket(&self, session: Arc<Session<S>>, early: Vec<u8>) {
-        let max = self.0.config.max_payload;
+    /// A plain WebSocket endpoint on this crate's framing, without Engine.IO: no open packet
+    /// and no heartbeat; every message goes to the [`Builder::on_engine_message`] hook as
+    /// it came, and [`Engine::send_text`] writes text as given. It exists to check the
+    /// framing (the Autobahn|Testsuite runs against it, see the `ws_echo` example).
+    pub async fn handle_websocket(State(io): State<Io<S>>, mut request: Request) -> Response {
+        let accept = match handshake_accept(&request) {
+            Ok(accept) => accept,
+            Err(e) => return e.into_response(),
+        };
+        // Not in the session map: no heartbeat, no connect timeout.
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let session = Arc::new(Session::new(HeaderMap::new(), Transport::WebSocket, io.0.lanes.clone(), far, None));
+        let on_upgrade = hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let Ok(Ok(parts)) =
+                on_upgrade.await.map(hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>)
+            else {
+                return;
+            };
+            session.attach(parts.io.into_inner());
+            let early = parts.read_buf.to_vec();
+            io.run_frames(&session, early, |message| {
+                if let Some(hook) = &io.0.engine_hook {
+                    hook(&io.engine(&session, true), message);
+                }
+                Ok(())
+            })
+            .await;
+            session.shutdown();
+        });
+        switching_protocols(accept)
+    }
+
+    /// Runs a WebSocket connection's frames until it ends, giving each message to
+    /// `on_message` (whose error, a packet that does not parse, ends the session as in
+    /// Node), and closes with the code a protocol error calls for.
+    async fn run_frames(
+        &self,
+        session: &Arc<Session<S>>,
+        early: Vec<u8>,
+        mut on_message: impl FnMut(EngineMessage<'_>) -> Result<(), PacketError>,
+    ) {
+        let config = &self.0.config;
+        let limits = Limits { max_payload: config.max_payload, max_buffered: config.max_buffered };
         let result = session
-            .run_ws(early, max, |message| match message {
-                Message::Text(text) => self.on_text(&session, text),
-                Message::Binary(bytes) => self.on_binary(&session, bytes),
+            .run_ws(early, limits, |message| {
+                let handled = match message {
+                    Message::Text(text) => on_message(EngineMessage::Text(text)),
+                    Message::Binary(bytes) => on_message(EngineMessage::Binary(bytes)),
+                };
+                if let Err(e) = handled {
+                    tracing::debug!(sid = %session.id, error = %e, "malformed packet; closing");
+                    session.close(DisconnectReason::TransportError);
+                }
             })
             .await;
         if let Err(e) = result {
             tracing::debug!(sid = %session.id, error = %e, "WebSocket protocol error");
-            let code = if e == crate::error::WsError::TooBig { ws::TOO_BIG } else { ws::PROTOCOL_ERROR };
+            let code = match e {
+                WsError::TooBig => ws::TOO_BIG,
+                WsError::Unread => ws::POLICY_VIOLATION,
+                WsError::Utf8 => ws::INVALID_PAYLOAD,
+                _ => ws::PROTOCOL_ERROR,
+            };
             let mut bye = Vec::with_capacity(4);
             ws::write_close(&mut bye, code);
-            session.send_ws(&bye);
+            session.send_ws(&bye, usize::MAX);
             session.close(DisconnectReason::TransportError);
             session.flush();
         }
+    }
+
+    async fn run_websocket(&self, session: Arc<Session<S>>, early: Vec<u8>) {
+        self.run_frames(&session, early, |message| match message {
+            EngineMessage::Text(text) => self.on_text(&session, text),
+            EngineMessage::Binary(bytes) => self.on_binary(&session, bytes),
+        })
+        .await;
         let probe_failed = {
             let mut state = session.state();
             let polling = matches!(state.transport, Transport::Upgrading | Transport::Polling);
@@ -357,60 +521,76 @@ impl<S: Send + Sync + 'static> Io<S> {
         finish(self.0.clone(), session).await;
     }
 
+    fn engine<'a>(&self, session: &'a Arc<Session<S>>, raw: bool) -> Engine<'a, S> {
+        Engine { session, limit: self.0.config.max_buffered, raw }
+    }
+
     /// One Engine.IO text packet from a client.
-    fn on_text(&self, session: &Arc<Session<S>>, text: &str) {
-        match EnginePacket::parse(text) {
-            Ok(EnginePacket::Message(message)) => self.on_message(session, message),
-            Ok(EnginePacket::Pong) => session.state().ping_sent = None,
-            Ok(EnginePacket::Ping(data)) => {
+    fn on_text(&self, session: &Arc<Session<S>>, text: &str) -> Result<(), PacketError> {
+        match EnginePacket::parse(text)? {
+            EnginePacket::Message(message) => match &self.0.engine_hook {
+                Some(hook) => hook(&self.engine(session, false), EngineMessage::Text(message)),
+                None => return self.on_message(session, message),
+            },
+            EnginePacket::Pong => session.state().ping_sent = None,
+            EnginePacket::Ping(data) => {
                 let mut state = session.state();
                 if data == "probe" && state.transport == Transport::Polling {
                     state.transport = Transport::Upgrading;
                     drop(state);
                     let mut probe = Vec::with_capacity(8);
                     ws::write_frame(&mut probe, ws::TEXT, b"3probe");
-                    session.send_ws(&probe);
+                    // One per session: no limit needed.
+                    session.send_ws(&probe, usize::MAX);
                     session.poll_wake.notify_one();
                 } else {
                     drop(state);
-                    let _ = session.send(&format!("3{data}"), usize::MAX);
+                    let _ = session.reply(&format!("3{data}"), self.0.config.max_buffered);
                 }
             }
-            Ok(EnginePacket::Upgrade) => {
+            EnginePacket::Upgrade => {
                 if session.upgraded() {
                     session.poll_wake.notify_one();
                 }
             }
-            Ok(EnginePacket::Close) => session.close(DisconnectReason::TransportClose),
-            Ok(EnginePacket::Noop) => {}
-            Err(e) => tracing::debug!(sid = %session.id, error = %e, "packet ignored"),
+            EnginePacket::Close => session.close(DisconnectReason::TransportClose),
+            EnginePacket::Noop => {}
         }
+        Ok(())
     }
 
     /// A binary message: an attachment of the binary event being received.
-    fn on_binary(&self, session: &Arc<Session<S>>, _bytes: &[u8]) {
+    fn on_binary(&self, session: &Arc<Session<S>>, bytes: &[u8]) -> Result<(), PacketError> {
+        if let Some(hook) = &self.0.engine_hook {
+            hook(&self.engine(session, false), EngineMessage::Binary(bytes));
+            return Ok(());
+        }
         let mut state = session.state();
-        let Some((_, due)) = state.binary.as_mut() else { return };
-        *due -= 1;
-        if *due > 0 {
-            return;
+        let partial = state.binary.as_mut().ok_or(PacketError::Attachment)?;
+        // A packet and its attachments together are held to the payload limit, as they
+        // would be in one long-polling body.
+        partial.bytes += bytes.len();
+        if partial.bytes > self.0.config.max_payload {
+            return Err(PacketError::Attachment);
         }
-        let (text, _) = state.binary.take().expect("checked above");
+        partial.attachments.push(Bytes::copy_from_slice(bytes));
+        if partial.attachments.len() < partial.due {
+            return Ok(());
+        }
+        let partial = state.binary.take().expect("checked above");
         drop(state);
-        // Handlers take JSON: a binary event reaches them as `DataError::Binary`.
-        if let Ok(packet) = Packet::parse(&text) {
-            self.on_binary_event(session, &packet);
-        }
+        self.on_binary_event(session, &Packet::parse(&partial.text)?, partial.attachments)
     }
 
     /// One Socket.IO packet from a client.
-    fn on_message(&self, session: &Arc<Session<S>>, text: &str) {
-        let packet = match Packet::parse(text) {
-            Ok(packet) => packet,
-            Err(e) => return tracing::debug!(sid = %session.id, error = %e, "packet ignored"),
-        };
+    fn on_message(&self, session: &Arc<Session<S>>, text: &str) -> Result<(), PacketError> {
+        let packet = Packet::parse(text)?;
+        if session.state().binary.is_some() {
+            // Node's parser refuses text while attachments are due, too.
+            return Err(PacketError::Attachment);
+        }
         match packet.kind {
-            Kind::Connect => self.on_connect(session, &packet),
+            Kind::Connect => self.on_connect(session, &packet)?,
             Kind::Disconnect => {
                 let socket = {
                     let mut state = session.state();
@@ -421,52 +601,125 @@ impl<S: Send + Sync + 'static> Io<S> {
                     tokio::spawn(socket.end(DisconnectReason::ClientNamespaceDisconnect));
                 }
             }
-            Kind::Event => match packet::event(packet.data) {
-                Ok((name, data)) => self.on_event(session, &packet, &name, data),
-                Err(e) => tracing::debug!(sid = %session.id, error = %e, "event ignored"),
-            },
-            Kind::BinaryEvent if packet.attachments > 0 => {
-                session.state().binary = Some((text.into(), packet.attachments));
+            Kind::Event => {
+                let (name, args) = packet::event(packet.data)?;
+                self.on_event(session, &packet, &name, args.map(Payload::new));
             }
-            Kind::BinaryEvent => self.on_binary_event(session, &packet),
+            Kind::BinaryEvent if packet.attachments > 0 => {
+                // Checked now, not when the attachments are in.
+                let _ = packet::event(packet.data)?;
+                session.state().binary = Some(Box::new(Partial {
+                    text: text.into(),
+                    due: packet.attachments,
+                    attachments: Vec::new(),
+                    bytes: text.len(),
+                }));
+            }
+            Kind::BinaryEvent => self.on_binary_event(session, &packet, Vec::new())?,
             // The server asks for no acknowledgements, and the rest is server-to-client.
             Kind::Ack | Kind::BinaryAck | Kind::ConnectError => {}
         }
+        Ok(())
     }
 
-    fn on_connect(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) {
+    fn on_connect(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) -> Result<(), PacketError> {
+        let auth = packet::connect_auth(packet.data)?;
         let Some(ns) = self.of(packet.ns).cloned() else {
-            let _ = session.send(&packet::encode_connect_error(packet.ns, "Invalid namespace"), usize::MAX);
-            return;
+            let _ = session
+                .reply(&packet::encode_connect_error(packet.ns, "Invalid namespace"), self.0.config.max_buffered);
+            return Ok(());
         };
-        let auth: Option<Value> = serde_json::from_str(packet.data).ok();
         let socket = {
             let mut state = session.state();
             if state.transport == Transport::Closed || state.sockets.iter().any(|s| s.ns() == packet.ns) {
-                return;
+                return Ok(());
             }
             let socket = Arc::new(Socket::new(ns.clone(), session.clone()));
             state.sockets.push(socket.clone());
             socket
         };
         tokio::spawn(ns.connect(socket, auth));
+        Ok(())
     }
 
-    /// A binary event, complete with its attachments: its name comes from the JSON part.
-    fn on_binary_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>) {
-        match packet::event(packet.data) {
-            Ok((name, _)) => self.on_event(session, packet, &name, Err(DataError::Binary)),
-            Err(e) => tracing::debug!(sid = %session.id, error = %e, "event ignored"),
-        }
+    /// A binary event, complete with its attachments.
+    fn on_binary_event(
+        &self,
+        session: &Arc<Session<S>>,
+        packet: &Packet<'_>,
+        attachments: Vec<Bytes>,
+    ) -> Result<(), PacketError> {
+        let (name, args) = packet::event(packet.data)?;
+        self.on_event(session, packet, &name, args.map(|args| Payload { args, attachments }));
+        Ok(())
     }
 
-    fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, name: &str, data: Result<Value, DataError>) {
-        let socket = session.state().sockets.iter().find(|s| s.ns() == packet.ns).cloned();
+    fn on_event(&self, session: &Arc<Session<S>>, packet: &Packet<'_>, name: &str, data: Result<Payload, DataError>) {
+        let socket = {
+            let state = session.state();
+            if state.transport == Transport::Closed {
+                return;
+            }
+            state.sockets.iter().find(|s| s.ns() == packet.ns).cloned()
+        };
         let Some(socket) = socket.filter(|s| s.connected()) else {
             return tracing::debug!(sid = %session.id, ns = packet.ns, "event for a namespace not joined; ignored");
         };
-        socket.namespace().clone().dispatch(socket, name, data, packet.ack);
+        let attached = data.as_ref().map_or(0, |p| p.attachments.iter().map(Bytes::len).sum::<usize>());
+        let event = Event { name: name.to_owned(), data, ack: packet.ack, size: packet.data.len() + attached };
+        if !socket.dispatch(event, self.0.config.max_buffered) {
+            tracing::debug!(sid = %session.id, "events arrive faster than their handlers run; closing");
+            session.close(DisconnectReason::TransportError);
+        }
     }
+}
+
+/// The `Sec-WebSocket-Accept` answer to a valid handshake. RFC 6455 section 4.2.1: an
+/// HTTP/1.1 GET with `Upgrade: websocket`, a `Connection` naming `Upgrade`, a 16-byte key in
+/// base64 and version 13 (anything else is answered 426 with the version this server
+/// speaks).
+fn handshake_accept(request: &Request) -> Result<String, EngineError> {
+    let headers = request.headers();
+    let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    let connection = headers.get(header::CONNECTION).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).ok_or(EngineError::BadRequest)?;
+    if request.version() != axum::http::Version::HTTP_11
+        || !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        || !connection.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        || !ws::valid_key(key.as_bytes())
+    {
+        return Err(EngineError::BadRequest);
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+        return Err(EngineError::WebSocketVersion);
+    }
+    Ok(ws::accept_key(key.as_bytes()))
+}
+
+/// Completes a WebSocket handshake only to close the connection at once (an empty close
+/// frame, then the end), for a second WebSocket of a session that has one.
+fn refuse_websocket(mut request: Request, accept: String) -> Response {
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        if let Ok(Ok(parts)) =
+            on_upgrade.await.map(hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>)
+        {
+            let mut stream = parts.io.into_inner();
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, &[0x80 | ws::CLOSE, 0]).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        }
+    });
+    switching_protocols(accept)
+}
+
+fn switching_protocols(accept: String) -> Response {
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .expect("a valid response")
 }
 
 /// Clears a session's waiting GET when the request ends, however it ends.
@@ -516,10 +769,27 @@ async fn heartbeat<S: Send + Sync + 'static>(shared: Weak<Shared<S>>) {
         for entry in shared.sessions.iter() {
             let session = entry.value();
             let mut state = session.state();
+            if state.transport == Transport::Closed {
+                // Closed by a reply that did not fit, with nobody left to end it.
+                late.push(session.clone());
+                continue;
+            }
+            if let Some(by) = state.connect_by
+                && now >= by
+            {
+                if state.sockets.is_empty() {
+                    tracing::debug!(sid = %session.id, "no namespace joined in time; closing");
+                    late.push(session.clone());
+                    continue;
+                }
+                state.connect_by = None;
+            }
             match state.ping_sent {
                 Some(sent) if now.duration_since(sent) > shared.config.ping_timeout => late.push(session.clone()),
                 None if now >= state.next_ping => {
-                    state.ping_sent = Some(now);
+                    // The pong's deadline counts from when the ping was due, not from this
+                    // tick (up to a tick later): sessions end on time, as Node's do.
+                    state.ping_sent = Some(state.next_ping);
                     state.next_ping = now + shared.config.ping_interval;
                     ping.push(session.clone());
                 }
@@ -596,6 +866,9 @@ pub enum EngineError {
     /// A long-polling body over the payload limit.
     #[error("Payload too large")]
     PayloadTooLarge,
+    /// A WebSocket handshake for a version other than 13.
+    #[error("Unsupported WebSocket version")]
+    WebSocketVersion,
 }
 
 impl IntoResponse for EngineError {
@@ -606,6 +879,10 @@ impl IntoResponse for EngineError {
             Self::BadRequest => (StatusCode::BAD_REQUEST, 3),
             Self::Version => (StatusCode::BAD_REQUEST, 5),
             Self::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, 3),
+            Self::WebSocketVersion => {
+                let body = axum::Json(json!({ "code": 3, "message": self.to_string() }));
+                return (StatusCode::UPGRADE_REQUIRED, [(header::SEC_WEBSOCKET_VERSION, "13")], body).into_response();
+            }
         };
         (status, axum::Json(json!({ "code": code, "message": self.to_string() }))).into_response()
     }

@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use axum::http::HeaderMap;
+use base64::Engine as _;
+use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -64,14 +66,28 @@ pub(crate) struct State<S> {
     blocked: bool,
     /// The namespaces this session joined.
     pub sockets: Vec<Arc<Socket<S>>>,
-    /// A binary event waiting for its attachments: its text and how many are still due.
-    pub binary: Option<(Box<str>, usize)>,
+    /// A binary packet waiting for its attachments (boxed: most sessions never have one).
+    pub binary: Option<Box<Partial>>,
     /// When the last ping went out, if its pong is still due.
     pub ping_sent: Option<Instant>,
     /// When the next ping is due.
     pub next_ping: Instant,
+    /// When the session must have joined a namespace, until the heartbeat has seen it did.
+    pub connect_by: Option<Instant>,
     /// Why the session closed.
     pub reason: Option<DisconnectReason>,
+}
+
+/// A binary event or ack whose attachments are still arriving.
+pub(crate) struct Partial {
+    /// Its text.
+    pub text: Box<str>,
+    /// How many attachments it announced.
+    pub due: usize,
+    /// Those in so far.
+    pub attachments: Vec<Bytes>,
+    /// Their total size, held under the payload limit.
+    pub bytes: usize,
 }
 
 /// One Engine.IO session.
@@ -93,7 +109,13 @@ pub struct Session<S> {
 }
 
 impl<S> Session<S> {
-    pub(crate) fn new(headers: HeaderMap, transport: Transport, lanes: Arc<Lanes<S>>, next_ping: Instant) -> Self {
+    pub(crate) fn new(
+        headers: HeaderMap,
+        transport: Transport,
+        lanes: Arc<Lanes<S>>,
+        next_ping: Instant,
+        connect_by: Option<Instant>,
+    ) -> Self {
         let id = Sid::random();
         Self {
             id,
@@ -115,6 +137,7 @@ impl<S> Session<S> {
                 binary: None,
                 ping_sent: None,
                 next_ping,
+                connect_by,
                 reason: None,
             }),
         }
@@ -134,6 +157,82 @@ impl<S> Session<S> {
             self.lanes.schedule(std::slice::from_ref(self));
         }
         Ok(())
+    }
+
+    /// Writes a packet and its binary attachments (a text packet, then one binary message
+    /// each; `b<base64>` packets on long-polling), unless `limit` bytes are already waiting.
+    /// Without text, writes binary Engine.IO messages alone.
+    pub fn send_binary(
+        self: &Arc<Self>,
+        text: Option<&str>,
+        attachments: &[Bytes],
+        limit: usize,
+    ) -> Result<(), SendError> {
+        let len = text.map_or(0, str::len) + attachments.iter().map(Bytes::len).sum::<usize>();
+        let mut state = self.state();
+        let schedule = match state.transport {
+            Transport::Closed => return Err(SendError::Closed),
+            Transport::Polling | Transport::Upgrading => {
+                if state.outbox_bytes + len > limit {
+                    return Err(SendError::Full);
+                }
+                state.outbox_bytes += len;
+                state.outbox.extend(text.map(Arc::from));
+                for attachment in attachments {
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(attachment);
+                    state.outbox.push_back(format!("b{encoded}").into());
+                }
+                drop(state);
+                self.poll_wake.notify_one();
+                false
+            }
+            Transport::WebSocket => {
+                if state.pending.len() + len > limit {
+                    return Err(SendError::Full);
+                }
+                if let Some(text) = text {
+                    ws::write_frame(&mut state.pending, ws::TEXT, text.as_bytes());
+                }
+                for attachment in attachments {
+                    ws::write_frame(&mut state.pending, ws::BINARY, attachment);
+                }
+                state.take_schedule()
+            }
+        };
+        if schedule {
+            self.lanes.schedule(std::slice::from_ref(self));
+        }
+        Ok(())
+    }
+
+    /// [`Session::send_binary`] for a reply the client asked for (see [`Session::reply`]).
+    pub fn reply_binary(
+        self: &Arc<Self>,
+        text: Option<&str>,
+        attachments: &[Bytes],
+        limit: usize,
+    ) -> Result<(), SendError> {
+        let sent = self.send_binary(text, attachments, limit);
+        if sent == Err(SendError::Full) {
+            tracing::debug!(sid = %self.id, "replies not read; closing");
+            self.close(DisconnectReason::TransportError);
+        }
+        sent
+    }
+
+    /// Writes a reply the client asked for (an Engine.IO pong, an ack, the answer to a
+    /// namespace join). It counts against `limit` like any packet, and when it does not fit
+    /// the session is closed: a client that keeps asking and never reads the answers would
+    /// otherwise grow the server's memory without bound. Closing rather than pausing the
+    /// reads frees that memory at once; a paused connection would hold it (and the kernel's
+    /// buffers) until the heartbeat noticed, since its pongs would sit unread too.
+    pub fn reply(self: &Arc<Self>, text: &str, limit: usize) -> Result<(), SendError> {
+        let sent = self.send(text, limit);
+        if sent == Err(SendError::Full) {
+            tracing::debug!(sid = %self.id, "replies not read; closing");
+            self.close(DisconnectReason::TransportError);
+        }
+        sent
     }
 
     /// Writes a packet already encoded for both transports; true when the session must be
@@ -187,7 +286,11 @@ impl<S> Session<S> {
         state.transport = Transport::WebSocket;
         let State { outbox, pending, .. } = &mut *state;
         for packet in outbox.drain(..) {
-            ws::write_frame(pending, ws::TEXT, packet.as_bytes());
+            // Attachments waited as `b<base64>` packets; they go as binary frames.
+            match packet.strip_prefix('b').map(|b64| base64::engine::general_purpose::STANDARD.decode(b64)) {
+                Some(Ok(bytes)) => ws::write_frame(pending, ws::BINARY, &bytes),
+                _ => ws::write_frame(pending, ws::TEXT, packet.as_bytes()),
+            }
         }
         state.outbox_bytes = 0;
         let schedule = state.take_schedule();
@@ -199,11 +302,13 @@ impl<S> Session<S> {
     }
 
     /// Writes raw WebSocket bytes (control frames) ahead of nothing else: they join the
-    /// pending bytes in order.
-    pub(crate) fn send_ws(self: &Arc<Self>, bytes: &[u8]) {
+    /// pending bytes in order. False, and nothing written, when they would put the pending
+    /// bytes over `limit` (a close frame is always written: it is the last one).
+    pub(crate) fn send_ws(self: &Arc<Self>, bytes: &[u8], limit: usize) -> bool {
         let mut state = self.state();
-        if state.transport == Transport::Closed && bytes.first() != Some(&(0x80 | ws::CLOSE)) {
-            return;
+        let close = bytes.first() == Some(&(0x80 | ws::CLOSE));
+        if !close && (state.transport == Transport::Closed || state.pending.len() + bytes.len() > limit) {
+            return false;
         }
         state.pending.extend_from_slice(bytes);
         let schedule = state.take_schedule();
@@ -211,6 +316,13 @@ impl<S> Session<S> {
         if schedule {
             self.lanes.schedule(std::slice::from_ref(self));
         }
+        true
+    }
+
+    /// The bytes written to this session that its client has not taken yet.
+    pub(crate) fn unsent(&self) -> usize {
+        let state = self.state();
+        state.pending.len() + state.outbox_bytes
     }
 
     /// Writes what is pending until done or the kernel's buffer is full; in that case the
@@ -287,13 +399,13 @@ impl<S> Session<S> {
     pub(crate) async fn run_ws(
         self: &Arc<Self>,
         mut early: Vec<u8>,
-        max_payload: usize,
+        limits: Limits,
         mut on_message: impl FnMut(Message<'_>),
     ) -> Result<(), WsError> {
         let Some(stream) = self.stream.get() else { return Ok(()) };
         let mut reader = Reader::default();
         if !early.is_empty() {
-            reader.feed(self, &mut early, max_payload, &mut on_message)?;
+            reader.feed(self, &mut early, limits, &mut on_message)?;
         }
         drop(early);
         if reader.closed {
@@ -328,7 +440,7 @@ impl<S> Session<S> {
                                 match stream.try_read(&mut buf[..]) {
                                     Ok(0) => return Ok(false),
                                     Ok(n) => {
-                                        reader.feed(self, &mut buf[..n], max_payload, &mut on_message)?;
+                                        reader.feed(self, &mut buf[..n], limits, &mut on_message)?;
                                         if reader.closed {
                                             return Ok(false);
                                         }
@@ -385,6 +497,15 @@ pub(crate) enum Message<'a> {
     Binary(&'a [u8]),
 }
 
+/// What a connection may send and have waiting.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// The largest message a client may send.
+    pub max_payload: usize,
+    /// The most bytes that may wait to be written to it.
+    pub max_buffered: usize,
+}
+
 /// Reassembles frames into messages. Empty (no allocation) between messages.
 #[derive(Default)]
 struct Reader {
@@ -403,16 +524,16 @@ impl Reader {
         &mut self,
         session: &Arc<Session<S>>,
         input: &mut [u8],
-        max: usize,
+        limits: Limits,
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<(), WsError> {
         if self.partial.is_empty() {
-            let used = self.frames(session, input, max, on_message)?;
+            let used = self.frames(session, input, limits, on_message)?;
             self.partial.extend_from_slice(&input[used..]);
         } else {
             let mut partial = std::mem::take(&mut self.partial);
             partial.extend_from_slice(input);
-            let used = self.frames(session, &mut partial, max, on_message)?;
+            let used = self.frames(session, &mut partial, limits, on_message)?;
             partial.drain(..used);
             if partial.is_empty() && partial.capacity() > KEEP_CAPACITY {
                 partial = Vec::new();
@@ -427,9 +548,10 @@ impl Reader {
         &mut self,
         session: &Arc<Session<S>>,
         buf: &mut [u8],
-        max: usize,
+        limits: Limits,
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<usize, WsError> {
+        let max = limits.max_payload;
         let mut at = 0;
         while let Some(frame) = ws::parse(&mut buf[at..], max)? {
             let payload = &buf[at + frame.payload.0..at + frame.payload.1];
@@ -437,15 +559,25 @@ impl Reader {
                 ws::PING => {
                     let mut pong = Vec::with_capacity(payload.len() + 2);
                     ws::write_frame(&mut pong, ws::PONG, payload);
-                    session.send_ws(&pong);
+                    // Pongs count against the buffer limit like any reply (see
+                    // `Session::reply`): a client that pings and never reads is closed.
+                    if !session.send_ws(&pong, limits.max_buffered) {
+                        return Err(WsError::Unread);
+                    }
                 }
                 ws::PONG => {}
                 ws::CLOSE => {
-                    // Answered, and the connection ends; whether the session ends with it
-                    // is the caller's decision (a closed upgrade probe leaves it polling).
+                    // Answered with its code (an empty body with an empty one: 1005 only
+                    // means "no code" and never goes on the wire), and the connection ends;
+                    // whether the session ends with it is the caller's decision (a closed
+                    // upgrade probe leaves it polling). A malformed one is a protocol error.
+                    let code = ws::close_code(payload)?;
                     let mut close = Vec::with_capacity(4);
-                    ws::write_frame(&mut close, ws::CLOSE, payload.get(..2).unwrap_or_default());
-                    session.send_ws(&close);
+                    match code {
+                        Some(code) => ws::write_close(&mut close, code),
+                        None => ws::write_frame(&mut close, ws::CLOSE, &[]),
+                    }
+                    session.send_ws(&close, usize::MAX);
                     self.closed = true;
                     return Ok(at + frame.len);
                 }

@@ -1,6 +1,6 @@
 //! Namespaces, the sockets connected to them, rooms and broadcasts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::HeaderMap;
 use dashmap::DashMap;
+use futures::FutureExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::SendError;
 use crate::packet::{self, DataError};
+use crate::payload::Payload;
 use crate::session::{Lanes, Session, SharedFrame};
 use crate::sid::Sid;
 
@@ -21,7 +23,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 type ConnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, Option<Value>) -> BoxFuture<Result<(), String>> + Send + Sync>;
 type ConnectedFn<S> = Box<dyn Fn(Arc<Socket<S>>) -> BoxFuture<()> + Send + Sync>;
-type EventFn<S> = Box<dyn Fn(Arc<Socket<S>>, Result<Value, DataError>, Ack<S>) -> BoxFuture<()> + Send + Sync>;
+type EventFn<S> = Box<dyn Fn(Arc<Socket<S>>, Result<Payload, DataError>, Ack<S>) -> BoxFuture<()> + Send + Sync>;
 type DisconnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, DisconnectReason) -> BoxFuture<()> + Send + Sync>;
 
 /// Why a socket left its namespace.
@@ -29,7 +31,8 @@ type DisconnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, DisconnectReason) -> BoxFuture
 pub enum DisconnectReason {
     /// The client closed the connection (or it dropped).
     TransportClose,
-    /// The connection failed: a write error, or a frame the protocol forbids.
+    /// The connection failed: a write error, a frame or packet the protocol forbids, or a
+    /// client that does not read the replies to what it sends.
     TransportError,
     /// No pong within the ping timeout.
     HeartbeatTimeout,
@@ -98,7 +101,19 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
         F: Fn(Arc<Socket<S>>, Result<Value, DataError>, Ack<S>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.events.insert(event.to_owned(), Box::new(move |s, d, a| Box::pin(handler(s, d, a))));
+        self.events
+            .insert(event.to_owned(), Box::new(move |s, p, a| Box::pin(handler(s, p.and_then(Payload::first), a))));
+        self
+    }
+
+    /// Handles `event` with every argument and attachment it came with (or
+    /// [`DataError::Malformed`] when they nest too deep to parse), and its ack.
+    pub fn on_payload<F, Fut>(mut self, event: &str, handler: F) -> Self
+    where
+        F: Fn(Arc<Socket<S>>, Result<Payload, DataError>, Ack<S>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.events.insert(event.to_owned(), Box::new(move |s, p, a| Box::pin(handler(s, p, a))));
         self
     }
 
@@ -221,22 +236,6 @@ impl<S: Send + Sync + 'static> Namespace<S> {
         self.rooms.iter().map(|r| (r.key().clone(), r.value().len())).collect()
     }
 
-    /// Runs the event handler for `event`, if there is one.
-    pub(crate) fn dispatch(
-        &self,
-        socket: Arc<Socket<S>>,
-        event: &str,
-        data: Result<Value, DataError>,
-        ack: Option<u64>,
-    ) {
-        let Some(handler) = self.events.get(event) else {
-            tracing::debug!(ns = %self.name, event, "no handler; event ignored");
-            return;
-        };
-        let ack = Ack { socket: socket.clone(), id: ack };
-        tokio::spawn(handler(socket, data, ack));
-    }
-
     /// Joins `socket` to this namespace: runs the connect handler, then tells the client.
     pub(crate) async fn connect(self: Arc<Self>, socket: Arc<Socket<S>>, auth: Option<Value>) {
         match (self.connect)(socket.clone(), auth).await {
@@ -250,7 +249,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                     }
                     return;
                 }
-                let _ = socket.session.send(&packet::encode_connect(&self.name, &socket.id.to_string()), usize::MAX);
+                let _ = socket.session.reply(&packet::encode_connect(&self.name, &socket.id.to_string()), self.limit);
                 if let Some(connected) = &self.connected {
                     connected(socket).await;
                 }
@@ -259,7 +258,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                 socket.phase.store(DISCONNECTED, Ordering::Release);
                 socket.leave_all();
                 socket.session.state().sockets.retain(|s| !Arc::ptr_eq(s, &socket));
-                let _ = socket.session.send(&packet::encode_connect_error(&self.name, &message), usize::MAX);
+                let _ = socket.session.reply(&packet::encode_connect_error(&self.name, &message), self.limit);
             }
         }
     }
@@ -278,6 +277,34 @@ pub struct Socket<S> {
     state: OnceLock<S>,
     rooms: Mutex<Vec<Arc<str>>>,
     phase: AtomicU8,
+    inbox: Mutex<Inbox>,
+}
+
+/// An event from the client, waiting for its handler.
+pub(crate) struct Event {
+    /// Its name.
+    pub name: String,
+    /// Its arguments.
+    pub data: Result<Payload, DataError>,
+    /// The acknowledgement id the client waits on.
+    pub ack: Option<u64>,
+    /// Its size on the wire, counted against the limit of waiting events.
+    pub size: usize,
+}
+
+/// A socket's events waiting for their handlers, which run one at a time in the order the
+/// client sent the events (a task per event let a later one overtake an earlier one: chat
+/// messages must be stored and acknowledged in order). No task exists while a socket is
+/// idle: the first event spawns one, which runs the events that arrive meanwhile and ends
+/// when there are none. An idle socket pays this struct (a few dozen bytes, no allocation).
+#[derive(Default)]
+struct Inbox {
+    /// A task is running this socket's handlers.
+    running: bool,
+    /// What it runs next.
+    queue: VecDeque<Event>,
+    /// Their total size.
+    bytes: usize,
 }
 
 impl<S: Send + Sync + 'static> Socket<S> {
@@ -289,16 +316,13 @@ impl<S: Send + Sync + 'static> Socket<S> {
             state: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
             phase: AtomicU8::new(CONNECTING),
+            inbox: Mutex::new(Inbox::default()),
         }
     }
 
     /// The namespace's name.
     pub fn ns(&self) -> &str {
         &self.ns.name
-    }
-
-    pub(crate) fn namespace(&self) -> &Arc<Namespace<S>> {
-        &self.ns
     }
 
     /// True once the client was told it joined, until it leaves.
@@ -332,6 +356,15 @@ impl<S: Send + Sync + 'static> Socket<S> {
         self.session.send(&text, self.ns.limit)
     }
 
+    /// Emits `event` with every argument and attachment of `payload` to this socket alone.
+    pub fn emit_payload(&self, event: &str, payload: &Payload) -> Result<(), SendError> {
+        if self.phase.load(Ordering::Acquire) == DISCONNECTED {
+            return Err(SendError::Closed);
+        }
+        let text = packet::encode_event_payload(&self.ns.name, event, payload);
+        self.session.send_binary(Some(&text), &payload.attachments, self.ns.limit)
+    }
+
     /// The rooms it is in.
     pub fn rooms(&self) -> Vec<Arc<str>> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -361,6 +394,53 @@ impl<S: Send + Sync + 'static> Socket<S> {
                 let room = mine.swap_remove(at);
                 self.ns.remove_member(&room, self.id);
             }
+        }
+    }
+
+    /// Runs `event`'s handler after those of the events that came before it. False, and the
+    /// event dropped, when the events already waiting hold `limit` bytes: the client sends
+    /// faster than its handlers run, and the caller closes the connection.
+    pub(crate) fn dispatch(self: &Arc<Self>, event: Event, limit: usize) -> bool {
+        let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+        if inbox.running {
+            if inbox.bytes + event.size > limit {
+                return false;
+            }
+            inbox.bytes += event.size;
+            inbox.queue.push_back(event);
+            return true;
+        }
+        inbox.running = true;
+        drop(inbox);
+        tokio::spawn(self.clone().run_handlers(event));
+        true
+    }
+
+    /// Runs `event`'s handler, then those of the events waiting, until there are none.
+    async fn run_handlers(self: Arc<Self>, mut event: Event) {
+        loop {
+            if let Some(handler) = self.ns.events.get(event.name.as_str()) {
+                let ack = Ack { socket: self.clone(), id: event.ack };
+                // A handler that panics must not stop the events after it.
+                if std::panic::AssertUnwindSafe(handler(self.clone(), event.data, ack)).catch_unwind().await.is_err() {
+                    tracing::error!(ns = %self.ns.name, event = event.name, "event handler panicked");
+                }
+            } else {
+                tracing::debug!(ns = %self.ns.name, event = event.name, "no handler; event ignored");
+            }
+            {
+                let mut inbox = self.inbox.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(next) = inbox.queue.pop_front() else {
+                    inbox.running = false;
+                    // A burst's queue is not kept for the socket's life.
+                    inbox.queue = VecDeque::new();
+                    return;
+                };
+                inbox.bytes -= next.size;
+                event = next;
+            }
+            // Handlers that finish without waiting must not hold the worker for a burst.
+            tokio::task::consume_budget().await;
         }
     }
 
@@ -410,7 +490,15 @@ impl<S: Send + Sync + 'static> Ack<S> {
     pub fn send(self, data: &impl Serialize) -> Result<(), SendError> {
         let Some(id) = self.id else { return Ok(()) };
         let text = packet::encode_ack(self.socket.ns(), id, data).map_err(|_| SendError::Serialize)?;
-        // An ack answers the client's own request: it is not dropped for a full buffer.
-        self.socket.session.send(&text, usize::MAX)
+        // An ack answers the client's own request: not dropped for a full buffer like an
+        // emit, but a client that does not read its acks is closed (see `Session::reply`).
+        self.socket.session.reply(&text, self.socket.ns.limit)
+    }
+
+    /// Sends it with every argument and attachment of `payload`.
+    pub fn send_payload(self, payload: &Payload) -> Result<(), SendError> {
+        let Some(id) = self.id else { return Ok(()) };
+        let text = packet::encode_ack_payload(self.socket.ns(), id, payload);
+        self.socket.session.reply_binary(Some(&text), &payload.attachments, self.socket.ns.limit)
     }
 }

@@ -24,6 +24,10 @@ pub const PONG: u8 = 0xA;
 pub const GOING_AWAY: u16 = 1001;
 /// Close code: protocol error.
 pub const PROTOCOL_ERROR: u16 = 1002;
+/// Close code: a text message (or a close reason) that is not UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// Close code: policy violation (the client does not read its replies).
+pub const POLICY_VIOLATION: u16 = 1008;
 /// Close code: message too big.
 pub const TOO_BIG: u16 = 1009;
 
@@ -60,6 +64,30 @@ pub fn write_header(out: &mut Vec<u8>, opcode: u8, len: usize) {
 /// Appends a close frame with `code`.
 pub fn write_close(out: &mut Vec<u8>, code: u16) {
     write_frame(out, CLOSE, &code.to_be_bytes());
+}
+
+/// True for a `Sec-WebSocket-Key` RFC 6455 allows: 16 bytes in base64.
+pub fn valid_key(key: &[u8]) -> bool {
+    let mut decoded = [0u8; 18];
+    base64::engine::general_purpose::STANDARD.decode_slice(key, &mut decoded) == Ok(16)
+}
+
+/// The code a client's close frame carries (`None` for an empty body), checked as RFC 6455
+/// section 7.4 requires: a one-byte body, a code no endpoint may send (1005 and 1006
+/// among them, which only stand for "no code") or a reason that is not UTF-8 is an error.
+pub fn close_code(payload: &[u8]) -> Result<Option<u16>, WsError> {
+    let (code, reason) = match payload {
+        [] => return Ok(None),
+        [_] => return Err(WsError::BadClose),
+        [a, b, reason @ ..] => (u16::from_be_bytes([*a, *b]), reason),
+    };
+    // Those defined by RFC 6455 that may be sent, and the ranges for libraries and
+    // applications.
+    if !matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999) {
+        return Err(WsError::BadClose);
+    }
+    std::str::from_utf8(reason).map_err(|_| WsError::Utf8)?;
+    Ok(Some(code))
 }
 
 /// A complete frame found at the start of a buffer.
@@ -182,6 +210,32 @@ mod tests {
         assert_eq!(parse(&mut masked(BINARY, true, &[0; 101]), 100), Err(WsError::TooBig));
         // The size is refused from the header alone, before the payload arrives.
         assert_eq!(parse(&mut masked(BINARY, true, &[0; 70_000])[..10], 100), Err(WsError::TooBig));
+    }
+
+    #[test]
+    fn checks_close_bodies() {
+        assert_eq!(close_code(b""), Ok(None));
+        assert_eq!(close_code(&[3, 232]), Ok(Some(1000)));
+        assert_eq!(close_code(&[0x0F, 0x9F, b'o', b'k']), Ok(Some(3999)));
+        assert_eq!(close_code(&[3]), Err(WsError::BadClose));
+        for code in [0u16, 999, 1004, 1005, 1006, 1012, 1015, 1016, 2999, 5000, 65535] {
+            assert_eq!(close_code(&code.to_be_bytes()), Err(WsError::BadClose), "{code}");
+        }
+        assert_eq!(close_code(&[3, 232, 0xff]), Err(WsError::Utf8));
+    }
+
+    #[test]
+    fn checks_handshake_keys() {
+        assert!(valid_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for bad in [
+            &b""[..],
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25j",
+            b"!!!!!!!!!!!!!!!!!!!!!!==",
+            b"dGhlIHNhbXBsZSBub25jZXg=",
+        ] {
+            assert!(!valid_key(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,57 @@
+//! The accept loop: like `axum::serve` (HTTP/1.1 and HTTP/2, upgrades, graceful shutdown),
+//! plus a request-head read timeout, which axum's loop does not offer. Without one, a
+//! client can open connections and trickle their request heads (or send none) and hold
+//! them for ever.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+/// Node's `server.headersTimeout`: how long a client may take to send a request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for the open
+/// connections to finish (upgraded ones are the caller's to close, see [`crate::Io::close`]).
+/// A connection whose request head has not fully arrived `head_timeout` after it began is
+/// closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    head_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(head_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
+}
