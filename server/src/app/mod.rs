@@ -8,7 +8,6 @@ mod router;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use build::build;
@@ -72,20 +71,13 @@ pub async fn serve(
             drain(&state).await;
         }
     };
-    // No Nagle: a small frame written while an earlier one is unacknowledged waits for the
-    // peer's delayed ACK (up to 40 ms on Linux). One handshake at a time went from 33/s to
-    // 778/s with Redis and from 241/s to 1,167/s in memory (bench/README.md).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not disable Nagle on a connection");
-        }
-    });
-    // Served as a Router, axum rebuilds the route table for every accepted connection (a
-    // clone of every route and layer, on the single accept task). Resolved once here, a
-    // connection costs an Arc clone: server CPU per connect 394 -> about 250 µs
-    // (bench/README.md).
-    let service = router.with_state(()).into_make_service();
-    let server = axum::serve(listener, service).with_graceful_shutdown(graceful).into_future();
+    // The transport's accept loop: axum's plus a request-head read timeout, so a client
+    // cannot hold connections by trickling request heads. It turns Nagle off on each
+    // connection (a small frame written while an earlier one is unacknowledged waits for the
+    // peer's delayed ACK: one handshake at a time went from 33/s to 778/s with Redis,
+    // bench/README.md). The router is resolved once here, so a connection costs an Arc
+    // clone, not a rebuilt route table (server CPU per connect 394 -> about 250 µs).
+    let server = switchyard_sio::serve(listener, router.with_state(()), switchyard_sio::HEAD_TIMEOUT, graceful);
     tokio::pin!(server);
     tokio::select! {
         result = &mut server => result?,
