@@ -42,10 +42,22 @@ use serde::{Deserialize, Serialize};
         description = "Whether every part of the cluster is ready"
     ),
     printcolumn(
-        name = "Replicas",
+        name = "Reconciled",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type=='Reconciled')].status",
+        description = "Whether the current spec is applied in full"
+    ),
+    printcolumn(
+        name = "Desired",
         type_ = "integer",
-        json_path = ".status.readyReplicas",
-        description = "Server pods that are ready"
+        json_path = ".status.desiredReplicas",
+        description = "Server pods wanted (by spec.replicas or the autoscaler)"
+    ),
+    printcolumn(
+        name = "Available",
+        type_ = "integer",
+        json_path = ".status.availableReplicas",
+        description = "Server pods available to clients"
     ),
     printcolumn(
         name = "Connections",
@@ -57,7 +69,8 @@ use serde::{Deserialize, Serialize};
         name = "Endpoint",
         type_ = "string",
         json_path = ".status.endpoint",
-        description = "Where clients connect"
+        description = "Where clients connect",
+        priority = 1
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     // The Service takes the cluster's name, so it must be a DNS label starting with a letter;
@@ -930,14 +943,21 @@ fn default_true() -> bool {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RealtimeClusterStatus {
-    /// The `metadata.generation` this status describes.
+    /// The last `metadata.generation` applied in full. Behind `metadata.generation` while an
+    /// edit cannot be applied (the Reconciled condition says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Ready, RedisReady, ServerAvailable, RoutingReady and AutoscalingReady.
+    /// Ready (everything below holds), Reconciled (the current spec is applied), Progressing (a
+    /// server rollout is under way; False with reason ProgressDeadlineExceeded when it is
+    /// stuck), RedisReady, ServerAvailable, RoutingReady and AutoscalingReady.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+
+    /// Server pods wanted: the Deployment's replicas, set by spec.replicas or the autoscaler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
 
     /// Server pods that exist (the scale subresource reads this).
     #[serde(default)]
@@ -946,6 +966,10 @@ pub struct RealtimeClusterStatus {
     /// Server pods that are ready.
     #[serde(default)]
     pub ready_replicas: i32,
+
+    /// Server pods available to clients (ready for the Deployment's minReadySeconds).
+    #[serde(default)]
+    pub available_replicas: i32,
 
     /// Label selector of the server pods (the scale subresource reads this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1125,6 +1149,6 @@ mod tests {
         assert_eq!(scale.spec_replicas_path, ".spec.replicas");
         assert_eq!(scale.label_selector_path.as_deref(), Some(".status.selector"));
         let cols: Vec<_> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-        assert_eq!(cols, ["Ready", "Replicas", "Connections", "Endpoint", "Age"]);
+        assert_eq!(cols, ["Ready", "Reconciled", "Desired", "Available", "Connections", "Endpoint", "Age"]);
     }
 }
