@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -150,8 +150,12 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
         return Ok(Action::await_change());
     }
     let ns = rtc.namespace().ok_or(Error::MissingNamespace)?;
+    if rtc.spec.paused {
+        return pause(rtc, ctx, &ns).await;
+    }
     let caps = discover(&ctx.client).await?;
-    let desired = resources::desired(rtc, caps);
+    // Operator upgrades do not change the image of clusters created before them.
+    let desired = resources::desired(&rtc.with_pinned_image(), caps);
     let children = Children { ctx, rtc, ns: &ns };
 
     let mut observed = children.apply_all(&desired, caps).await?;
@@ -170,7 +174,8 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
     warn_missing_apis(rtc, ctx, caps).await;
 
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let new_status = status::compute(rtc, &observed, &now);
+    let mut new_status = status::compute(rtc, &observed, &now);
+    new_status.default_image = Some(rtc.pinned_default_image());
     let ready = new_status.conditions.first().is_some_and(|c| c.status == "True");
     if rtc.status.as_ref() != Some(&new_status) {
         let was_ready = rtc
@@ -189,6 +194,29 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
         }
     }
     Ok(Action::requeue(if ready { READY_REQUEUE } else { PENDING_REQUEUE }))
+}
+
+/// Writes the paused status (once) and waits for the next change of the RealtimeCluster.
+async fn pause(rtc: &RealtimeCluster, ctx: &Context, ns: &str) -> Result<Action> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new_status = status::paused(rtc, &now);
+    if rtc.status.as_ref() != Some(&new_status) {
+        let was_paused = rtc
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Reconciled"))
+            .is_some_and(|c| c.reason == "Paused");
+        let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), ns);
+        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &status_patch(&new_status))
+            .await
+            .context(|| "writing status".into())?;
+        if !was_paused {
+            let note = "Paused: spec.paused is true, so no child is created, changed or deleted".to_string();
+            publish(ctx, rtc, EventType::Normal, "Paused", "Reconcile", note).await;
+        }
+    }
+    info!("paused");
+    Ok(Action::await_change())
 }
 
 /// Which optional APIs the cluster serves right now.
@@ -284,6 +312,9 @@ impl Children<'_> {
         self.apply(self.api(), "ConfigMap", &d.config).await?;
         if let Some(svc) = &d.redis_service {
             self.apply(self.api::<Service>(), "Service", svc).await?;
+        }
+        if let Some(np) = &d.redis_network_policy {
+            self.apply(self.api::<NetworkPolicy>(), "NetworkPolicy", np).await?;
         }
         if let Some(sts) = &d.redis_statefulset {
             observed.redis = self.apply_statefulset(sts).await?;
@@ -463,9 +494,10 @@ impl Children<'_> {
         let rtc = self.rtc;
         let server = resources::server_name(rtc);
         let redis = resources::redis_name(rtc);
-        let candidates: [(ApiResource, &str, String, bool); 9] = [
+        let candidates: [(ApiResource, &str, String, bool); 10] = [
             (ApiResource::erase::<StatefulSet>(&()), "StatefulSet", redis.clone(), d.redis_statefulset.is_some()),
-            (ApiResource::erase::<Service>(&()), "Service", redis, d.redis_service.is_some()),
+            (ApiResource::erase::<Service>(&()), "Service", redis.clone(), d.redis_service.is_some()),
+            (ApiResource::erase::<NetworkPolicy>(&()), "NetworkPolicy", redis, d.redis_network_policy.is_some()),
             (ApiResource::erase::<PodDisruptionBudget>(&()), "PodDisruptionBudget", server.clone(), d.pdb.is_some()),
             (ApiResource::erase::<Ingress>(&()), "Ingress", server.clone(), d.ingress.is_some()),
             (resources::http_route_resource(), "HTTPRoute", server.clone(), d.http_route.is_some()),
@@ -515,17 +547,20 @@ impl Children<'_> {
     }
 }
 
-/// Runs the controller until `shutdown` resolves. Fails fast when the CRD is not installed.
+/// Runs the controller until `shutdown` resolves, over every namespace or only `namespace`.
+/// Fails fast when the CRD is not installed.
 pub async fn run(
     ctx: Arc<Context>,
     concurrency: u16,
+    namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let client = ctx.client.clone();
-    let rtcs: Api<RealtimeCluster> = Api::all(client.clone());
+    let namespace = namespace.as_deref();
+    let rtcs: Api<RealtimeCluster> = scoped(&client, namespace);
     rtcs.list(&ListParams::default().limit(1))
         .await
-        .context(|| "listing RealtimeClusters (is the CRD installed? kubectl apply -f crds/)".into())?;
+        .context(|| "listing RealtimeClusters (is the CRD installed? kubectl apply --server-side -f crds/)".into())?;
 
     // One stream per kind, each with its own backoff (see `watches`).
     let health = &ctx.watches;
@@ -538,13 +573,14 @@ pub async fn run(
     .applied_objects();
     let controller =
         Controller::for_stream(clusters, reader).with_config(controller::Config::default().concurrency(concurrency));
-    let controller = owns::<Deployment>(controller, &client, health);
-    let controller = owns::<StatefulSet>(controller, &client, health);
-    let controller = owns::<Service>(controller, &client, health);
-    let controller = owns::<ConfigMap>(controller, &client, health);
-    let controller = owns::<PodDisruptionBudget>(controller, &client, health);
-    let controller = owns::<Ingress>(controller, &client, health);
-    let controller = owns::<HorizontalPodAutoscaler>(controller, &client, health);
+    let controller = owns::<Deployment>(controller, &client, namespace, health);
+    let controller = owns::<StatefulSet>(controller, &client, namespace, health);
+    let controller = owns::<Service>(controller, &client, namespace, health);
+    let controller = owns::<ConfigMap>(controller, &client, namespace, health);
+    let controller = owns::<PodDisruptionBudget>(controller, &client, namespace, health);
+    let controller = owns::<Ingress>(controller, &client, namespace, health);
+    let controller = owns::<NetworkPolicy>(controller, &client, namespace, health);
+    let controller = owns::<HorizontalPodAutoscaler>(controller, &client, namespace, health);
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -559,11 +595,24 @@ pub async fn run(
     Ok(())
 }
 
+/// The API of `K` in `namespace`, or in every namespace.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Adds a watch of the children of kind `K` (only objects this operator labelled), on its own
 /// backoff.
 fn owns<K>(
     controller: Controller<RealtimeCluster>,
     client: &Client,
+    namespace: Option<&str>,
     health: &Arc<WatchHealth>,
 ) -> Controller<RealtimeCluster>
 where
@@ -578,7 +627,7 @@ where
 {
     let config = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
     // Metadata only: the owner reference is all a trigger needs.
-    let stream = watcher(Api::<PartialObjectMeta<K>>::all(client.clone()), config);
+    let stream = watcher(scoped::<PartialObjectMeta<K>>(client, namespace), config);
     controller.owns_stream(watches::guard(stream, <K as k8s_openapi::Resource>::KIND, health.clone()).touched_objects())
 }
 

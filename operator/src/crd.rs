@@ -8,12 +8,39 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, EnvVar, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+    Affinity, Container, EnvFromSource, EnvVar, LocalObjectReference, Probe, ResourceRequirements, Toleration,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+/// An OCI image reference: optional registry host (and port), one or more lowercase path
+/// components, an optional tag and an optional sha256 digest. As in the distribution
+/// reference grammar, so that a typo is refused at `kubectl apply` rather than as an
+/// ImagePullBackOff later.
+const IMAGE_RULE: &str = r"self.matches('^([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$')";
+/// The Kubernetes quantity grammar (`500m`, `2`, `1Gi`, `1e3`), as controller-gen writes it
+/// for `resource.Quantity`. A schema pattern, not CEL: a CEL rule over the open-ended request
+/// and limit maps exceeds the API server's cost budget.
+const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+/// `ResourceRequirements` whose every request and limit must match [`QUANTITY_PATTERN`], so
+/// that `cpu: fast` is refused at `kubectl apply` with the field named, rather than later on
+/// the Deployment the operator writes.
+fn resources_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<ResourceRequirements>().to_value();
+    for map in ["limits", "requests"] {
+        if let Some(values) =
+            schema.pointer_mut(&format!("/properties/{map}/additionalProperties")).and_then(|v| v.as_object_mut())
+        {
+            values.insert("pattern".into(), QUANTITY_PATTERN.into());
+        }
+    }
+    schema["nullable"] = true.into();
+    schemars::Schema::try_from(schema).expect("an object schema")
+}
 
 /// Desired state of a fleet of Switchyard realtime servers and everything around them.
 // The derive's repeated `printcolumn(type_ = ...)` arguments trip this lint.
@@ -76,14 +103,24 @@ use serde::{Deserialize, Serialize};
     // The Service takes the cluster's name, so it must be a DNS label starting with a letter;
     // the Redis StatefulSet `<name>-redis` must stay within 52 characters, or its pods' revision
     // label would pass 63.
+    // The scale subresource writes spec.replicas, which the autoscaler overrules: refuse it
+    // there rather than let `kubectl scale` print "scaled" and do nothing.
+    validation = Rule::new("!has(self.spec.autoscaling) || !has(oldSelf.spec.autoscaling) || self.spec.replicas == oldSelf.spec.replicas").message("spec.replicas cannot change while spec.autoscaling is set (the autoscaler decides the pod count): change autoscaling.minReplicas and maxReplicas, or remove spec.autoscaling first").field_path(".spec.replicas"),
     validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 46").message("metadata.name must start with a letter, hold only lowercase letters, digits and '-', and be at most 46 characters (it names the Service and the Redis StatefulSet)")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct RealtimeClusterSpec {
     /// Server container image. Defaults to ghcr.io/switchyard-dev/switchyard-server at the
     /// operator's own version, so upgrading the operator upgrades clusters that do not pin one.
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message("image must be an image reference such as ghcr.io/example/switchyard-server:1.2.3"))]
+    #[schemars(length(min = 1, max = 512))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+
+    /// Stop reconciling: while true the operator creates, changes and deletes nothing for this
+    /// cluster (manual edits to its children stay) and says so in the Reconciled condition.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
 
     /// Image pull policy for the server and managed Redis containers.
     #[serde(default = "default_pull_policy")]
@@ -96,6 +133,7 @@ pub struct RealtimeClusterSpec {
     pub replicas: i32,
 
     /// CPU and memory requests/limits of each server container.
+    #[schemars(schema_with = "resources_schema")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
@@ -144,6 +182,36 @@ pub struct RealtimeClusterSpec {
     /// operator derives from the rest of the spec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+
+    /// Extra variable sources of the server container (ConfigMaps or Secrets loaded whole).
+    /// Variables the operator derives from the spec win over these; `env` wins over both.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+
+    /// Extra volumes of the server pods, for `volumeMounts` and `sidecars`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+
+    /// Extra mounts of the server container (the root filesystem is read-only; `/tmp` is
+    /// writable and taken).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<VolumeMount>,
+
+    /// Extra containers that run next to the server in each pod, for example a log shipper.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecars: Vec<Container>,
+
+    /// Replacements for the server container's probes; each one given replaces the default
+    /// entirely (liveness GET /health every 10 s, readiness GET /ready every 5 s, startup GET
+    /// /health every 2 s up to 60 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probes: Option<ProbeOverrides>,
+
+    /// Notification rules from a ConfigMap key instead of the image's built-in rules: mounted
+    /// read-only and passed to the server as RULES_FILE. A bad file stops the server at
+    /// start-up with a one-line error naming it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notification_rules: Option<ConfigMapKeyRef>,
 
     /// Scheduling and metadata settings of the server pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,10 +398,12 @@ pub struct RedisSpec {
 }
 
 /// A Redis run by the operator as a one-pod StatefulSet behind a Service.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ManagedRedisSpec {
     /// Redis container image.
+    #[x_kube(validation = Rule::new(IMAGE_RULE).message("redis.managed.image must be an image reference such as docker.io/library/redis:7.4"))]
+    #[schemars(length(min = 1, max = 512))]
     #[serde(default = "default_redis_image")]
     pub image: String,
 
@@ -346,6 +416,7 @@ pub struct ManagedRedisSpec {
     pub persistence: RedisPersistenceSpec,
 
     /// CPU and memory requests/limits of the Redis container.
+    #[schemars(schema_with = "resources_schema")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 }
@@ -366,10 +437,12 @@ fn default_redis_image() -> String {
 }
 
 /// Volume settings of the managed Redis.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedisStorageSpec {
     /// Size of the PersistentVolumeClaim, for example 1Gi.
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("redis.managed.storage.size must be a positive quantity such as 1Gi or 500Mi"))]
+    #[schemars(length(min = 1, max = 64))]
     #[serde(default = "default_storage_size")]
     pub size: String,
 
@@ -869,6 +942,33 @@ impl LogFormat {
     }
 }
 
+/// Probe replacements for the server container.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeOverrides {
+    /// Replaces the liveness probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Probe>,
+    /// Replaces the readiness probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Probe>,
+    /// Replaces the startup probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup: Option<Probe>,
+}
+
+/// A key of a ConfigMap in the cluster's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// Name of the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the ConfigMap.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
 /// Pod-level settings for the server pods.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -982,6 +1082,14 @@ pub struct RealtimeClusterStatus {
     /// Open client connections: the autoscaler's current average per pod times the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<i64>,
+
+    /// The server image used while spec.image is unset: the operator's default when this
+    /// cluster was created, kept across operator upgrades so that an upgrade does not restart
+    /// every cluster at once. Remove it (`kubectl patch rtc NAME --subresource=status
+    /// --type=json -p '[{"op":"remove","path":"/status/defaultImage"}]'`) to move this cluster
+    /// to the running operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_image: Option<String>,
 }
 
 /// Conditions as a list-map keyed by `type`, so server-side apply merges them per type.
@@ -1006,10 +1114,31 @@ fn conditions_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     .expect("static schema is valid")
 }
 
+/// The server image of this operator version, for clusters that pin none.
+pub fn default_image() -> String {
+    format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+}
+
+impl RealtimeCluster {
+    /// The server image default this cluster keeps while `spec.image` is unset: the one pinned
+    /// in its status, else this operator version's (which the next status write pins).
+    pub fn pinned_default_image(&self) -> String {
+        self.status.as_ref().and_then(|s| s.default_image.clone()).unwrap_or_else(default_image)
+    }
+
+    /// This cluster as the child builders should see it: `spec.image` filled in with the
+    /// pinned default when unset.
+    pub fn with_pinned_image(&self) -> RealtimeCluster {
+        let mut rtc = self.clone();
+        rtc.spec.image.get_or_insert_with(|| self.pinned_default_image());
+        rtc
+    }
+}
+
 impl RealtimeClusterSpec {
     /// The image the server pods run: the spec's, else the default for this operator version.
     pub fn server_image(&self) -> String {
-        self.image.clone().unwrap_or_else(|| format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION")))
+        self.image.clone().unwrap_or_else(default_image)
     }
     /// Server settings with defaults applied.
     pub fn server_settings(&self) -> ServerSpec {
@@ -1135,6 +1264,22 @@ mod tests {
         assert_eq!(m, MonitoringSpec::default());
         let r: ManagedRedisSpec = serde_json::from_str("{}").unwrap();
         assert_eq!(r, ManagedRedisSpec::default());
+    }
+
+    #[test]
+    fn an_unpinned_cluster_keeps_the_default_image_it_was_created_with() {
+        let mut rtc = crate::fixtures::rtc("chat");
+        assert_eq!(rtc.with_pinned_image().spec.image, Some(default_image()));
+        rtc.status = Some(RealtimeClusterStatus {
+            default_image: Some("ghcr.io/switchyard-dev/switchyard-server:0.0.9".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            rtc.with_pinned_image().spec.image.as_deref(),
+            Some("ghcr.io/switchyard-dev/switchyard-server:0.0.9")
+        );
+        rtc.spec.image = Some("example.com/mine:1".into());
+        assert_eq!(rtc.with_pinned_image().spec.image.as_deref(), Some("example.com/mine:1"));
     }
 
     #[test]

@@ -42,6 +42,10 @@ struct Args {
     /// Seconds before expiry at which the leader renews.
     #[arg(long, env = "LEASE_GRACE_SECONDS", default_value_t = 5)]
     lease_grace: u64,
+    /// Reconcile only the RealtimeClusters of this namespace (a namespace-scoped install whose
+    /// RBAC is a Role there); every namespace when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// RealtimeClusters reconciled in parallel.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
@@ -90,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
     let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), watches, identity.clone()));
     if !args.leader_election {
         metrics.leader.set(1);
-        controller::run(ctx, args.concurrency, stopped()).await?;
+        controller::run(ctx, args.concurrency, args.watch_namespace.clone(), stopped()).await?;
         return Ok(());
     }
 
@@ -120,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             _ = stop => {},
         }
     };
-    controller::run(ctx, args.concurrency, shutdown).await?;
+    controller::run(ctx, args.concurrency, args.watch_namespace.clone(), shutdown).await?;
     metrics.leader.set(0);
     if leadership.is_leader() {
         leadership.release().await;

@@ -304,7 +304,29 @@ pub fn compute(rtc: &RealtimeCluster, o: &Observed, now: &Time) -> RealtimeClust
         selector: Some(resources::server_selector_string(rtc)),
         endpoint: Some(endpoint(rtc)),
         connections: o.hpa.as_ref().and_then(connections_from_hpa),
+        default_image: rtc.status.as_ref().and_then(|s| s.default_image.clone()),
     }
+}
+
+/// The status of a paused cluster: `Reconciled` turns False with reason `Paused`; everything
+/// else keeps what was last observed (nothing is read while paused).
+pub fn paused(rtc: &RealtimeCluster, now: &Time) -> RealtimeClusterStatus {
+    let generation = rtc.metadata.generation;
+    let mut status = rtc.status.clone().unwrap_or_default();
+    let previous = std::mem::take(&mut status.conditions);
+    let pause = verdict(
+        false,
+        "Paused",
+        "spec.paused is true: the operator creates, changes and deletes nothing until it is false",
+    );
+    status.conditions = CONDITION_TYPES
+        .iter()
+        .filter_map(|&t| match t {
+            "Reconciled" => Some(condition(t, pause.clone(), generation, &previous, now)),
+            _ => previous.iter().find(|c| c.type_ == t).cloned(),
+        })
+        .collect();
+    status
 }
 
 /// The status after a reconciliation that could not apply the spec: `Ready` and `Reconciled`
@@ -598,6 +620,22 @@ mod tests {
         assert_eq!(cond(&s, "Ready").observed_generation, Some(2));
         assert_eq!(cond(&s, "ServerAvailable").status, "True");
         assert_eq!(s.ready_replicas, 2);
+    }
+
+    #[test]
+    fn a_paused_cluster_says_so_and_keeps_the_rest() {
+        let mut r = rtc("chat");
+        let o =
+            Observed { deployment: Some(available_deployment(2, 2)), redis: Some(ready_redis()), ..Default::default() };
+        r.status = Some(compute(&r, &o, &now()));
+        r.spec.paused = true;
+        r.metadata.generation = Some(2);
+        let s = paused(&r, &now());
+        assert_eq!(cond(&s, "Reconciled").status, "False");
+        assert_eq!(cond(&s, "Reconciled").reason, "Paused");
+        assert_eq!(cond(&s, "Ready").status, "True", "the running pods still serve");
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(s.conditions.len(), CONDITION_TYPES.len());
     }
 
     #[test]

@@ -194,6 +194,13 @@ impl Operator {
             .and_then(|v| v.parse().ok())
     }
 
+    /// Stops the process as Kubernetes stops a pod (SIGTERM) and waits for it to exit.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -382,6 +389,35 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
         // "-redis", the StatefulSet's (at most 52 characters).
         ("1chat", "replicas: 1", &["metadata.name", "start with a letter"][..]),
         ("a-name-that-is-one-character-too-long-for-redis", "replicas: 1", &["metadata.name", "at most 46"][..]),
+        // Quantities, sizes and image references (issue #23): refused at apply, the field named.
+        (
+            "bad-cpu",
+            "resources:\n  requests:\n    cpu: fast",
+            &["spec.resources.requests.cpu", "\"fast\"", "should match"][..],
+        ),
+        ("bad-limit", "resources:\n  limits:\n    memory: 1 GB", &["spec.resources.limits.memory", "should match"][..]),
+        (
+            "bad-redis-cpu",
+            "redis:\n  managed:\n    resources:\n      limits: {cpu: lots}",
+            &["spec.redis.managed.resources.limits.cpu", "should match"][..],
+        ),
+        (
+            "bad-size",
+            "redis:\n  managed:\n    storage:\n      size: lots",
+            &["spec.redis.managed.storage.size", "positive quantity"][..],
+        ),
+        (
+            "zero-size",
+            "redis:\n  managed:\n    storage:\n      size: \"0\"",
+            &["spec.redis.managed.storage.size", "positive quantity"][..],
+        ),
+        ("empty-image", "image: \"\"", &["spec.image", "at least 1 chars long"][..]),
+        ("bad-image", "image: Not An Image", &["spec.image", "image reference"][..]),
+        (
+            "bad-redis-image",
+            "redis:\n  managed:\n    image: \"redis::7\"",
+            &["spec.redis.managed.image", "image reference"][..],
+        ),
         (
             "two-routes",
             "routing:\n  host: chat.example.com\n  ingress: {}\n  gateway:\n    parentRef: {name: gw}",
@@ -397,10 +433,10 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
         }
     }
     // And the valid neighbours of those cases pass.
-    let ok = "autoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n  targetConnectionsPerPod: 1\nrouting:\n  host: chat.example.com\nrateLimits:\n  message: 30/10s\n  blockSeconds: 1\ntracing:\n  otlpEndpoint: http://otel:4317\nserver:\n  logLevel: info,switchyard_server=DEBUG\n  shutdownGraceSeconds: 1";
+    let ok = "image: registry.example:5000/team/switchyard-server:1.2.3\nresources:\n  requests: {cpu: 500m, memory: 256Mi}\n  limits: {cpu: 2, memory: 1Gi}\nautoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n  targetConnectionsPerPod: 1\nrouting:\n  host: chat.example.com\nrateLimits:\n  message: 30/10s\n  blockSeconds: 1\ntracing:\n  otlpEndpoint: http://otel:4317\nserver:\n  logLevel: info,switchyard_server=DEBUG\n  shutdownGraceSeconds: 1";
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", "valid", ok)));
     // YAML 1.1 reads a bare `no` as false: the CRD's enum must hold the string, quoted here.
-    let fsync = "redis:\n  managed:\n    persistence: {appendFsync: \"no\"}\nrouting:\n  host: chat.example.com\n  gateway:\n    parentRef: {name: gw}\n    requestTimeout: 1h30m\nmonitoring:\n  serviceMonitor: {interval: 1m30s}";
+    let fsync = "image: ghcr.io/switchyard-dev/switchyard-server@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nredis:\n  managed:\n    image: redis:7.4\n    storage: {size: 500Mi}\n    resources: {requests: {cpu: 100m}}\n    persistence: {appendFsync: \"no\"}\nrouting:\n  host: chat.example.com\n  gateway:\n    parentRef: {name: gw}\n    requestTimeout: 1h30m\nmonitoring:\n  serviceMonitor: {interval: 1m30s}";
     let longest = "a-name-that-is-exactly-forty-six-chars-long-ok";
     assert_eq!(longest.len(), 46);
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", longest, fsync)));
@@ -491,6 +527,14 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
             .contains("--appendonly yes")
     );
     eventually("Service chat-redis", WAIT, || get_opt(&services, "chat-redis")).await;
+    // Only the server pods may reach Redis (this control plane has no network plugin to
+    // enforce it; the policy's selectors are what it can check).
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    let np = eventually("NetworkPolicy chat-redis", WAIT, || get_opt(&policies, "chat-redis")).await.spec.unwrap();
+    assert_eq!(np.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/component"], "redis");
+    let from = np.ingress.unwrap()[0].from.clone().unwrap()[0].pod_selector.clone().unwrap().match_labels.unwrap();
+    assert_eq!(from["app.kubernetes.io/component"], "server");
+    assert_eq!(from["app.kubernetes.io/instance"], "chat");
     eventually("PodDisruptionBudget chat", WAIT, || get_opt(&pdbs, "chat")).await;
     let ing = eventually("Ingress chat", WAIT, || get_opt(&ingresses, "chat")).await;
     let ann = ing.metadata.annotations.clone().unwrap();
@@ -691,8 +735,10 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
         r#"{"spec":{"redis":{"managed":null,"external":{"secretRef":{"name":"redis","key":"url"}}}}}"#,
     );
     eventually("managed Redis pruned", WAIT, || async {
-        (get_opt(&statefulsets, "chat-redis").await.is_none() && get_opt(&services, "chat-redis").await.is_none())
-            .then_some(())
+        (get_opt(&statefulsets, "chat-redis").await.is_none()
+            && get_opt(&services, "chat-redis").await.is_none()
+            && get_opt(&policies, "chat-redis").await.is_none())
+        .then_some(())
     })
     .await;
     let dep = deployments.get("chat").await.unwrap();
@@ -950,7 +996,12 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     kubectl(&["delete", "namespace", "switchyard-system", "--wait=true", "--ignore-not-found"], None);
     kubectl_ok(&["create", "namespace", "switchyard-system"], None);
     kubectl_ok(&["label", "namespace", "switchyard-system", "pod-security.kubernetes.io/enforce=restricted"], None);
-    helm_ok(&["install", "sy", chart, "-n", "switchyard-system"]);
+    let installed = helm_ok(&["install", "sy", chart, "-n", "switchyard-system"]);
+    // NOTES link the examples of this chart's version, not a moving branch.
+    let chart_yaml = std::fs::read_to_string(repo().join("charts/switchyard/Chart.yaml")).unwrap();
+    let version = chart_yaml.lines().find_map(|l| l.strip_prefix("version: ")).unwrap().trim();
+    let pinned = format!("https://raw.githubusercontent.com/switchyard-dev/switchyard/v{version}/examples/");
+    assert!(installed.contains(&pinned), "NOTES do not link {pinned}:\n{installed}");
     let manifest = kinds_and_names(&helm_ok(&["get", "manifest", "sy", "-n", "switchyard-system"]));
     let expected: Vec<(String, String)> = [
         ("ClusterRole", "sy-switchyard"),
@@ -997,6 +1048,7 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
         "statefulsets.apps",
         "poddisruptionbudgets.policy",
         "ingresses.networking.k8s.io",
+        "networkpolicies.networking.k8s.io",
         "horizontalpodautoscalers.autoscaling",
         "httproutes.gateway.networking.k8s.io",
         "scaledobjects.keda.sh",
@@ -1059,7 +1111,7 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
         other => panic!("impersonated client should be forbidden to list Secrets: {other:?}"),
     }
     let _ns = Namespace::create("helm-example");
-    let _op = Operator::start_with("helm-sa", "sy-switchyard", "switchyard-system", Some(&impersonating), &[]);
+    let mut op = Operator::start_with("helm-sa", "sy-switchyard", "switchyard-system", Some(&impersonating), &[]);
     let example = repo().join("examples/realtimecluster.yaml");
     kubectl_ok(&["apply", "-n", "helm-example", "-f", example.to_str().unwrap()], None);
     let rtcs: Api<RealtimeCluster> = Api::namespaced(client.clone(), "helm-example");
@@ -1102,7 +1154,10 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
     );
     assert!(c.env.as_ref().unwrap().iter().any(|e| e.name == "RUST_LOG" && e.value.as_deref() == Some("debug")));
 
-    // --- uninstall leaves nothing behind but the CRD
+    // --- uninstall leaves nothing behind but the CRD (and the released Lease). The operator
+    // runs outside the cluster here: stop it first (SIGTERM, as Kubernetes stops its pod),
+    // while its RBAC still lets it release the Lease.
+    op.terminate();
     helm_ok(&["uninstall", "sy", "-n", "switchyard-system", "--wait"]);
     let leftovers = kubectl_ok(
         &[
@@ -1117,6 +1172,10 @@ async fn helm_chart_installs_grants_upgrades_and_uninstalls() {
         None,
     );
     assert_eq!(leftovers.trim(), "", "orphans after uninstall");
+    // The Lease is the operator's, not the chart's: it outlives the release, released by the
+    // leader that stopped (docs/install.md).
+    let lease = leases.get("sy-switchyard").await.unwrap().spec.unwrap();
+    assert!(lease.holder_identity.unwrap_or_default().is_empty(), "the Lease is still held after uninstall");
     kubectl_ok(&["get", "crd", "realtimeclusters.switchyard.dev"], None);
     kubectl(&["delete", "namespace", "switchyard-system", "switchyard-bad", "--wait=false"], None);
 }
@@ -1199,13 +1258,26 @@ struct ApiServer {
 }
 
 impl ApiServer {
-    /// Stops the API server (SIGTERM) and waits until its process is gone.
+    /// Stops the API server and waits until its process is gone: SIGTERM, and SIGKILL if its
+    /// graceful shutdown (which waits for open requests) outlasts 15 s on a loaded machine.
     async fn stop() -> Self {
         let pid = std::fs::read_to_string(var("SWITCHYARD_CLUSTER_WORK").join("kube-apiserver.pid")).unwrap();
         let pid = pid.trim().to_string();
         assert!(Command::new("kill").arg(&pid).status().unwrap().success(), "kube-apiserver {pid} runs");
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        eventually("kube-apiserver exits", WAIT, || async { (!proc.exists()).then_some(()) }).await;
+        let status = PathBuf::from(format!("/proc/{pid}/status"));
+        // Gone, or a zombie its parent (the harness script) has not reaped yet.
+        let exited = || {
+            std::fs::read_to_string(&status)
+                .map_or(true, |s| s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !exited() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !exited() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+        eventually("kube-apiserver exits", WAIT, || async { exited().then_some(()) }).await;
         ApiServer { running: false }
     }
 
@@ -1467,4 +1539,147 @@ async fn failed_applies_and_stuck_rollouts_show_in_status_and_events() {
     let progressing = condition(&rtc, "Progressing").unwrap();
     assert_eq!((progressing.status.as_str(), progressing.reason.as_str()), ("False", "ProgressDeadlineExceeded"));
     assert_eq!(condition(&rtc, "Reconciled").unwrap().status, "True", "the spec itself was applied");
+}
+
+/// Issue #23's day-2 controls: `spec.paused` stops every change and says so; `kubectl scale`
+/// of an autoscaled cluster is refused with the reason instead of printing "scaled".
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn pause_stops_all_changes_and_scale_is_refused_while_autoscaled() {
+    install_crd();
+    let _ns = Namespace::create("daytwo");
+    let client = client().await;
+    let _op = Operator::start("daytwo", "daytwo-lease");
+    kubectl_ok(&["apply", "-f", "-"], Some(&rtc_yaml("daytwo", "chat", "replicas: 1")));
+    let rtcs: Api<RealtimeCluster> = Api::namespaced(client.clone(), "daytwo");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "daytwo");
+    let services: Api<Service> = Api::namespaced(client.clone(), "daytwo");
+    eventually("the Service exists", WAIT, || get_opt(&services, "chat")).await;
+
+    // The default image is pinned in the status at creation; a cluster pinned by an older
+    // operator keeps its image under this one (an operator upgrade rolls no cluster).
+    let image_of = |d: Deployment| d.spec?.template.spec?.containers.first()?.image.clone();
+    let default = switchyard_operator::crd::default_image();
+    eventually("the default image is pinned in the status", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        (r.status?.default_image.as_deref() == Some(default.as_str())).then_some(())
+    })
+    .await;
+    assert_eq!(image_of(deployments.get("chat").await.unwrap()).as_deref(), Some(default.as_str()));
+    let older = "ghcr.io/switchyard-dev/switchyard-server:0.0.9";
+    let pin = format!(r#"{{"status":{{"defaultImage":"{older}"}}}}"#);
+    kubectl_ok(&["patch", "rtc", "chat", "-n", "daytwo", "--subresource=status", "--type=merge", "-p", &pin], None);
+    eventually("the Deployment keeps the pinned image", WAIT, || async {
+        (image_of(get_opt(&deployments, "chat").await?)?.as_str() == older).then_some(())
+    })
+    .await;
+
+    patch_chat("daytwo", "merge", r#"{"spec":{"paused":true}}"#);
+    eventually("Reconciled=False with reason Paused", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        (condition(&r, "Reconciled")?.reason == "Paused").then_some(())
+    })
+    .await;
+    // While paused, neither a spec edit nor a deleted child is acted on. The paused status is
+    // rewritten for each generation, so once it names the new one the edit has been seen.
+    kubectl_ok(&["delete", "service", "chat", "-n", "daytwo"], None);
+    patch_chat("daytwo", "merge", r#"{"spec":{"replicas":3}}"#);
+    eventually("the paused status names the new generation", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        let c = condition(&r, "Reconciled")?;
+        (c.reason == "Paused" && c.observed_generation == r.metadata.generation).then_some(())
+    })
+    .await;
+    assert_eq!(deployments.get("chat").await.unwrap().spec.unwrap().replicas, Some(1));
+    assert!(get_opt(&services, "chat").await.is_none(), "a paused operator recreated the Service");
+    let events = rtc_events("daytwo", "chat");
+    assert!(events.iter().any(|(r, _)| r == "Paused"), "{events:?}");
+
+    patch_chat("daytwo", "merge", r#"{"spec":{"paused":false}}"#);
+    eventually("unpaused: the edit and the Service are back", WAIT, || async {
+        let d = get_opt(&deployments, "chat").await?;
+        let r = rtcs.get("chat").await.ok()?;
+        let done = d.spec?.replicas == Some(3)
+            && get_opt(&services, "chat").await.is_some()
+            && condition(&r, "Reconciled")?.status == "True";
+        done.then_some(())
+    })
+    .await;
+
+    // Autoscaled: the scale subresource is refused, the field and the reason named.
+    patch_chat("daytwo", "merge", r#"{"spec":{"autoscaling":{"minReplicas":2,"maxReplicas":4}}}"#);
+    let out = kubectl(&["scale", "rtc", "chat", "-n", "daytwo", "--replicas=5"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "kubectl scale of an autoscaled cluster succeeded");
+    assert!(stderr.contains("spec.replicas") && stderr.contains("autoscaling"), "{stderr}");
+    // Turning autoscaling off and setting replicas in one edit is allowed.
+    patch_chat(
+        "daytwo",
+        "json",
+        r#"[{"op":"remove","path":"/spec/autoscaling"},{"op":"replace","path":"/spec/replicas","value":2}]"#,
+    );
+    kubectl_ok(&["scale", "rtc", "chat", "-n", "daytwo", "--replicas=1"], None);
+}
+
+/// Issue #23: a namespace-scoped install. With `scope=namespace` the chart grants a Role in
+/// the release namespace instead of a ClusterRole, the operator watches only that namespace,
+/// and `kubectl auth can-i` shows no cluster-wide rights.
+#[tokio::test]
+#[ignore = "needs the control plane from tests/cluster/run.sh"]
+async fn helm_namespace_scoped_install_has_no_cluster_wide_rights() {
+    install_crd();
+    let chart = repo().join("charts/switchyard");
+    let chart = chart.to_str().unwrap();
+    let rendered = helm_ok(&["template", "nsop", chart, "-n", "team-a", "--set", "scope=namespace"]);
+    let kinds: Vec<String> = kinds_and_names(&rendered).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, ["Deployment", "Role", "Role", "RoleBinding", "RoleBinding", "Service", "ServiceAccount"]);
+    assert!(rendered.contains("name: WATCH_NAMESPACE"), "{rendered}");
+    let out = helm(&["template", "bad", chart, "--set", "scope=everywhere"]);
+    assert!(!out.status.success(), "an unknown scope was accepted");
+
+    let _team = Namespace::create("team-a");
+    let _other = Namespace::create("team-b");
+    helm_ok(&["install", "nsop", chart, "-n", "team-a", "--set", "scope=namespace"]);
+    let sa = "system:serviceaccount:team-a:nsop-switchyard";
+    let can = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--as", sa]);
+        String::from_utf8_lossy(&kubectl(&all, None).stdout).trim() == "yes"
+    };
+    assert!(can(&["patch", "deployments.apps", "-n", "team-a"]));
+    assert!(can(&["watch", "realtimeclusters.switchyard.dev", "-n", "team-a"]));
+    for resource in ["deployments.apps", "realtimeclusters.switchyard.dev", "services", "configmaps"] {
+        assert!(!can(&["list", resource, "--all-namespaces"]), "cluster-wide list of {resource}");
+        assert!(!can(&["list", resource, "-n", "team-b"]), "list of {resource} in another namespace");
+    }
+    let cluster_roles = kubectl_ok(
+        &["get", "clusterroles,clusterrolebindings", "-l", "app.kubernetes.io/instance=nsop", "-o", "name"],
+        None,
+    );
+    assert_eq!(cluster_roles.trim(), "");
+
+    // An operator with exactly these rights (impersonating the ServiceAccount) reconciles a
+    // cluster in its namespace.
+    let work = var("SWITCHYARD_CLUSTER_WORK");
+    let admin = std::fs::read_to_string(std::env::var("KUBECONFIG").unwrap()).unwrap();
+    let impersonating = work.join("kubeconfig-team-a-sa");
+    std::fs::write(&impersonating, admin.replace("  user:\n", &format!("  user:\n    as: {sa}\n"))).unwrap();
+    let op = Operator::start_with(
+        "team-a",
+        "nsop-switchyard",
+        "team-a",
+        Some(&impersonating),
+        &[("WATCH_NAMESPACE", "team-a")],
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&rtc_yaml("team-a", "chat", "replicas: 1")));
+    let client = client().await;
+    let rtcs: Api<RealtimeCluster> = Api::namespaced(client.clone(), "team-a");
+    eventually("the namespace-scoped operator reconciles its namespace", WAIT, || async {
+        let r = rtcs.get("chat").await.ok()?;
+        (condition(&r, "Reconciled")?.status == "True").then_some(())
+    })
+    .await;
+    eventually("its watches are healthy", WAIT, || async { (op.get("/ready").await?.0 == 200).then_some(()) }).await;
+    helm_ok(&["uninstall", "nsop", "-n", "team-a", "--wait"]);
 }

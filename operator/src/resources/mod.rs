@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
@@ -65,6 +65,8 @@ pub struct Desired {
     pub redis_statefulset: Option<StatefulSet>,
     /// Managed Redis Service (`<name>-redis`).
     pub redis_service: Option<Service>,
+    /// NetworkPolicy admitting only the server pods to the managed Redis (`<name>-redis`).
+    pub redis_network_policy: Option<NetworkPolicy>,
     /// Ingress with cookie affinity.
     pub ingress: Option<Ingress>,
     /// Gateway API HTTPRoute with session persistence.
@@ -97,6 +99,7 @@ pub fn desired(rtc: &RealtimeCluster, caps: Capabilities) -> Desired {
         pdb: server::pdb(rtc),
         redis_statefulset: redis::statefulset(rtc),
         redis_service: redis::service(rtc),
+        redis_network_policy: redis::network_policy(rtc),
         ingress: routing::ingress(rtc),
         http_route: if wants_route && caps.http_route { routing::http_route(rtc) } else { None },
         hpa: autoscaling::hpa(rtc),
