@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -31,7 +31,7 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::crd::RealtimeCluster;
 use crate::metrics::Metrics;
-use crate::resources::{self, Capabilities, Desired, MANAGER};
+use crate::resources::{self, Capabilities, ChildKind, Desired, MANAGER};
 use crate::status::{self, Observed};
 use crate::watches::{self, WatchHealth};
 use crate::{Error, KubeContext, Result};
@@ -309,46 +309,47 @@ impl Children<'_> {
 
     async fn apply_all(&self, d: &Desired, caps: Capabilities) -> Result<Observed> {
         let mut observed = Observed { caps, ..Default::default() };
-        self.apply(self.api(), "ConfigMap", &d.config).await?;
+        self.apply(self.api(), resources::CONFIG_MAP.kind, &d.config).await?;
         if let Some(svc) = &d.redis_service {
-            self.apply(self.api::<Service>(), "Service", svc).await?;
+            self.apply(self.api::<Service>(), resources::SERVICE.kind, svc).await?;
         }
         if let Some(np) = &d.redis_network_policy {
-            self.apply(self.api::<NetworkPolicy>(), "NetworkPolicy", np).await?;
+            self.apply(self.api::<NetworkPolicy>(), resources::NETWORK_POLICY.kind, np).await?;
         }
         if let Some(sts) = &d.redis_statefulset {
             observed.redis = self.apply_statefulset(sts).await?;
         }
-        self.apply(self.api::<Service>(), "Service", &d.service).await?;
+        self.apply(self.api::<Service>(), resources::SERVICE.kind, &d.service).await?;
         if let Some(name) = &d.generated_jwt_secret {
             self.create_generated_secret(name).await?;
         }
         if d.deployment.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
             self.hand_replicas_to_autoscaler(&d.deployment).await?;
         }
-        observed.deployment = Some(self.apply(self.api(), "Deployment", &d.deployment).await?);
+        observed.deployment = Some(self.apply(self.api(), resources::DEPLOYMENT.kind, &d.deployment).await?);
         if let Some(pdb) = &d.pdb {
-            self.apply(self.api::<PodDisruptionBudget>(), "PodDisruptionBudget", pdb).await?;
+            self.apply(self.api::<PodDisruptionBudget>(), resources::PDB.kind, pdb).await?;
         }
         if let Some(ing) = &d.ingress {
-            observed.ingress = Some(self.apply(self.api(), "Ingress", ing).await?);
+            observed.ingress = Some(self.apply(self.api(), resources::INGRESS.kind, ing).await?);
         }
         if let Some(route) = &d.http_route {
             let api = self.dynamic_api(&resources::http_route_resource());
-            observed.http_route = Some(self.apply(api, "HTTPRoute", route).await?);
+            observed.http_route = Some(self.apply(api, resources::HTTP_ROUTE.kind, route).await?);
         }
         if let Some(hpa) = &d.hpa {
-            observed.hpa = Some(self.apply(self.api(), "HorizontalPodAutoscaler", hpa).await?);
+            observed.hpa = Some(self.apply(self.api(), resources::HPA.kind, hpa).await?);
         }
         if let Some(so) = &d.scaled_object {
             let api = self.dynamic_api(&resources::scaled_object_resource());
-            observed.scaled_object = Some(self.apply(api, "ScaledObject", so).await?);
+            observed.scaled_object = Some(self.apply(api, resources::SCALED_OBJECT.kind, so).await?);
         }
         if let Some(cm) = &d.dashboard {
-            self.apply(self.api::<ConfigMap>(), "ConfigMap", cm).await?;
+            self.apply(self.api::<ConfigMap>(), resources::CONFIG_MAP.kind, cm).await?;
         }
         if let Some(sm) = &d.service_monitor {
-            self.apply(self.dynamic_api(&resources::service_monitor_resource()), "ServiceMonitor", sm).await?;
+            self.apply(self.dynamic_api(&resources::service_monitor_resource()), resources::SERVICE_MONITOR.kind, sm)
+                .await?;
         }
         Ok(observed)
     }
@@ -403,7 +404,7 @@ impl Children<'_> {
     /// rolling update then replaces with the new template. An existing claim keeps its size:
     /// expand it directly where its StorageClass allows. `None` while the old one goes.
     async fn apply_statefulset(&self, sts: &StatefulSet) -> Result<Option<StatefulSet>> {
-        let err = match self.apply(self.api(), "StatefulSet", sts).await {
+        let err = match self.apply(self.api(), resources::STATEFUL_SET.kind, sts).await {
             Ok(applied) => return Ok(Some(applied)),
             Err(err) => err,
         };
@@ -491,29 +492,9 @@ impl Children<'_> {
 
     /// Deletes the optional children the spec no longer asks for.
     async fn prune(&self, d: &Desired) -> Result<()> {
-        let rtc = self.rtc;
-        let server = resources::server_name(rtc);
-        let redis = resources::redis_name(rtc);
-        let candidates: [(ApiResource, &str, String, bool); 10] = [
-            (ApiResource::erase::<StatefulSet>(&()), "StatefulSet", redis.clone(), d.redis_statefulset.is_some()),
-            (ApiResource::erase::<Service>(&()), "Service", redis.clone(), d.redis_service.is_some()),
-            (ApiResource::erase::<NetworkPolicy>(&()), "NetworkPolicy", redis, d.redis_network_policy.is_some()),
-            (ApiResource::erase::<PodDisruptionBudget>(&()), "PodDisruptionBudget", server.clone(), d.pdb.is_some()),
-            (ApiResource::erase::<Ingress>(&()), "Ingress", server.clone(), d.ingress.is_some()),
-            (resources::http_route_resource(), "HTTPRoute", server.clone(), d.http_route.is_some()),
-            (
-                ApiResource::erase::<HorizontalPodAutoscaler>(&()),
-                "HorizontalPodAutoscaler",
-                server.clone(),
-                d.hpa.is_some(),
-            ),
-            (resources::scaled_object_resource(), "ScaledObject", server.clone(), d.scaled_object.is_some()),
-            (ApiResource::erase::<ConfigMap>(&()), "ConfigMap", resources::dashboard_name(rtc), d.dashboard.is_some()),
-            (resources::service_monitor_resource(), "ServiceMonitor", server, d.service_monitor.is_some()),
-        ];
-        for (ar, kind, name, wanted) in candidates {
+        for (kind, name, wanted) in d.optional(self.rtc) {
             if !wanted {
-                self.delete_if_owned(&ar, kind, &name).await?;
+                self.delete_if_owned(&(kind.resource)(), kind.kind, &name).await?;
             }
         }
         Ok(())
@@ -573,14 +554,10 @@ pub async fn run(
     .applied_objects();
     let controller =
         Controller::for_stream(clusters, reader).with_config(controller::Config::default().concurrency(concurrency));
-    let controller = owns::<Deployment>(controller, &client, namespace, health);
-    let controller = owns::<StatefulSet>(controller, &client, namespace, health);
-    let controller = owns::<Service>(controller, &client, namespace, health);
-    let controller = owns::<ConfigMap>(controller, &client, namespace, health);
-    let controller = owns::<PodDisruptionBudget>(controller, &client, namespace, health);
-    let controller = owns::<Ingress>(controller, &client, namespace, health);
-    let controller = owns::<NetworkPolicy>(controller, &client, namespace, health);
-    let controller = owns::<HorizontalPodAutoscaler>(controller, &client, namespace, health);
+    let controller = resources::CHILD_KINDS
+        .iter()
+        .filter(|k| k.watched)
+        .fold(controller, |controller, kind| owns(controller, &client, namespace, health, kind));
     controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
@@ -607,28 +584,24 @@ where
     }
 }
 
-/// Adds a watch of the children of kind `K` (only objects this operator labelled), on its own
+/// Adds a watch of the children of `kind` (only objects this operator labelled), on its own
 /// backoff.
-fn owns<K>(
+fn owns(
     controller: Controller<RealtimeCluster>,
     client: &Client,
     namespace: Option<&str>,
     health: &Arc<WatchHealth>,
-) -> Controller<RealtimeCluster>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + k8s_openapi::Resource
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
+    kind: &ChildKind,
+) -> Controller<RealtimeCluster> {
     let config = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    let ar = (kind.resource)();
     // Metadata only: the owner reference is all a trigger needs.
-    let stream = watcher(scoped::<PartialObjectMeta<K>>(client, namespace), config);
-    controller.owns_stream(watches::guard(stream, <K as k8s_openapi::Resource>::KIND, health.clone()).touched_objects())
+    let api: Api<PartialObjectMeta<DynamicObject>> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let stream = watches::guard(watcher(api, config), kind.kind, health.clone()).touched_objects();
+    controller.owns_stream_with(stream, ar)
 }
 
 #[cfg(test)]
