@@ -440,6 +440,9 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
     let longest = "a-name-that-is-exactly-forty-six-chars-long-ok";
     assert_eq!(longest.len(), 46);
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", longest, fsync)));
+    // The pod extensions are admitted as Kubernetes types.
+    let extras = "envFrom: [{secretRef: {name: team-env}}]\nvolumes: [{name: certs, secret: {secretName: ca}}]\nvolumeMounts: [{name: certs, mountPath: /etc/ssl/extra, readOnly: true}]\nsidecars: [{name: shipper, image: example.com/shipper:1}]\nprobes:\n  liveness: {tcpSocket: {port: 3001}, periodSeconds: 30}\nnotificationRules: {name: rules, key: rules.yaml}\npaused: true";
+    kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", "extras", extras)));
     // Every shipped example is valid against the CRD.
     let mut examples = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
