@@ -11,16 +11,18 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, DynamicObject};
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -29,8 +31,9 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::crd::RealtimeCluster;
 use crate::metrics::Metrics;
-use crate::resources::{self, Capabilities, Desired, MANAGER};
+use crate::resources::{self, Capabilities, ChildKind, Desired, MANAGER};
 use crate::status::{self, Observed};
+use crate::watches::{self, WatchHealth};
 use crate::{Error, KubeContext, Result};
 
 /// Requeue interval once everything is ready (drift on unwatched kinds is repaired this often).
@@ -54,18 +57,21 @@ pub struct Context {
     pub recorder: Recorder,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
+    /// Which watches are failing.
+    pub watches: Arc<WatchHealth>,
     /// Consecutive failures per RealtimeCluster, for the retry back-off.
     failures: Mutex<HashMap<ObjectRef<RealtimeCluster>, u32>>,
 }
 
 impl Context {
     /// A context whose events are reported as `switchyard-operator` from `instance`.
-    pub fn new(client: Client, metrics: Arc<Metrics>, instance: String) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, watches: Arc<WatchHealth>, instance: String) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: Some(instance) };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
+            watches,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -90,10 +96,38 @@ pub async fn reconcile(rtc: Arc<RealtimeCluster>, ctx: Arc<Context>) -> Result<A
             Ok(action)
         }
         Err(e) => {
-            publish(&ctx, &rtc, EventType::Warning, "ReconcileFailed", "Reconcile", e.to_string()).await;
+            report_failure(&ctx, &rtc, &e).await;
             Err(e)
         }
     }
+}
+
+/// Says in the status and in a warning event why the spec could not be applied. Best effort:
+/// when the API server is unreachable these fail too, and the retry reports again.
+async fn report_failure(ctx: &Context, rtc: &RealtimeCluster, error: &Error) {
+    let (reason, message) = (error.reason(), error.summary());
+    publish(ctx, rtc, EventType::Warning, reason, "Reconcile", message.clone()).await;
+    let Some(ns) = rtc.namespace() else { return };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new_status = status::failed(rtc, reason, &message, &now);
+    if rtc.status.as_ref() == Some(&new_status) {
+        return;
+    }
+    let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), &ns);
+    if let Err(e) =
+        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &status_patch(&new_status)).await
+    {
+        warn!(error = %e, "writing the failure status failed");
+    }
+}
+
+/// The server-side apply patch of a status.
+fn status_patch(status: &crate::crd::RealtimeClusterStatus) -> Patch<serde_json::Value> {
+    Patch::Apply(json!({
+        "apiVersion": "switchyard.dev/v1alpha1",
+        "kind": "RealtimeCluster",
+        "status": status,
+    }))
 }
 
 /// Logs the failure, counts it and retries with exponential back-off.
@@ -116,8 +150,12 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
         return Ok(Action::await_change());
     }
     let ns = rtc.namespace().ok_or(Error::MissingNamespace)?;
+    if rtc.spec.paused {
+        return pause(rtc, ctx, &ns).await;
+    }
     let caps = discover(&ctx.client).await?;
-    let desired = resources::desired(rtc, caps);
+    // Operator upgrades do not change the image of clusters created before them.
+    let desired = resources::desired(&rtc.with_pinned_image(), caps);
     let children = Children { ctx, rtc, ns: &ns };
 
     let mut observed = children.apply_all(&desired, caps).await?;
@@ -136,7 +174,8 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
     warn_missing_apis(rtc, ctx, caps).await;
 
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let new_status = status::compute(rtc, &observed, &now);
+    let mut new_status = status::compute(rtc, &observed, &now);
+    new_status.default_image = Some(rtc.pinned_default_image());
     let ready = new_status.conditions.first().is_some_and(|c| c.status == "True");
     if rtc.status.as_ref() != Some(&new_status) {
         let was_ready = rtc
@@ -145,12 +184,7 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True");
         let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({
-            "apiVersion": "switchyard.dev/v1alpha1",
-            "kind": "RealtimeCluster",
-            "status": new_status,
-        });
-        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &status_patch(&new_status))
             .await
             .context(|| "writing status".into())?;
         if was_ready != Some(ready) {
@@ -160,6 +194,29 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
         }
     }
     Ok(Action::requeue(if ready { READY_REQUEUE } else { PENDING_REQUEUE }))
+}
+
+/// Writes the paused status (once) and waits for the next change of the RealtimeCluster.
+async fn pause(rtc: &RealtimeCluster, ctx: &Context, ns: &str) -> Result<Action> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new_status = status::paused(rtc, &now);
+    if rtc.status.as_ref() != Some(&new_status) {
+        let was_paused = rtc
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Reconciled"))
+            .is_some_and(|c| c.reason == "Paused");
+        let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), ns);
+        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &status_patch(&new_status))
+            .await
+            .context(|| "writing status".into())?;
+        if !was_paused {
+            let note = "Paused: spec.paused is true, so no child is created, changed or deleted".to_string();
+            publish(ctx, rtc, EventType::Normal, "Paused", "Reconcile", note).await;
+        }
+    }
+    info!("paused");
+    Ok(Action::await_change())
 }
 
 /// Which optional APIs the cluster serves right now.
@@ -189,13 +246,45 @@ async fn warn_missing_apis(rtc: &RealtimeCluster, ctx: &Context, caps: Capabilit
         let note = "spec.autoscaling.mode is keda but the KEDA ScaledObject CRD is not installed".to_string();
         publish(ctx, rtc, EventType::Warning, "KEDANotInstalled", "Reconcile", note).await;
     }
+    if rtc.spec.monitoring_settings().service_monitor.enabled && !caps.service_monitor {
+        let note = "monitoring.serviceMonitor.enabled is set but the monitoring.coreos.com ServiceMonitor CRD is not installed: no ServiceMonitor; Prometheus can still find the pods by their prometheus.io/scrape annotations".to_string();
+        publish(ctx, rtc, EventType::Normal, "ServiceMonitorNotInstalled", "Reconcile", note).await;
+    }
 }
 
 async fn publish(ctx: &Context, rtc: &RealtimeCluster, type_: EventType, reason: &str, action: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+    publish_about(ctx, rtc, type_, reason, action, note, None).await;
+}
+
+/// Publishes an event on `rtc`, about the child `related` if given. The recorder counts
+/// repeats of one (reason, related object) as a series, so each child gets its own event
+/// rather than a count on the first one's.
+async fn publish_about(
+    ctx: &Context,
+    rtc: &RealtimeCluster,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
+    let note = crate::truncate(&note, crate::MAX_MESSAGE);
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: related };
     if let Err(e) = ctx.recorder.publish(&event, &rtc.object_ref(&())).await {
         // Events are best effort: never fail a reconciliation over one.
         warn!(error = %e, reason, "publishing event failed");
+    }
+}
+
+/// A reference to the child `kind`/`name` in `ns`, for an event's related object.
+fn child_ref(api_version: Option<String>, kind: &str, name: &str, ns: &str, uid: Option<String>) -> ObjectReference {
+    ObjectReference {
+        api_version,
+        kind: Some(kind.into()),
+        name: Some(name.into()),
+        namespace: Some(ns.into()),
+        uid,
+        ..ObjectReference::default()
     }
 }
 
@@ -220,76 +309,92 @@ impl Children<'_> {
 
     async fn apply_all(&self, d: &Desired, caps: Capabilities) -> Result<Observed> {
         let mut observed = Observed { caps, ..Default::default() };
-        self.apply(self.api(), "ConfigMap", &d.config).await?;
+        self.apply(self.api(), resources::CONFIG_MAP.kind, &d.config).await?;
         if let Some(svc) = &d.redis_service {
-            self.apply(self.api::<Service>(), "Service", svc).await?;
+            self.apply(self.api::<Service>(), resources::SERVICE.kind, svc).await?;
+        }
+        if let Some(np) = &d.redis_network_policy {
+            self.apply(self.api::<NetworkPolicy>(), resources::NETWORK_POLICY.kind, np).await?;
         }
         if let Some(sts) = &d.redis_statefulset {
             observed.redis = self.apply_statefulset(sts).await?;
         }
-        self.apply(self.api::<Service>(), "Service", &d.service).await?;
+        self.apply(self.api::<Service>(), resources::SERVICE.kind, &d.service).await?;
         if let Some(name) = &d.generated_jwt_secret {
             self.create_generated_secret(name).await?;
         }
         if d.deployment.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
             self.hand_replicas_to_autoscaler(&d.deployment).await?;
         }
-        observed.deployment = Some(self.apply(self.api(), "Deployment", &d.deployment).await?);
+        observed.deployment = Some(self.apply(self.api(), resources::DEPLOYMENT.kind, &d.deployment).await?);
         if let Some(pdb) = &d.pdb {
-            self.apply(self.api::<PodDisruptionBudget>(), "PodDisruptionBudget", pdb).await?;
+            self.apply(self.api::<PodDisruptionBudget>(), resources::PDB.kind, pdb).await?;
         }
         if let Some(ing) = &d.ingress {
-            observed.ingress = Some(self.apply(self.api(), "Ingress", ing).await?);
+            observed.ingress = Some(self.apply(self.api(), resources::INGRESS.kind, ing).await?);
         }
         if let Some(route) = &d.http_route {
             let api = self.dynamic_api(&resources::http_route_resource());
-            observed.http_route = Some(self.apply(api, "HTTPRoute", route).await?);
+            observed.http_route = Some(self.apply(api, resources::HTTP_ROUTE.kind, route).await?);
         }
         if let Some(hpa) = &d.hpa {
-            observed.hpa = Some(self.apply(self.api(), "HorizontalPodAutoscaler", hpa).await?);
+            observed.hpa = Some(self.apply(self.api(), resources::HPA.kind, hpa).await?);
         }
         if let Some(so) = &d.scaled_object {
             let api = self.dynamic_api(&resources::scaled_object_resource());
-            observed.scaled_object = Some(self.apply(api, "ScaledObject", so).await?);
+            observed.scaled_object = Some(self.apply(api, resources::SCALED_OBJECT.kind, so).await?);
         }
         if let Some(cm) = &d.dashboard {
-            self.apply(self.api::<ConfigMap>(), "ConfigMap", cm).await?;
+            self.apply(self.api::<ConfigMap>(), resources::CONFIG_MAP.kind, cm).await?;
         }
         if let Some(sm) = &d.service_monitor {
-            self.apply(self.dynamic_api(&resources::service_monitor_resource()), "ServiceMonitor", sm).await?;
+            self.apply(self.dynamic_api(&resources::service_monitor_resource()), resources::SERVICE_MONITOR.kind, sm)
+                .await?;
         }
         Ok(observed)
     }
 
     /// Server-side applies `obj` (forcing ownership of our fields back from anyone who edited
-    /// them) and records whether it was created or changed.
+    /// them) and records whether it was created or changed. An existing object this
+    /// RealtimeCluster does not control is left untouched: [`Error::NotOwned`].
     async fn apply<K>(&self, api: Api<K>, kind: &str, obj: &K) -> Result<K>
     where
         K: Resource + Clone + Serialize + DeserializeOwned + Debug,
     {
         let name = obj.meta().name.clone().unwrap_or_default();
-        let before = api
-            .get_metadata_opt(&name)
-            .await
-            .context(|| format!("reading {kind} {name}"))?
-            .and_then(|m| m.metadata.resource_version);
+        let existing = api.get_metadata_opt(&name).await.context(|| format!("reading {kind} {name}"))?;
+        if let Some(existing) = &existing
+            && !self.controls(existing.owner_references())
+        {
+            return Err(Error::NotOwned { kind: kind.into(), name });
+        }
+        let before = existing.and_then(|m| m.metadata.resource_version);
         let params = PatchParams::apply(MANAGER).force();
         let after =
             api.patch(&name, &params, &Patch::Apply(obj)).await.context(|| format!("applying {kind} {name}"))?;
-        let action = match (&before, after.meta().resource_version.as_ref()) {
-            (None, _) => Some(("created", "Created")),
-            (Some(b), Some(a)) if b != a => Some(("updated", "Updated")),
+        let change = match (&before, after.meta().resource_version.as_ref()) {
+            (None, _) => Some(("created", "Created", "")),
+            (Some(b), Some(a)) if b != a => Some(("updated", "Updated", " to match the spec")),
             _ => None,
         };
-        if let Some((metric, reason)) = action {
+        if let Some((metric, verb, why)) = change {
             info!(kind, name, "{metric}");
             self.ctx.metrics.child_changed(kind, metric);
-            let note = format!("{reason} {kind} {name}");
-            publish(self.ctx, self.rtc, EventType::Normal, reason, "Apply", note).await;
+            let api_version = serde_json::to_value(obj).ok().and_then(|v| v["apiVersion"].as_str().map(String::from));
+            let related = child_ref(api_version, kind, &name, self.ns, after.meta().uid.clone());
+            let note = format!("{verb} {kind} {name}{why}");
+            let reason = format!("{verb}{kind}");
+            publish_about(self.ctx, self.rtc, EventType::Normal, &reason, "Apply", note, Some(related)).await;
         } else {
             debug!(kind, name, "unchanged");
         }
         Ok(after)
+    }
+
+    /// Whether `owners` holds this RealtimeCluster as the controller.
+    fn controls(&self, owners: &[OwnerReference]) -> bool {
+        let uid = self.rtc.uid();
+        owners.iter().any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true))
     }
 
     /// Applies the Redis StatefulSet. Its volume claim template is immutable, so a new storage
@@ -299,7 +404,7 @@ impl Children<'_> {
     /// rolling update then replaces with the new template. An existing claim keeps its size:
     /// expand it directly where its StorageClass allows. `None` while the old one goes.
     async fn apply_statefulset(&self, sts: &StatefulSet) -> Result<Option<StatefulSet>> {
-        let err = match self.apply(self.api(), "StatefulSet", sts).await {
+        let err = match self.apply(self.api(), resources::STATEFUL_SET.kind, sts).await {
             Ok(applied) => return Ok(Some(applied)),
             Err(err) => err,
         };
@@ -320,7 +425,9 @@ impl Children<'_> {
         let note = format!(
             "Deleted StatefulSet {name} (pod and claim kept) to recreate it: its volume claim template cannot change in place"
         );
-        publish(self.ctx, self.rtc, EventType::Normal, "Recreating", "Apply", note).await;
+        let related = child_ref(Some("apps/v1".into()), "StatefulSet", &name, self.ns, None);
+        publish_about(self.ctx, self.rtc, EventType::Normal, "RecreatingStatefulSet", "Apply", note, Some(related))
+            .await;
         Ok(None)
     }
 
@@ -336,7 +443,9 @@ impl Children<'_> {
                 info!(name, "created the generated JWT secret");
                 self.ctx.metrics.child_changed("Secret", "created");
                 let note = format!("Created Secret {name} (no auth in the spec: a key shared by every pod)");
-                publish(self.ctx, self.rtc, EventType::Normal, "Created", "Apply", note).await;
+                let related = child_ref(Some("v1".into()), "Secret", name, self.ns, None);
+                publish_about(self.ctx, self.rtc, EventType::Normal, "CreatedSecret", "Apply", note, Some(related))
+                    .await;
                 Ok(())
             }
             // It exists: created by an earlier reconcile, or by the user with a key of their own.
@@ -383,28 +492,9 @@ impl Children<'_> {
 
     /// Deletes the optional children the spec no longer asks for.
     async fn prune(&self, d: &Desired) -> Result<()> {
-        let rtc = self.rtc;
-        let server = resources::server_name(rtc);
-        let redis = resources::redis_name(rtc);
-        let candidates: [(ApiResource, &str, String, bool); 9] = [
-            (ApiResource::erase::<StatefulSet>(&()), "StatefulSet", redis.clone(), d.redis_statefulset.is_some()),
-            (ApiResource::erase::<Service>(&()), "Service", redis, d.redis_service.is_some()),
-            (ApiResource::erase::<PodDisruptionBudget>(&()), "PodDisruptionBudget", server.clone(), d.pdb.is_some()),
-            (ApiResource::erase::<Ingress>(&()), "Ingress", server.clone(), d.ingress.is_some()),
-            (resources::http_route_resource(), "HTTPRoute", server.clone(), d.http_route.is_some()),
-            (
-                ApiResource::erase::<HorizontalPodAutoscaler>(&()),
-                "HorizontalPodAutoscaler",
-                server.clone(),
-                d.hpa.is_some(),
-            ),
-            (resources::scaled_object_resource(), "ScaledObject", server.clone(), d.scaled_object.is_some()),
-            (ApiResource::erase::<ConfigMap>(&()), "ConfigMap", resources::dashboard_name(rtc), d.dashboard.is_some()),
-            (resources::service_monitor_resource(), "ServiceMonitor", server, d.service_monitor.is_some()),
-        ];
-        for (ar, kind, name, wanted) in candidates {
+        for (kind, name, wanted) in d.optional(self.rtc) {
             if !wanted {
-                self.delete_if_owned(&ar, kind, &name).await?;
+                self.delete_if_owned(&(kind.resource)(), kind.kind, &name).await?;
             }
         }
         Ok(())
@@ -419,10 +509,7 @@ impl Children<'_> {
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(source) => return Err(Error::Kube { action: format!("reading {kind} {name}"), source }),
         };
-        let uid = self.rtc.uid();
-        let owned =
-            existing.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref() && o.controller == Some(true));
-        if !owned {
+        if !self.controls(existing.owner_references()) {
             // Same name, someone else's object: leave it alone.
             return Ok(());
         }
@@ -434,33 +521,44 @@ impl Children<'_> {
         info!(kind, name, "deleted");
         self.ctx.metrics.child_changed(kind, "deleted");
         let note = format!("Deleted {kind} {name}: no longer in the spec");
-        publish(self.ctx, self.rtc, EventType::Normal, "Deleted", "Prune", note).await;
+        let related = child_ref(Some(ar.api_version.clone()), kind, name, self.ns, existing.uid().clone());
+        let reason = format!("Deleted{kind}");
+        publish_about(self.ctx, self.rtc, EventType::Normal, &reason, "Prune", note, Some(related)).await;
         Ok(())
     }
 }
 
-/// Runs the controller until `shutdown` resolves. Fails fast when the CRD is not installed.
+/// Runs the controller until `shutdown` resolves, over every namespace or only `namespace`.
+/// Fails fast when the CRD is not installed.
 pub async fn run(
     ctx: Arc<Context>,
     concurrency: u16,
+    namespace: Option<String>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
     let client = ctx.client.clone();
-    let rtcs: Api<RealtimeCluster> = Api::all(client.clone());
+    let namespace = namespace.as_deref();
+    let rtcs: Api<RealtimeCluster> = scoped(&client, namespace);
     rtcs.list(&ListParams::default().limit(1))
         .await
-        .context(|| "listing RealtimeClusters (is the CRD installed? kubectl apply -f crds/)".into())?;
+        .context(|| "listing RealtimeClusters (is the CRD installed? kubectl apply --server-side -f crds/)".into())?;
 
-    let owned = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
-    Controller::new(rtcs, watcher::Config::default().any_semantic())
-        .with_config(controller::Config::default().concurrency(concurrency))
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned.clone())
-        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
-        .owns(Api::<HorizontalPodAutoscaler>::all(client), owned)
+    // One stream per kind, each with its own backoff (see `watches`).
+    let health = &ctx.watches;
+    let (reader, writer) = reflector::store();
+    let clusters = watches::guard(
+        watcher(rtcs, watcher::Config::default().any_semantic()).reflect(writer),
+        "RealtimeCluster",
+        health.clone(),
+    )
+    .applied_objects();
+    let controller =
+        Controller::for_stream(clusters, reader).with_config(controller::Config::default().concurrency(concurrency));
+    let controller = resources::CHILD_KINDS
+        .iter()
+        .filter(|k| k.watched)
+        .fold(controller, |controller, kind| owns(controller, &client, namespace, health, kind));
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -472,6 +570,38 @@ pub async fn run(
         .await;
     info!("controller stopped");
     Ok(())
+}
+
+/// The API of `K` in `namespace`, or in every namespace.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Adds a watch of the children of `kind` (only objects this operator labelled), on its own
+/// backoff.
+fn owns(
+    controller: Controller<RealtimeCluster>,
+    client: &Client,
+    namespace: Option<&str>,
+    health: &Arc<WatchHealth>,
+    kind: &ChildKind,
+) -> Controller<RealtimeCluster> {
+    let config = watcher::Config::default().labels(MANAGED_SELECTOR).any_semantic();
+    let ar = (kind.resource)();
+    // Metadata only: the owner reference is all a trigger needs.
+    let api: Api<PartialObjectMeta<DynamicObject>> = match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    };
+    let stream = watches::guard(watcher(api, config), kind.kind, health.clone()).touched_objects();
+    controller.owns_stream_with(stream, ar)
 }
 
 #[cfg(test)]

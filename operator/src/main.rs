@@ -1,5 +1,5 @@
 //! `switchyard-operator`: runs the RealtimeCluster controller with leader election and serves
-//! `/metrics` and `/health`.
+//! `/metrics`, `/health` (the process runs) and `/ready` (no watch is stalled).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use switchyard_operator::controller::{self, Context};
 use switchyard_operator::leader::{Leadership, LeaseSettings};
 use switchyard_operator::metrics::Metrics;
 use switchyard_operator::telemetry;
+use switchyard_operator::watches::WatchHealth;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -41,6 +42,10 @@ struct Args {
     /// Seconds before expiry at which the leader renews.
     #[arg(long, env = "LEASE_GRACE_SECONDS", default_value_t = 5)]
     lease_grace: u64,
+    /// Reconcile only the RealtimeClusters of this namespace (a namespace-scoped install whose
+    /// RBAC is a Role there); every namespace when unset.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
     /// RealtimeClusters reconciled in parallel.
     #[arg(long, env = "CONCURRENCY", default_value_t = 4)]
     concurrency: u16,
@@ -55,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(args.log_format == "json")?;
     let identity = args.identity.clone().unwrap_or_else(default_identity);
     let metrics = Arc::new(Metrics::default());
+    let watches = Arc::new(WatchHealth::new(metrics.clone()));
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
 
     let listener = tokio::net::TcpListener::bind(args.metrics_addr)
@@ -63,7 +69,8 @@ async fn main() -> anyhow::Result<()> {
     let app = Router::new()
         .route("/metrics", get(serve_metrics))
         .route("/health", get(|| async { "ok" }))
-        .with_state(metrics.clone());
+        .route("/ready", get(ready))
+        .with_state(Probes { metrics: metrics.clone(), watches: watches.clone() });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             error!(error = %e, "metrics server failed");
@@ -84,10 +91,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), identity.clone()));
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), watches, identity.clone()));
     if !args.leader_election {
         metrics.leader.set(1);
-        controller::run(ctx, args.concurrency, stopped()).await?;
+        controller::run(ctx, args.concurrency, args.watch_namespace.clone(), stopped()).await?;
         return Ok(());
     }
 
@@ -117,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
             _ = stop => {},
         }
     };
-    controller::run(ctx, args.concurrency, shutdown).await?;
+    controller::run(ctx, args.concurrency, args.watch_namespace.clone(), shutdown).await?;
     metrics.leader.set(0);
     if leadership.is_leader() {
         leadership.release().await;
@@ -128,11 +135,31 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve_metrics(State(metrics): State<Arc<Metrics>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+/// What the HTTP endpoints read.
+#[derive(Clone)]
+struct Probes {
+    metrics: Arc<Metrics>,
+    watches: Arc<WatchHealth>,
+}
+
+async fn serve_metrics(State(probes): State<Probes>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    // Brings switchyard_operator_watch_stalled up to date for watches that recovered quietly.
+    probes.watches.stalled();
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        metrics.encode(),
+        probes.metrics.encode(),
     )
+}
+
+/// 200 `ok`, or 503 naming each stalled watch: the operator cannot see changes to that kind.
+async fn ready(State(probes): State<Probes>) -> (axum::http::StatusCode, String) {
+    let stalled = probes.watches.stalled();
+    if stalled.is_empty() {
+        return (axum::http::StatusCode::OK, "ok\n".into());
+    }
+    let lines: String =
+        stalled.iter().map(|s| format!("watch of {} failing for {} s: {}\n", s.kind, s.for_seconds, s.error)).collect();
+    (axum::http::StatusCode::SERVICE_UNAVAILABLE, lines)
 }
 
 fn default_identity() -> String {

@@ -28,6 +28,13 @@ pub struct ChangeLabels {
     pub action: String,
 }
 
+/// Labels of the watch metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Watched kind, for example Deployment.
+    pub kind: String,
+}
+
 /// All metric families, registered under the `switchyard_operator` prefix.
 #[derive(Clone)]
 pub struct Metrics {
@@ -41,6 +48,10 @@ pub struct Metrics {
     pub child_changes: Family<ChangeLabels, Counter>,
     /// 1 while this process holds the leader Lease (or runs without leader election).
     pub leader: Gauge,
+    /// 1 while a kind's watch is failing (see `watches::WatchHealth`).
+    pub watch_stalled: Family<KindLabels, Gauge>,
+    /// Errors of each kind's watch.
+    pub watch_errors: Family<KindLabels, Counter>,
     registry: Arc<Registry>,
 }
 
@@ -52,12 +63,25 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let child_changes = Family::<ChangeLabels, Counter>::default();
         let leader = Gauge::default();
+        let watch_stalled = Family::<KindLabels, Gauge>::default();
+        let watch_errors = Family::<KindLabels, Counter>::default();
         registry.register("reconciliations", "Reconciliations started", reconciliations.clone());
         registry.register("reconcile_failures", "Reconciliations that failed, by error kind", failures.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconciliation", duration.clone());
         registry.register("child_changes", "Child objects created, updated or deleted", child_changes.clone());
         registry.register("leader", "1 while this process is the active (leader) operator", leader.clone());
-        Self { reconciliations, failures, duration, child_changes, leader, registry: Arc::new(registry) }
+        registry.register("watch_stalled", "1 while the watch of this kind is failing", watch_stalled.clone());
+        registry.register("watch_errors", "Errors of the watch of this kind", watch_errors.clone());
+        Self {
+            reconciliations,
+            failures,
+            duration,
+            child_changes,
+            leader,
+            watch_stalled,
+            watch_errors,
+            registry: Arc::new(registry),
+        }
     }
 }
 
@@ -76,6 +100,16 @@ impl Metrics {
     /// Counts a child change.
     pub fn child_changed(&self, kind: &str, action: &str) {
         self.child_changes.get_or_create(&ChangeLabels { kind: kind.into(), action: action.into() }).inc();
+    }
+
+    /// Sets whether `kind`'s watch is stalled.
+    pub fn watch_stalled(&self, kind: &str, stalled: bool) {
+        self.watch_stalled.get_or_create(&KindLabels { kind: kind.into() }).set(i64::from(stalled));
+    }
+
+    /// Counts an error of `kind`'s watch.
+    pub fn watch_error(&self, kind: &str) {
+        self.watch_errors.get_or_create(&KindLabels { kind: kind.into() }).inc();
     }
 
     /// The registry in the Prometheus text format.

@@ -12,7 +12,11 @@ use crate::crd::{AutoscalingMode, RealtimeCluster, RealtimeClusterStatus};
 use crate::resources::{self, Capabilities, SERVER_PORT, routing};
 
 /// Condition types, in the order they are written.
-pub const CONDITION_TYPES: [&str; 5] = ["Ready", "RedisReady", "ServerAvailable", "RoutingReady", "AutoscalingReady"];
+pub const CONDITION_TYPES: [&str; 7] =
+    ["Ready", "Reconciled", "Progressing", "RedisReady", "ServerAvailable", "RoutingReady", "AutoscalingReady"];
+
+/// Reason of `Progressing=False` when the server rollout is stuck (the Deployment's own).
+pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 
 /// What the controller read back from the cluster after applying the children.
 #[derive(Clone, Debug, Default)]
@@ -91,6 +95,37 @@ pub fn server_verdict(o: &Observed) -> Verdict {
         Some((_, msg)) => verdict(false, "Unavailable", format!("{ready}/{desired} server pods ready: {msg}")),
         None => verdict(false, "Unavailable", format!("{ready}/{desired} server pods ready")),
     }
+}
+
+/// Progressing: True while the server Deployment rolls out a new template; False when it has
+/// finished, or with [`PROGRESS_DEADLINE_EXCEEDED`] when it is stuck.
+pub fn progressing_verdict(o: &Observed) -> Verdict {
+    let Some(d) = &o.deployment else {
+        return verdict(true, "Creating", "the server Deployment is being created");
+    };
+    let status = d.status.clone().unwrap_or_default();
+    let progress = status.conditions.iter().flatten().find(|c| c.type_ == "Progressing");
+    if let Some(c) = progress
+        && c.reason.as_deref() == Some(PROGRESS_DEADLINE_EXCEEDED)
+    {
+        let message = c.message.clone().unwrap_or_default();
+        return verdict(false, PROGRESS_DEADLINE_EXCEEDED, format!("the server rollout is stuck: {message}"));
+    }
+    let desired = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    if status.observed_generation < d.metadata.generation {
+        return verdict(true, "RollingOut", "the Deployment controller has not acted on the new template yet");
+    }
+    if updated < desired || total > updated || available < updated {
+        return verdict(
+            true,
+            "RollingOut",
+            format!("{updated}/{desired} server pods run the current template, {available} available"),
+        );
+    }
+    verdict(false, "RolloutComplete", format!("all {desired} server pods run the current template"))
 }
 
 /// RoutingReady.
@@ -234,6 +269,7 @@ pub fn endpoint(rtc: &RealtimeCluster) -> String {
 /// so writing the same status twice is a no-op for server-side apply.
 pub fn compute(rtc: &RealtimeCluster, o: &Observed, now: &Time) -> RealtimeClusterStatus {
     let generation = rtc.metadata.generation;
+    let progressing = progressing_verdict(o);
     let parts = [
         ("RedisReady", redis_verdict(rtc, o)),
         ("ServerAvailable", server_verdict(o)),
@@ -241,13 +277,18 @@ pub fn compute(rtc: &RealtimeCluster, o: &Observed, now: &Time) -> RealtimeClust
         ("AutoscalingReady", autoscaling_verdict(rtc, o)),
     ];
     let waiting: Vec<&str> = parts.iter().filter(|(_, v)| !v.ok).map(|(t, _)| *t).collect();
-    let ready = if waiting.is_empty() {
+    let ready = if progressing.reason == PROGRESS_DEADLINE_EXCEEDED {
+        verdict(false, PROGRESS_DEADLINE_EXCEEDED, progressing.message.clone())
+    } else if waiting.is_empty() {
         verdict(true, "Ready", "all components are ready")
     } else {
         verdict(false, "NotReady", format!("waiting for {}", waiting.join(", ")))
     };
+    let reconciled =
+        verdict(true, "Applied", format!("every child object matches generation {}", generation.unwrap_or_default()));
     let previous = rtc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let conditions = std::iter::once(("Ready", ready))
+    let conditions = [("Ready", ready), ("Reconciled", reconciled), ("Progressing", progressing)]
+        .into_iter()
         .chain(parts)
         .map(|(t, v)| condition(t, v, generation, previous, now))
         .collect();
@@ -256,12 +297,56 @@ pub fn compute(rtc: &RealtimeCluster, o: &Observed, now: &Time) -> RealtimeClust
     RealtimeClusterStatus {
         observed_generation: generation,
         conditions,
+        desired_replicas: o.deployment.as_ref().and_then(|d| d.spec.as_ref()?.replicas),
         replicas: dep_status.replicas.unwrap_or(0),
         ready_replicas: dep_status.ready_replicas.unwrap_or(0),
+        available_replicas: dep_status.available_replicas.unwrap_or(0),
         selector: Some(resources::server_selector_string(rtc)),
         endpoint: Some(endpoint(rtc)),
         connections: o.hpa.as_ref().and_then(connections_from_hpa),
+        default_image: rtc.status.as_ref().and_then(|s| s.default_image.clone()),
     }
+}
+
+/// The status of a paused cluster: `Reconciled` turns False with reason `Paused`; everything
+/// else keeps what was last observed (nothing is read while paused).
+pub fn paused(rtc: &RealtimeCluster, now: &Time) -> RealtimeClusterStatus {
+    let generation = rtc.metadata.generation;
+    let mut status = rtc.status.clone().unwrap_or_default();
+    let previous = std::mem::take(&mut status.conditions);
+    let pause = verdict(
+        false,
+        "Paused",
+        "spec.paused is true: the operator creates, changes and deletes nothing until it is false",
+    );
+    status.conditions = CONDITION_TYPES
+        .iter()
+        .filter_map(|&t| match t {
+            "Reconciled" => Some(condition(t, pause.clone(), generation, &previous, now)),
+            _ => previous.iter().find(|c| c.type_ == t).cloned(),
+        })
+        .collect();
+    status
+}
+
+/// The status after a reconciliation that could not apply the spec: `Ready` and `Reconciled`
+/// turn False with `reason` and `message`; the other conditions, the counts and
+/// `observedGeneration` (the last generation applied in full) keep what was last observed.
+pub fn failed(rtc: &RealtimeCluster, reason: &str, message: &str, now: &Time) -> RealtimeClusterStatus {
+    let generation = rtc.metadata.generation;
+    let mut status = rtc.status.clone().unwrap_or_default();
+    let previous = std::mem::take(&mut status.conditions);
+    let failure = verdict(false, reason, message);
+    status.conditions = CONDITION_TYPES
+        .iter()
+        .filter_map(|&t| match t {
+            "Ready" | "Reconciled" => Some(condition(t, failure.clone(), generation, &previous, now)),
+            _ => previous.iter().find(|c| c.type_ == t).cloned(),
+        })
+        .collect();
+    status.selector.get_or_insert_with(|| resources::server_selector_string(rtc));
+    status.endpoint.get_or_insert_with(|| endpoint(rtc));
+    status
 }
 
 fn condition(type_: &str, v: Verdict, generation: Option<i64>, previous: &[Condition], now: &Time) -> Condition {
@@ -454,6 +539,103 @@ mod tests {
         let broken = Observed { deployment: Some(available_deployment(2, 0)), ..o };
         let third = compute(&r, &broken, &later);
         assert_eq!(cond(&third, "ServerAvailable").last_transition_time, later);
+    }
+
+    fn rolling(generation: i64, observed: i64, updated: i32, progress_reason: &str) -> Deployment {
+        let mut d = available_deployment(2, 2);
+        d.metadata.generation = Some(generation);
+        let status = d.status.as_mut().unwrap();
+        status.observed_generation = Some(observed);
+        status.updated_replicas = Some(updated);
+        status.conditions.as_mut().unwrap().push(DeploymentCondition {
+            type_: "Progressing".into(),
+            status: if progress_reason == PROGRESS_DEADLINE_EXCEEDED { "False" } else { "True" }.into(),
+            reason: Some(progress_reason.into()),
+            message: Some("ReplicaSet \"chat-5d8\" has timed out progressing.".into()),
+            ..Default::default()
+        });
+        d
+    }
+
+    #[test]
+    fn a_stuck_rollout_is_not_ready() {
+        let r = rtc("chat");
+        let o = Observed {
+            deployment: Some(rolling(2, 2, 1, PROGRESS_DEADLINE_EXCEEDED)),
+            redis: Some(ready_redis()),
+            ..Default::default()
+        };
+        let s = compute(&r, &o, &now());
+        assert_eq!(cond(&s, "ServerAvailable").status, "True", "the old pods still serve");
+        assert_eq!(cond(&s, "Progressing").status, "False");
+        assert_eq!(cond(&s, "Progressing").reason, PROGRESS_DEADLINE_EXCEEDED);
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Ready").reason, PROGRESS_DEADLINE_EXCEEDED);
+        assert!(cond(&s, "Ready").message.contains("has timed out progressing"), "{:?}", cond(&s, "Ready"));
+    }
+
+    #[test]
+    fn a_rollout_in_flight_is_progressing_and_a_finished_one_is_not() {
+        let r = rtc("chat");
+        let mut o = Observed {
+            deployment: Some(rolling(2, 2, 1, "ReplicaSetUpdated")),
+            redis: Some(ready_redis()),
+            ..Default::default()
+        };
+        let v = progressing_verdict(&o);
+        assert_eq!((v.ok, v.reason.as_str()), (true, "RollingOut"));
+        assert_eq!(v.message, "1/2 server pods run the current template, 2 available");
+        o.deployment = Some(rolling(3, 2, 2, "NewReplicaSetAvailable"));
+        assert_eq!(progressing_verdict(&o).reason, "RollingOut", "generation not observed yet");
+        o.deployment = Some(rolling(3, 3, 2, "NewReplicaSetAvailable"));
+        let s = compute(&r, &o, &now());
+        assert_eq!(cond(&s, "Progressing").status, "False");
+        assert_eq!(cond(&s, "Progressing").reason, "RolloutComplete");
+        assert_eq!(cond(&s, "Ready").status, "True");
+        assert_eq!(cond(&s, "Reconciled").reason, "Applied");
+        assert_eq!((s.desired_replicas, s.available_replicas), (Some(2), 2));
+    }
+
+    #[test]
+    fn a_failed_apply_turns_ready_and_reconciled_false_and_keeps_the_rest() {
+        let mut r = rtc("chat");
+        // The first apply fails: there is no status yet.
+        let s = failed(&r, "ApplyForbidden", "applying Deployment chat: exceeded quota", &now());
+        assert_eq!(s.conditions.iter().map(|c| c.type_.as_str()).collect::<Vec<_>>(), ["Ready", "Reconciled"]);
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Reconciled").reason, "ApplyForbidden");
+        assert_eq!(cond(&s, "Reconciled").message, "applying Deployment chat: exceeded quota");
+        assert_eq!(s.observed_generation, None);
+        assert_eq!(s.endpoint.as_deref(), Some("http://chat.apps.svc:3001"));
+
+        // A later edit fails: observedGeneration stays at the last applied one.
+        let o =
+            Observed { deployment: Some(available_deployment(2, 2)), redis: Some(ready_redis()), ..Default::default() };
+        r.status = Some(compute(&r, &o, &now()));
+        r.metadata.generation = Some(2);
+        let s = failed(&r, "ChildInvalid", "applying Deployment chat: invalid", &now());
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(s.conditions.len(), CONDITION_TYPES.len());
+        assert_eq!(cond(&s, "Ready").status, "False");
+        assert_eq!(cond(&s, "Ready").observed_generation, Some(2));
+        assert_eq!(cond(&s, "ServerAvailable").status, "True");
+        assert_eq!(s.ready_replicas, 2);
+    }
+
+    #[test]
+    fn a_paused_cluster_says_so_and_keeps_the_rest() {
+        let mut r = rtc("chat");
+        let o =
+            Observed { deployment: Some(available_deployment(2, 2)), redis: Some(ready_redis()), ..Default::default() };
+        r.status = Some(compute(&r, &o, &now()));
+        r.spec.paused = true;
+        r.metadata.generation = Some(2);
+        let s = paused(&r, &now());
+        assert_eq!(cond(&s, "Reconciled").status, "False");
+        assert_eq!(cond(&s, "Reconciled").reason, "Paused");
+        assert_eq!(cond(&s, "Ready").status, "True", "the running pods still serve");
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(s.conditions.len(), CONDITION_TYPES.len());
     }
 
     #[test]

@@ -42,6 +42,7 @@ teardown() {
   local i pid
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     pid="${PIDS[$i]}"
+    [[ $pid == apiserver ]] && pid="$(cat "$WORK/kube-apiserver.pid" 2>/dev/null || echo none)"
     kill "$pid" 2>/dev/null || continue
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
@@ -110,16 +111,23 @@ done
 curl -fsS "http://127.0.0.1:$ETCD_PORT/health" >/dev/null || { log "etcd did not start"; tail -20 "$WORK/etcd.log"; exit 1; }
 
 log "kube-apiserver v$K8S_VERSION on 127.0.0.1:$API_PORT"
-"$KUBE_APISERVER_BIN" \
-  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
-  --cert-dir "$WORK/apiserver-certs" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-  --client-ca-file "$PKI/ca.crt" --authorization-mode RBAC \
-  --service-account-issuer "https://127.0.0.1:$API_PORT" \
-  --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
-  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \
-  > "$WORK/kube-apiserver.log" 2>&1 &
-PIDS+=($!)
+# A script, so that the outage test can stop the API server and start it again the same way;
+# it writes its pid to kube-apiserver.pid (the teardown reads it from there).
+cat > "$WORK/start-apiserver.sh" <<APISERVER
+#!/usr/bin/env bash
+echo \$\$ > "$WORK/kube-apiserver.pid"
+exec "$KUBE_APISERVER_BIN" \\
+  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \\
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \\
+  --cert-dir "$WORK/apiserver-certs" --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \\
+  --client-ca-file "$PKI/ca.crt" --authorization-mode RBAC \\
+  --service-account-issuer "https://127.0.0.1:$API_PORT" \\
+  --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \\
+  --service-cluster-ip-range 10.0.0.0/24 --allow-privileged=true \\
+  >> "$WORK/kube-apiserver.log" 2>&1
+APISERVER
+bash "$WORK/start-apiserver.sh" &
+PIDS+=(apiserver)
 ready=0
 for _ in $(seq 1 300); do
   if curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \

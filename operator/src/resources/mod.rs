@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
@@ -39,6 +39,65 @@ const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 
+/// One kind of child object, as apply, prune and the controller's watches know it.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildKind {
+    /// The kind, as named in events, logs and metrics.
+    pub kind: &'static str,
+    /// Its API resource (group, version, plural).
+    pub resource: fn() -> ApiResource,
+    /// Watched, so that a change or deletion is repaired at once. The kinds of optional CRDs
+    /// are not (a watch of a missing API fails); the periodic requeue checks them.
+    pub watched: bool,
+}
+
+const fn built_in(kind: &'static str, resource: fn() -> ApiResource) -> ChildKind {
+    ChildKind { kind, resource, watched: true }
+}
+
+const fn optional_crd(kind: &'static str, resource: fn() -> ApiResource) -> ChildKind {
+    ChildKind { kind, resource, watched: false }
+}
+
+/// ConfigMap children: the server environment and the dashboard.
+pub const CONFIG_MAP: ChildKind = built_in("ConfigMap", || ApiResource::erase::<ConfigMap>(&()));
+/// Service children: the server's and the managed Redis's.
+pub const SERVICE: ChildKind = built_in("Service", || ApiResource::erase::<Service>(&()));
+/// The server Deployment.
+pub const DEPLOYMENT: ChildKind = built_in("Deployment", || ApiResource::erase::<Deployment>(&()));
+/// The managed Redis StatefulSet.
+pub const STATEFUL_SET: ChildKind = built_in("StatefulSet", || ApiResource::erase::<StatefulSet>(&()));
+/// The managed Redis NetworkPolicy.
+pub const NETWORK_POLICY: ChildKind = built_in("NetworkPolicy", || ApiResource::erase::<NetworkPolicy>(&()));
+/// The server PodDisruptionBudget.
+pub const PDB: ChildKind = built_in("PodDisruptionBudget", || ApiResource::erase::<PodDisruptionBudget>(&()));
+/// The Ingress.
+pub const INGRESS: ChildKind = built_in("Ingress", || ApiResource::erase::<Ingress>(&()));
+/// The HorizontalPodAutoscaler.
+pub const HPA: ChildKind = built_in("HorizontalPodAutoscaler", || ApiResource::erase::<HorizontalPodAutoscaler>(&()));
+/// The Gateway API HTTPRoute.
+pub const HTTP_ROUTE: ChildKind = optional_crd("HTTPRoute", http_route_resource);
+/// The KEDA ScaledObject.
+pub const SCALED_OBJECT: ChildKind = optional_crd("ScaledObject", scaled_object_resource);
+/// The Prometheus Operator ServiceMonitor.
+pub const SERVICE_MONITOR: ChildKind = optional_crd("ServiceMonitor", service_monitor_resource);
+
+/// Every kind of child the operator writes (the generated JWT Secret aside: it is created
+/// once and never changed, watched or deleted).
+pub const CHILD_KINDS: [ChildKind; 11] = [
+    CONFIG_MAP,
+    SERVICE,
+    DEPLOYMENT,
+    STATEFUL_SET,
+    NETWORK_POLICY,
+    PDB,
+    INGRESS,
+    HPA,
+    HTTP_ROUTE,
+    SCALED_OBJECT,
+    SERVICE_MONITOR,
+];
+
 /// Which optional APIs the cluster serves; decided by discovery in the controller.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
@@ -65,6 +124,8 @@ pub struct Desired {
     pub redis_statefulset: Option<StatefulSet>,
     /// Managed Redis Service (`<name>-redis`).
     pub redis_service: Option<Service>,
+    /// NetworkPolicy admitting only the server pods to the managed Redis (`<name>-redis`).
+    pub redis_network_policy: Option<NetworkPolicy>,
     /// Ingress with cookie affinity.
     pub ingress: Option<Ingress>,
     /// Gateway API HTTPRoute with session persistence.
@@ -79,6 +140,26 @@ pub struct Desired {
     pub service_monitor: Option<DynamicObject>,
     /// The JWT Secret to create once if missing (`<name>-jwt`), when the spec names none.
     pub generated_jwt_secret: Option<String>,
+}
+
+impl Desired {
+    /// The optional children of `rtc`: kind, name and whether the spec asks for it. Those it
+    /// does not ask for are pruned.
+    pub fn optional(&self, rtc: &RealtimeCluster) -> [(ChildKind, String, bool); 10] {
+        let (server, redis) = (server_name(rtc), redis_name(rtc));
+        [
+            (STATEFUL_SET, redis.clone(), self.redis_statefulset.is_some()),
+            (SERVICE, redis.clone(), self.redis_service.is_some()),
+            (NETWORK_POLICY, redis, self.redis_network_policy.is_some()),
+            (PDB, server.clone(), self.pdb.is_some()),
+            (INGRESS, server.clone(), self.ingress.is_some()),
+            (HTTP_ROUTE, server.clone(), self.http_route.is_some()),
+            (HPA, server.clone(), self.hpa.is_some()),
+            (SCALED_OBJECT, server.clone(), self.scaled_object.is_some()),
+            (CONFIG_MAP, dashboard_name(rtc), self.dashboard.is_some()),
+            (SERVICE_MONITOR, server, self.service_monitor.is_some()),
+        ]
+    }
 }
 
 /// Builds every child object the spec asks for.
@@ -97,6 +178,7 @@ pub fn desired(rtc: &RealtimeCluster, caps: Capabilities) -> Desired {
         pdb: server::pdb(rtc),
         redis_statefulset: redis::statefulset(rtc),
         redis_service: redis::service(rtc),
+        redis_network_policy: redis::network_policy(rtc),
         ingress: routing::ingress(rtc),
         http_route: if wants_route && caps.http_route { routing::http_route(rtc) } else { None },
         hpa: autoscaling::hpa(rtc),
@@ -209,6 +291,20 @@ mod tests {
         assert_eq!(owner.uid, "11111111-2222-3333-4444-555555555555");
         assert_eq!(owner.controller, Some(true));
         assert_eq!(meta.namespace.as_deref(), Some("apps"));
+    }
+
+    #[test]
+    fn every_optional_child_is_a_kind_of_the_table() {
+        let r = rtc("chat");
+        let d = desired(&r, Capabilities::default());
+        for (kind, _, _) in d.optional(&r) {
+            assert!(CHILD_KINDS.iter().any(|k| k.kind == kind.kind), "{} is not in CHILD_KINDS", kind.kind);
+        }
+        let watched: Vec<&str> = CHILD_KINDS.iter().filter(|k| k.watched).map(|k| k.kind).collect();
+        assert_eq!(watched.len(), 8);
+        for k in CHILD_KINDS {
+            assert_eq!((k.resource)().kind, k.kind);
+        }
     }
 
     #[test]

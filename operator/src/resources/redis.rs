@@ -8,6 +8,9 @@ use k8s_openapi::api::core::v1::{
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
     Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -157,6 +160,39 @@ pub fn service(rtc: &RealtimeCluster) -> Option<Service> {
     })
 }
 
+/// The NetworkPolicy of the managed Redis: only this cluster's server pods may connect, and
+/// only to the Redis port. Redis holds the chat state and has no password, so no other pod
+/// in the cluster should reach it. Enforced by the cluster's network plugin (most enforce
+/// NetworkPolicy; with one that does not, the object has no effect).
+pub fn network_policy(rtc: &RealtimeCluster) -> Option<NetworkPolicy> {
+    rtc.spec.managed_redis()?;
+    Some(NetworkPolicy {
+        metadata: child_meta(rtc, redis_name(rtc), "redis"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(rtc, "redis")),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: Some(vec![NetworkPolicyPeer {
+                    pod_selector: Some(LabelSelector {
+                        match_labels: Some(selector_labels(rtc, "server")),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(REDIS_PORT)),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            ..Default::default()
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +220,19 @@ mod tests {
     }
 
     #[test]
+    fn only_the_server_pods_reach_redis() {
+        let r = rtc("chat");
+        let spec = network_policy(&r).unwrap().spec.unwrap();
+        assert_eq!(spec.pod_selector.unwrap().match_labels.unwrap()["app.kubernetes.io/component"], "redis");
+        assert_eq!(spec.policy_types.unwrap(), ["Ingress"]);
+        let rule = &spec.ingress.unwrap()[0];
+        let from = rule.from.as_ref().unwrap()[0].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        assert_eq!(from, &selector_labels(&r, "server"));
+        assert!(rule.from.as_ref().unwrap()[0].namespace_selector.is_none(), "same namespace only");
+        assert_eq!(rule.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(REDIS_PORT)));
+    }
+
+    #[test]
     fn persistence_off_uses_an_empty_dir_without_aof() {
         let mut r = rtc("chat");
         r.spec.redis = Some(RedisSpec {
@@ -208,5 +257,6 @@ mod tests {
         });
         assert!(statefulset(&r).is_none());
         assert!(service(&r).is_none());
+        assert!(network_policy(&r).is_none());
     }
 }

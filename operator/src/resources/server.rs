@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities as LinuxCapabilities, ConfigMapEnvSource, Container, ContainerPort, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
-    SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+    Capabilities as LinuxCapabilities, ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service,
+    ServicePort, ServiceSpec, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -16,6 +16,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{CONFIG_HASH_ANNOTATION, SERVER_PORT, child_meta, config_name, selector_labels, server_name};
 use crate::crd::{IngressKind, RealtimeCluster, SecretKeyRef};
+
+/// Volume and directory of the notification rules ConfigMap, and the file name it gets.
+const RULES_VOLUME: &str = "notification-rules";
+const RULES_DIR: &str = "/etc/switchyard/notifications";
+const RULES_FILE_NAME: &str = "rules.yaml";
 
 /// Seconds between the end of the server's drain and SIGKILL, on top of preStop + drain.
 const TERMINATION_MARGIN_SECONDS: i64 = 10;
@@ -54,6 +59,30 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
         + i64::from(server.shutdown_grace_seconds)
         + TERMINATION_MARGIN_SECONDS;
 
+    let probes = spec.probes.clone().unwrap_or_default();
+    let mut volumes = vec![Volume { name: "tmp".into(), empty_dir: Some(Default::default()), ..Default::default() }];
+    let mut mounts = vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }];
+    if let Some(rules) = &spec.notification_rules {
+        volumes.push(Volume {
+            name: RULES_VOLUME.into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: rules.name.clone(),
+                items: Some(vec![KeyToPath { key: rules.key.clone(), path: RULES_FILE_NAME.into(), mode: None }]),
+                optional: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: RULES_VOLUME.into(),
+            mount_path: RULES_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    volumes.extend(spec.volumes.iter().cloned());
+    mounts.extend(spec.volume_mounts.iter().cloned());
+
     let container = Container {
         name: "server".into(),
         image: Some(spec.server_image()),
@@ -64,15 +93,22 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        env_from: Some(vec![EnvFromSource {
-            config_map_ref: Some(ConfigMapEnvSource { name: config_name(rtc), optional: Some(false) }),
-            ..Default::default()
-        }]),
+        // Later sources win: the operator's ConfigMap over the user's sources.
+        env_from: Some(
+            spec.env_from
+                .iter()
+                .cloned()
+                .chain([EnvFromSource {
+                    config_map_ref: Some(ConfigMapEnvSource { name: config_name(rtc), optional: Some(false) }),
+                    ..Default::default()
+                }])
+                .collect(),
+        ),
         env: Some(secret_env(rtc)),
         resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
-        liveness_probe: Some(http_probe("/health", 10, 3)),
-        readiness_probe: Some(http_probe("/ready", 5, 2)),
-        startup_probe: Some(http_probe("/health", 2, 30)),
+        liveness_probe: Some(probes.liveness.unwrap_or_else(|| http_probe("/health", 10, 3))),
+        readiness_probe: Some(probes.readiness.unwrap_or_else(|| http_probe("/ready", 5, 2))),
+        startup_probe: Some(probes.startup.unwrap_or_else(|| http_probe("/health", 2, 30))),
         // A sleep (not an exec of `sleep`): the image has no shell. It lets endpoints and load
         // balancers stop sending new clients before the drain starts. None for 0: API servers
         // before 1.33 refuse a sleep of 0 seconds, and the Deployment would never apply.
@@ -90,9 +126,10 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
             capabilities: Some(LinuxCapabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() }]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     };
+    let containers = std::iter::once(container).chain(spec.sidecars.iter().cloned()).collect();
 
     Deployment {
         metadata: child_meta(rtc, server_name(rtc), "server"),
@@ -115,7 +152,7 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container],
+                    containers,
                     termination_grace_period_seconds: Some(grace),
                     topology_spread_constraints: Some(topology),
                     priority_class_name: pod.priority_class_name.clone(),
@@ -132,11 +169,7 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
                         seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
                         ..Default::default()
                     }),
-                    volumes: Some(vec![Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(Default::default()),
-                        ..Default::default()
-                    }]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },
@@ -146,7 +179,8 @@ pub fn deployment(rtc: &RealtimeCluster, config_hash: &str) -> Deployment {
     }
 }
 
-/// Secret-backed variables (never copied into the ConfigMap) followed by the user's `env`.
+/// Secret-backed variables (never copied into the ConfigMap) and RULES_FILE, followed by the
+/// user's `env`.
 fn secret_env(rtc: &RealtimeCluster) -> Vec<EnvVar> {
     let spec = &rtc.spec;
     let mut env = Vec::new();
@@ -180,6 +214,14 @@ fn secret_env(rtc: &RealtimeCluster) -> Vec<EnvVar> {
         if let Some(r) = &auth.service_api_keys_secret_ref {
             from_secret("SERVICE_API_KEYS", r);
         }
+    }
+    // Not secret, but a path inside the pod: it belongs with the volume, not in the ConfigMap.
+    if spec.notification_rules.is_some() {
+        env.push(EnvVar {
+            name: "RULES_FILE".into(),
+            value: Some(format!("{RULES_DIR}/{RULES_FILE_NAME}")),
+            ..Default::default()
+        });
     }
     env.extend(spec.env.iter().cloned());
     env
@@ -271,6 +313,39 @@ mod tests {
 
     fn pod(d: &Deployment) -> &PodSpec {
         d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    #[test]
+    fn extra_sources_volumes_sidecars_and_probes_reach_the_pod() {
+        let mut r = rtc("chat");
+        let extra: crate::crd::RealtimeClusterSpec = serde_json::from_value(serde_json::json!({
+            "envFrom": [{"secretRef": {"name": "team-env"}}],
+            "volumes": [{"name": "certs", "secret": {"secretName": "ca"}}],
+            "volumeMounts": [{"name": "certs", "mountPath": "/etc/ssl/extra", "readOnly": true}],
+            "sidecars": [{"name": "shipper", "image": "example.com/shipper:1"}],
+            "probes": {"liveness": {"tcpSocket": {"port": 3001}, "periodSeconds": 30}},
+            "notificationRules": {"name": "rules", "key": "rules.yaml"}
+        }))
+        .unwrap();
+        r.spec = extra;
+        let d = deployment(&r, "h");
+        let p = pod(&d);
+        assert_eq!(p.containers.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["server", "shipper"]);
+        let server = &p.containers[0];
+        let from = server.env_from.as_ref().unwrap();
+        assert_eq!(from[0].secret_ref.as_ref().unwrap().name, "team-env");
+        assert_eq!(from[1].config_map_ref.as_ref().unwrap().name, "chat-config", "the operator's variables win");
+        assert_eq!(server.liveness_probe.as_ref().unwrap().period_seconds, Some(30));
+        assert_eq!(server.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/ready"));
+        let volumes: Vec<&str> = p.volumes.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(volumes, ["tmp", "notification-rules", "certs"]);
+        let mounts: Vec<&str> = server.volume_mounts.as_ref().unwrap().iter().map(|m| m.mount_path.as_str()).collect();
+        assert_eq!(mounts, ["/tmp", "/etc/switchyard/notifications", "/etc/ssl/extra"]);
+        let rules = p.volumes.as_ref().unwrap()[1].config_map.as_ref().unwrap();
+        assert_eq!((rules.name.as_str(), rules.items.as_ref().unwrap()[0].key.as_str()), ("rules", "rules.yaml"));
+        let env = server.env.as_ref().unwrap();
+        let file = env.iter().find(|e| e.name == "RULES_FILE").unwrap();
+        assert_eq!(file.value.as_deref(), Some("/etc/switchyard/notifications/rules.yaml"));
     }
 
     #[test]
