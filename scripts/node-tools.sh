@@ -3,7 +3,7 @@
 # kube-scheduler, kube-proxy) and CoreDNS from the Go module proxy, cached by version next to
 # the control-plane tools:
 #
-#   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/kubernetes/<version>/{kubelet,kube-scheduler,kube-proxy}
+#   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/kubernetes-node/<version>/{kubelet,kube-scheduler,kube-proxy}
 #   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/coredns/<version>/coredns
 #
 # A tool that is already cached is not rebuilt. `node-tools.sh env` prints shell exports for
@@ -15,7 +15,8 @@ K8S_VERSION="${K8S_VERSION:-1.35.4}"
 COREDNS_VERSION="${COREDNS_VERSION:-1.14.7}"
 ADAPTER_VERSION="${ADAPTER_VERSION:-0.12.0}"
 TOOLS_ROOT="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}"
-K8S_DIR="$TOOLS_ROOT/kubernetes/$K8S_VERSION"
+# Not kubernetes/<version>/: scripts/k8s-tools.sh replaces that directory as a whole.
+K8S_DIR="$TOOLS_ROOT/kubernetes-node/$K8S_VERSION"
 COREDNS_DIR="$TOOLS_ROOT/coredns/$COREDNS_VERSION"
 ADAPTER_DIR="$TOOLS_ROOT/prometheus-adapter/$ADAPTER_VERSION"
 NODE_BINS=(kubelet kube-scheduler kube-proxy)
@@ -56,7 +57,6 @@ build_node() {
       k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
   )
   rm -rf "$work"
-  # One by one: the directory also holds k8s-tools.sh's binaries.
   for b in "${NODE_BINS[@]}"; do mv -f "$tmp/$b" "$K8S_DIR/$b"; done
   rmdir "$tmp"
   "$K8S_DIR/kubelet" --version >&2
@@ -80,11 +80,20 @@ build_coredns() {
 build_adapter() {
   if [[ -x "$ADAPTER_DIR/adapter" ]]; then log "prometheus-adapter v$ADAPTER_VERSION cached in $ADAPTER_DIR"; return; fi
   log "building prometheus-adapter v$ADAPTER_VERSION"
+  local work
+  work="$(mktemp -d)"
   rm -rf "$ADAPTER_DIR.tmp"
   mkdir -p "$ADAPTER_DIR.tmp"
-  CGO_ENABLED=0 GOBIN="$ADAPTER_DIR.tmp" gobuild install -trimpath -ldflags "-s -w" \
-    "sigs.k8s.io/prometheus-adapter/cmd/adapter@v$ADAPTER_VERSION"
-  rm -rf "$ADAPTER_DIR"
+  # A wrapper module rather than `go install pkg@version`: that one also lists the module's
+  # versions to check for deprecation, and the proxy refuses the list for this module (403).
+  (
+    cd "$work"
+    go mod init switchyard.dev/adapterbin >/dev/null 2>&1
+    go mod edit -require="sigs.k8s.io/prometheus-adapter@v$ADAPTER_VERSION"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod gobuild build -trimpath -ldflags "-s -w" -o "$ADAPTER_DIR.tmp/adapter" \
+      sigs.k8s.io/prometheus-adapter/cmd/adapter
+  )
+  rm -rf "$work" "$ADAPTER_DIR"
   mv "$ADAPTER_DIR.tmp" "$ADAPTER_DIR"
 }
 

@@ -24,7 +24,8 @@ log() { printf '[node %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "FAIL: $*"; exit 1; }
 ctr_() { ctr --address "$CTRD_SOCK" --namespace k8s.io "$@"; }
 
-# A port nobody listens on now (the kernel's pick), distinct from the ones picked before.
+# free_port <var>: sets <var> to a port nobody listens on now (the kernel's pick), distinct
+# from the ones picked before in this run.
 PICKED_PORTS=" "
 free_port() {
   local p
@@ -33,19 +34,21 @@ free_port() {
     [[ "$PICKED_PORTS" == *" $p "* ]] || break
   done
   PICKED_PORTS+="$p "
-  echo "$p"
+  printf -v "$1" '%s' "$p"
 }
 
-# A 10.x.y.0/24 that no route or address of this machine covers (other than the default route).
+# free_cidr <var>: sets <var> to a 10.x.y.0/24 that no route or address of this machine covers
+# (other than the default route) and that this run has not taken yet.
+TAKEN_CIDRS=" "
 free_cidr() {
   local a b n=0
   while ((n++ < 200)); do
     a=$((100 + RANDOM % 150)); b=$((RANDOM % 256))
-    [[ " $TAKEN_CIDRS " == *" 10.$a.$b.0/24 "* ]] && continue
+    [[ "$TAKEN_CIDRS" == *" 10.$a.$b.0/24 "* ]] && continue
     if ! ip -4 route show table all to match "10.$a.$b.0/24" | grep -v '^default' | grep -q . &&
        ! ip -4 -o addr | grep -q " 10\.$a\.$b\."; then
-      TAKEN_CIDRS+=" 10.$a.$b.0/24"
-      echo "10.$a.$b.0/24"; return
+      TAKEN_CIDRS+="10.$a.$b.0/24 "
+      printf -v "$1" '%s' "10.$a.$b.0/24"; return
     fi
   done
   die "no free 10.x.y.0/24 found"
@@ -58,6 +61,18 @@ wait_until() {
   end=$((SECONDS + secs))
   until "$@" >/dev/null 2>&1; do
     ((SECONDS < end)) || { log "timed out after ${secs}s waiting for $what"; return 1; }
+    sleep 0.5
+  done
+}
+
+# wait_up <name> <what> <seconds> <cmd...>: wait_until, but fail at once with the log tail when
+# the process <name> exits meanwhile.
+wait_up() {
+  local name="$1" what="$2" secs="$3" end; shift 3
+  end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    check_alive "$name"
+    ((SECONDS < end)) || die "timed out after ${secs}s waiting for $what"
     sleep 0.5
   done
 }
@@ -111,18 +126,21 @@ cluster_preflight() {
 cluster_up() {
   mkdir -p "$WORK"/{pki,logs,pids,manifests,pod-logs,kubelet,cni/net.d,cni/cache,run,pv}
   chmod 0755 "$WORK"
-  POD_CIDR="$(free_cidr)"; SERVICE_CIDR="$(free_cidr)"
+  free_cidr POD_CIDR; free_cidr SERVICE_CIDR
   POD_GW="${POD_CIDR%.*}.1"
-  API_PORT="$(free_port)"; ETCD_PORT="$(free_port)"; ETCD_PEER_PORT="$(free_port)"
-  KUBELET_PORT="$(free_port)"; KUBELET_HEALTHZ_PORT="$(free_port)"; SCHEDULER_PORT="$(free_port)"
-  PROXY_HEALTHZ_PORT="$(free_port)"; PROXY_METRICS_PORT="$(free_port)"
+  local v
+  for v in API_PORT ETCD_PORT ETCD_PEER_PORT KUBELET_PORT KUBELET_HEALTHZ_PORT SCHEDULER_PORT \
+           PROXY_HEALTHZ_PORT PROXY_METRICS_PORT; do
+    free_port "$v"
+  done
   log "run $RUN_ID: work $WORK, bridge $BRIDGE $POD_CIDR, services $SERVICE_CIDR, API server $POD_GW:$API_PORT"
 
   # What teardown restores or removes only if this run created it.
   sysctl -n net.ipv4.ip_forward >"$WORK/ip_forward.orig"
   sysctl -n net.bridge.bridge-nf-call-iptables >"$WORK/bridge_nf.orig"
   ls /var/run/netns 2>/dev/null | sort >"$WORK/netns.before" || true
-  for d in /var/lib/kubelet /var/log/containers /var/log/pods; do
+  iptables-save | grep -q '^:KUBE-' && touch "$WORK/kube-chains.before"
+  for d in /var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni; do
     [[ -e "$d" ]] || echo "$d" >>"$WORK/created-dirs"
   done
 
@@ -149,6 +167,11 @@ cluster_up() {
     # Every component and the test itself use this one admin identity: it is a test node.
     openssl req -newkey rsa:2048 -nodes -subj "/CN=admin/O=system:masters" -keyout admin.key -out admin.csr
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out admin.crt
+    # The aggregation layer's own CA and client (what the API server presents to
+    # prometheus-adapter), apart from the client CA as the API server requires.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$NODE_NAME-front-proxy-ca" -keyout front-proxy-ca.key -out front-proxy-ca.crt
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=front-proxy-client" -keyout front-proxy-client.key -out front-proxy-client.csr
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key -CAcreateserial -days 2 -extfile client.ext -out front-proxy-client.crt
     openssl genrsa -out sa.key 2048
     openssl rsa -in sa.key -pubout -out sa.pub
   ) >/dev/null 2>&1 || die "openssl failed to make the certificates"
@@ -202,14 +225,14 @@ TOML
 }
 CNI
   start containerd containerd --config "$WORK/containerd.toml"
-  wait_until containerd 60 ctr --address "$CTRD_SOCK" version || { check_alive containerd; die "containerd did not answer"; }
+  wait_up containerd containerd 60 ctr --address "$CTRD_SOCK" version
 
   # ---- control plane ------------------------------------------------------------------------
   start etcd "$ETCD_BIN" --name "$NODE_NAME" --data-dir "$WORK/etcd" \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
     --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "$NODE_NAME=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" --unsafe-no-fsync
-  wait_until etcd 120 curl -fsS "http://127.0.0.1:$ETCD_PORT/health" || { check_alive etcd; die "etcd did not become healthy"; }
+  wait_up etcd etcd 120 curl -fsS "http://127.0.0.1:$ETCD_PORT/health"
 
   # Bound to the bridge address only: pods reach it through the `kubernetes` Service, and
   # the kubelet is reached by its InternalIP (the bridge address), never by a name.
@@ -222,12 +245,12 @@ CNI
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --allow-privileged=true --enable-aggregator-routing=true \
-    --proxy-client-cert-file "$PKI/admin.crt" --proxy-client-key-file "$PKI/admin.key" \
-    --requestheader-client-ca-file "$PKI/ca.crt" --requestheader-allowed-names "" \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
     --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
     --requestheader-extra-headers-prefix X-Remote-Extra-
-  wait_until kube-apiserver 300 curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-    "https://$POD_GW:$API_PORT/readyz" || { check_alive kube-apiserver; die "kube-apiserver did not become ready"; }
+  wait_up kube-apiserver kube-apiserver 300 curl -fsS --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    "https://$POD_GW:$API_PORT/readyz"
 
   start kube-controller-manager "$KUBE_CONTROLLER_MANAGER_BIN" --kubeconfig "$KUBECONFIG" \
     --leader-elect=false --secure-port 0 --controllers '*,-nodeipam,-cloud-node-lifecycle' \
@@ -236,8 +259,7 @@ CNI
     --horizontal-pod-autoscaler-sync-period 5s
   start kube-scheduler "$KUBE_SCHEDULER_BIN" --kubeconfig "$KUBECONFIG" --leader-elect=false \
     --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT"
-  wait_until "the default service account" 120 kubectl get serviceaccount default -n default ||
-    { check_alive kube-controller-manager; die "no default service account"; }
+  wait_up kube-controller-manager "the default service account" 120 kubectl get serviceaccount default -n default
 
   # ---- node ---------------------------------------------------------------------------------
   # Pods with dnsPolicy Default get this resolver too: nothing resolves off the machine.
@@ -306,11 +328,26 @@ YAML
 COREFILE
   start coredns "$COREDNS_BIN" -conf "$WORK/Corefile"
 
-  wait_until "node $NODE_NAME Ready" 180 sh -c \
-    "kubectl get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True" ||
-    { check_alive kubelet; die "node not Ready"; }
+  wait_up kubelet "node $NODE_NAME Ready" 180 sh -c \
+    "kubectl get node $NODE_NAME -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
   check_alive containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy coredns
   log "node $NODE_NAME Ready"
+}
+
+# remove_kubelet_chains: the chains the kubelet makes in any case (kube-proxy --cleanup leaves
+# them), when no KUBE- chain existed before this run.
+remove_kubelet_chains() {
+  local t c
+  iptables -w -D INPUT -j KUBE-FIREWALL 2>/dev/null
+  iptables -w -D OUTPUT -j KUBE-FIREWALL 2>/dev/null
+  for t in filter nat mangle; do
+    for c in $(iptables-save -t "$t" | sed -n 's/^:\(KUBE-[^ ]*\).*/\1/p'); do
+      iptables -w -t "$t" -F "$c" 2>/dev/null
+    done
+    for c in $(iptables-save -t "$t" | sed -n 's/^:\(KUBE-[^ ]*\).*/\1/p'); do
+      iptables -w -t "$t" -X "$c" 2>/dev/null
+    done
+  done
 }
 
 # cluster_down: removes everything cluster_up made, in an order that lets each part clean up
@@ -357,6 +394,7 @@ cluster_down() {
   done
   ip link delete "$BRIDGE" 2>/dev/null
   rm -f /var/lib/cni/results/"$CNI_NET"-* 2>/dev/null
+  [[ -f "$WORK/kube-chains.before" ]] || remove_kubelet_chains
   iptables -w -t mangle -D FORWARD -j "$CHAIN" 2>/dev/null
   iptables -w -t mangle -F "$CHAIN" 2>/dev/null
   iptables -w -t mangle -X "$CHAIN" 2>/dev/null

@@ -21,8 +21,8 @@ adapter_config() {
 }
 
 start_metrics_pipeline() {
-  PROM_PORT="$(free_port)"
-  ADAPTER_PORT="$(free_port)"
+  free_port PROM_PORT
+  free_port ADAPTER_PORT
   # The relabelling of the operator's ServiceMonitor: the Kubernetes namespace goes to
   # kubernetes_namespace (the server's own `namespace` label is the Socket.IO namespace), the
   # pod name to `pod`; targets are the pods annotated prometheus.io/scrape.
