@@ -9,10 +9,15 @@ expect_eq() {
   ok "$1 = $3"
 }
 
-# eventually <what> <seconds> <cmd...>: the command succeeds before the deadline.
+# eventually <what> <seconds> <cmd...>: the command succeeds before the deadline. A timeout
+# logs FAIL and returns 1, which ends the run (set -e) unless the caller adds diagnostics
+# with `|| { ...; die ...; }`.
 eventually() {
   local what="$1" secs="$2"; shift 2
-  wait_until "$what" "$secs" "$@" || die "$what (not within ${secs}s)"
+  if ! wait_until "$what" "$secs" "$@"; then
+    log "FAIL: $what (not within ${secs}s)"
+    return 1
+  fi
   ok "$what"
 }
 
@@ -39,6 +44,11 @@ pods_ready() {
 dump() {
   kubectl get all,pvc,pv,rtc,lease,hpa -n "$1" -o wide >&2 2>/dev/null || true
   kubectl get events -n "$1" --sort-by=.lastTimestamp 2>/dev/null | tail -25 >&2 || true
+  local p
+  for p in $(kubectl get pods -n "$1" -o name 2>/dev/null); do
+    echo "--- logs of $p" >&2
+    kubectl logs -n "$1" "$p" --all-containers --tail 15 >&2 2>/dev/null || true
+  done
 }
 
 # node_client <script> [env...]: a socket.io client from tests/node/clients.

@@ -356,6 +356,11 @@ cluster_down() {
   [[ -d "$WORK/pids" ]] || return 0
   set +e
   log "teardown of run $RUN_ID"
+  # Before the pods go: their logs go with them.
+  if [[ -n "${KEEP_NODE_LOGS:-}" ]]; then
+    mkdir -p "$KEEP_NODE_LOGS" && cp -r "$WORK/logs" "$WORK/pod-logs" "$KEEP_NODE_LOGS/" 2>/dev/null
+    log "logs kept in $KEEP_NODE_LOGS"
+  fi
   local f
   for f in "$WORK"/pids/bg-*; do [[ -f "$f" ]] && kill -TERM "$(cat "$f")" 2>/dev/null; done
   stop prometheus-adapter prometheus
@@ -406,10 +411,6 @@ cluster_down() {
   done
   # Paths the kubelet uses whatever its --root-dir, if this run created them.
   [[ -f "$WORK/created-dirs" ]] && while read -r d; do rm -rf "$d"; done <"$WORK/created-dirs"
-  if [[ -n "${KEEP_NODE_LOGS:-}" ]]; then
-    mkdir -p "$KEEP_NODE_LOGS" && cp -r "$WORK/logs" "$WORK/pod-logs" "$KEEP_NODE_LOGS/" 2>/dev/null
-    log "logs kept in $KEEP_NODE_LOGS"
-  fi
   rm -rf "$WORK"
   log "teardown done"
 }

@@ -15,7 +15,12 @@ leader_metric() {
 
 lease_holder() { jp lease switchyard -n "$OPERATOR_NS" '{.spec.holderIdentity}'; }
 lease_held() { [[ -n "$(lease_holder)" ]]; }
-lease_held_by() { [[ "$(lease_holder)" == "$1" ]]; }
+# lease_moved_from <pod>: held by a running pod other than <pod>.
+lease_moved_from() {
+  local h
+  h="$(lease_holder)"
+  [[ -n "$h" && "$h" != "$1" && "$(jp pod "$h" -n "$OPERATOR_NS" '{.status.phase}')" == Running ]]
+}
 leader_metric_is() { [[ "$(leader_metric "$1")" == "$2" ]]; }
 
 scenario_operator() {
@@ -38,10 +43,16 @@ scenario_operator() {
   eventually "leader $leader serves metrics with switchyard_operator_leader 1" 60 leader_metric_is "$leader" 1
   expect_eq "switchyard_operator_leader of the standby $standby" 0 "$(leader_metric "$standby")"
 
-  local t0=$SECONDS
+  local t0=$SECONDS holder
   kubectl delete pod -n "$OPERATOR_NS" "$leader" --wait=false >/dev/null
-  eventually "the standby $standby takes the Lease after the leader's pod is deleted" 120 lease_held_by "$standby"
-  log "takeover after $((SECONDS - t0)) s"
-  eventually "$standby reports switchyard_operator_leader 1" 60 leader_metric_is "$standby" 1
+  eventually "another live operator pod takes the Lease after the leader's pod is deleted" 120 lease_moved_from "$leader" ||
+    { kubectl get lease switchyard -n "$OPERATOR_NS" -o yaml >&2; dump "$OPERATOR_NS"; die "no takeover"; }
+  holder="$(lease_holder)"
+  if [[ "$holder" == "$standby" ]]; then
+    ok "the standby $standby took the Lease, $((SECONDS - t0)) s after the delete"
+  else
+    ok "the replacement pod $holder took the Lease (before the standby $standby), $((SECONDS - t0)) s after the delete"
+  fi
+  eventually "$holder reports switchyard_operator_leader 1" 60 leader_metric_is "$holder" 1
   eventually "the Deployment is back at 2 Ready operator pods" 180 pods_ready "$OPERATOR_NS" "$OPERATOR_SEL" 2
 }
