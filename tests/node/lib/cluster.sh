@@ -112,7 +112,7 @@ cluster_preflight() {
   [[ -x "$CNI_BIN_DIR/bridge" && -x "$CNI_BIN_DIR/host-local" && -x "$CNI_BIN_DIR/portmap" ]] ||
     die "missing CNI plugins in $CNI_BIN_DIR: apt-get install containernetworking-plugins"
   for c in "$ETCD_BIN" "$KUBE_APISERVER_BIN" "$KUBE_CONTROLLER_MANAGER_BIN" "$KUBELET_BIN" \
-           "$KUBE_SCHEDULER_BIN" "$KUBE_PROXY_BIN" "$COREDNS_BIN" "$HELM_BIN"; do
+           "$KUBE_SCHEDULER_BIN" "$KUBE_PROXY_BIN" "$COREDNS_BIN" "$HELM_BIN" "$PROMETHEUS_BIN" "$PROMETHEUS_ADAPTER_BIN"; do
     [[ -x "$c" ]] || die "missing $c: run scripts/k8s-tools.sh build and scripts/node-tools.sh build"
   done
   [[ -w /proc/sys/net/ipv4/ip_forward ]] || die "cannot write /proc/sys/net/ipv4/ip_forward (not privileged enough)"

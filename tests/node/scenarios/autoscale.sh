@@ -1,5 +1,6 @@
-# Scenario "autoscale": the pipeline users run for connection-based autoscaling. Debian's
-# Prometheus (on the host) discovers the server pods through the API server and scrapes them;
+# Scenario "autoscale": the pipeline users run for connection-based autoscaling. Prometheus
+# (on the host; scripts/node-tools.sh builds it, as Debian's has no Kubernetes discovery)
+# discovers the server pods through the API server and scrapes them;
 # prometheus-adapter serves socket_active_connections as custom.metrics.k8s.io with the rule
 # users install from monitoring/prometheus-adapter/values.yaml; the HPA the operator made reads
 # it. Held connections scale the Deployment up, new pods take new connections, releasing them
@@ -46,10 +47,10 @@ scrape_configs:
       - source_labels: [__meta_kubernetes_pod_name]
         target_label: pod
 YAML
-  start prometheus prometheus --config.file "$WORK/prometheus.yml" --storage.tsdb.path "$WORK/prometheus" \
+  start prometheus "$PROMETHEUS_BIN" --config.file "$WORK/prometheus.yml" --storage.tsdb.path "$WORK/prometheus" \
     --web.listen-address "127.0.0.1:$PROM_PORT"
   wait_until prometheus 120 curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" || { check_alive prometheus; die "Prometheus not ready"; }
-  ok "Prometheus (Debian's) ready on 127.0.0.1:$PROM_PORT, discovering pods through the API server"
+  ok "Prometheus ready on 127.0.0.1:$PROM_PORT, discovering pods through the API server"
 
   adapter_config >"$WORK/adapter.yaml"
   start prometheus-adapter "$PROMETHEUS_ADAPTER_BIN" --config "$WORK/adapter.yaml" \
