@@ -7,18 +7,21 @@
 #   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/coredns/<version>/coredns
 #
 # A tool that is already cached is not rebuilt. `node-tools.sh env` prints shell exports for
-# tests/node/run.sh; `node-tools.sh build [node|coredns|adapter]...` builds what is missing
-# (prometheus-adapter lands in .../prometheus-adapter/<version>/adapter).
+# tests/node/run.sh; `node-tools.sh build [node|coredns|adapter|prometheus]...` builds what is
+# missing (prometheus-adapter and Prometheus land in .../<tool>/<version>/).
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.35.4}"
 COREDNS_VERSION="${COREDNS_VERSION:-1.14.7}"
 ADAPTER_VERSION="${ADAPTER_VERSION:-0.12.0}"
+# Prometheus 3.x; its Go module is tagged v0.3xx.y.
+PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-0.316.0}"
 TOOLS_ROOT="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}"
 # Not kubernetes/<version>/: scripts/k8s-tools.sh replaces that directory as a whole.
 K8S_DIR="$TOOLS_ROOT/kubernetes-node/$K8S_VERSION"
 COREDNS_DIR="$TOOLS_ROOT/coredns/$COREDNS_VERSION"
 ADAPTER_DIR="$TOOLS_ROOT/prometheus-adapter/$ADAPTER_VERSION"
+PROMETHEUS_DIR="$TOOLS_ROOT/prometheus/$PROMETHEUS_VERSION"
 NODE_BINS=(kubelet kube-scheduler kube-proxy)
 
 log() { echo "[node-tools] $*" >&2; }
@@ -97,12 +100,28 @@ build_adapter() {
   mv "$ADAPTER_DIR.tmp" "$ADAPTER_DIR"
 }
 
+# Prometheus with Kubernetes service discovery. Debian's prometheus package is built without
+# it (`field kubernetes_sd_configs not found`), so the autoscaling scenario would have to list
+# the pods for Prometheus. Only the Kubernetes mechanism is compiled in (the build tags of
+# Prometheus's plugins/), which keeps the cloud SDKs out of the build.
+build_prometheus() {
+  if [[ -x "$PROMETHEUS_DIR/prometheus" ]]; then log "prometheus v$PROMETHEUS_VERSION cached in $PROMETHEUS_DIR"; return; fi
+  log "building prometheus (module v$PROMETHEUS_VERSION, kubernetes_sd only)"
+  rm -rf "$PROMETHEUS_DIR.tmp"
+  mkdir -p "$PROMETHEUS_DIR.tmp"
+  CGO_ENABLED=0 GOBIN="$PROMETHEUS_DIR.tmp" gobuild install -trimpath -ldflags "-s -w" \
+    -tags remove_all_sd,enable_kubernetes_sd "github.com/prometheus/prometheus/cmd/prometheus@v$PROMETHEUS_VERSION"
+  rm -rf "$PROMETHEUS_DIR"
+  mv "$PROMETHEUS_DIR.tmp" "$PROMETHEUS_DIR"
+}
+
 print_env() {
   echo "export KUBELET_BIN=$K8S_DIR/kubelet"
   echo "export KUBE_SCHEDULER_BIN=$K8S_DIR/kube-scheduler"
   echo "export KUBE_PROXY_BIN=$K8S_DIR/kube-proxy"
   echo "export COREDNS_BIN=$COREDNS_DIR/coredns"
   echo "export PROMETHEUS_ADAPTER_BIN=$ADAPTER_DIR/adapter"
+  echo "export PROMETHEUS_BIN=$PROMETHEUS_DIR/prometheus"
 }
 
 main() {
@@ -116,14 +135,14 @@ main() {
       exec 9>"$TOOLS_ROOT/.node-lock"
       flock 9
       local tools=("$@") t start
-      [[ ${#tools[@]} -eq 0 ]] && tools=(node coredns adapter)
+      [[ ${#tools[@]} -eq 0 ]] && tools=(node coredns adapter prometheus)
       for t in "${tools[@]}"; do
         start=$SECONDS
         "build_$t"
         log "$t ready after $((SECONDS - start)) s"
       done
       ;;
-    *) echo "usage: $0 [build [node|coredns|adapter]...] | env" >&2; exit 64 ;;
+    *) echo "usage: $0 [build [node|coredns|adapter|prometheus]...] | env" >&2; exit 64 ;;
   esac
 }
 
