@@ -4,14 +4,20 @@
 # project's own images imported into it, and the scenarios in scenarios/ run against real pods:
 #
 #   operator   helm install charts/switchyard: the operator runs as a pod, takes its lease,
-#              serves metrics; a second replica takes over when the leader's pod is deleted
+#              serves metrics; another replica takes over when the leader's pod is deleted
 #   apply      kubectl apply examples/realtimecluster-minimal.yaml and the full example:
 #              Redis with its claim bound, server pods Ready, chat across pods, READY True
+#   rollout    image tag and a config field changed under chat traffic: no acked message
+#              lost or doubled, clients reconnect by themselves
+#   faults     server pod deleted, server container SIGKILLed, Redis restarted (AOF on its
+#              claim) under chat traffic: no acked message lost or doubled
 #   autoscale  Prometheus + prometheus-adapter (monitoring/prometheus-adapter/ rule) feed the
 #              HPA on socket_active_connections: held connections scale up, release scales down
+#   removal    kubectl delete rtc removes the children and keeps the claim; helm uninstall
+#              leaves the CRD and the operator's Lease only
 #
 #   bash tests/node/run.sh                 all scenarios
-#   SCENARIOS="operator apply" bash tests/node/run.sh
+#   SCENARIOS="operator apply" bash tests/node/run.sh   (a subset; later ones need "apply")
 #   KEEP_NODE_LOGS=/tmp/node-logs bash tests/node/run.sh   (component and pod logs kept)
 #
 # Needs root, Debian's containerd/runc/conntrack/buildah/CNI plugins (scripts/setup.sh) and the
@@ -20,7 +26,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-SCENARIOS="${SCENARIOS:-operator apply autoscale}"
+SCENARIOS="${SCENARIOS:-operator apply rollout faults autoscale removal}"
 
 source "$HERE/lib/cluster.sh"
 source "$HERE/lib/images.sh"

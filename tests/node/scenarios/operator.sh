@@ -1,6 +1,7 @@
 # Scenario "operator": helm install of charts/switchyard runs the operator as pods from the
 # project's image. Two replicas: one takes the leader Lease and reports itself leader in its
-# metrics, the other stands by; deleting the leader's pod hands the Lease to the standby.
+# metrics, the other stands by; deleting the leader's pod hands the Lease over. Then helm
+# upgrade with changed values rolls the operator to one replica, which leads.
 # Leaves the release installed: the later scenarios use this operator.
 
 OPERATOR_NS=switchyard-system
@@ -15,6 +16,7 @@ leader_metric() {
 
 lease_holder() { jp lease switchyard -n "$OPERATOR_NS" '{.spec.holderIdentity}'; }
 lease_held() { [[ -n "$(lease_holder)" ]]; }
+lease_held_by() { [[ "$(lease_holder)" == "$1" ]]; }
 # lease_moved_from <pod>: held by a running pod other than <pod>.
 lease_moved_from() {
   local h
@@ -55,4 +57,16 @@ scenario_operator() {
   fi
   eventually "$holder reports switchyard_operator_leader 1" 60 leader_metric_is "$holder" 1
   eventually "the Deployment is back at 2 Ready operator pods" 180 pods_ready "$OPERATOR_NS" "$OPERATOR_SEL" 2
+
+  # helm upgrade with changed values: one replica, JSON logs at debug.
+  "$HELM" upgrade switchyard "$REPO/charts/switchyard" -n "$OPERATOR_NS" --reuse-values \
+    --set replicaCount=1 --set logLevel=debug --set logFormat=json --wait --timeout 5m >/dev/null ||
+    { dump "$OPERATOR_NS"; die "helm upgrade failed"; }
+  ok "helm upgrade (replicaCount 1, logLevel debug, logFormat json)"
+  eventually "1 operator pod Ready after the upgrade" 180 pods_ready "$OPERATOR_NS" "$OPERATOR_SEL" 1
+  local pod
+  pod="$(kubectl get pods -n "$OPERATOR_NS" -l "$OPERATOR_SEL" -o jsonpath='{.items[0].metadata.name}')"
+  expect_eq "RUST_LOG of the upgraded pod" debug "$(jp pod "$pod" -n "$OPERATOR_NS" '{.spec.containers[0].env[?(@.name=="RUST_LOG")].value}')"
+  eventually "the upgraded pod $pod holds the Lease" 120 lease_held_by "$pod"
+  eventually "$pod reports switchyard_operator_leader 1" 60 leader_metric_is "$pod" 1
 }
