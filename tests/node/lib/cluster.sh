@@ -102,6 +102,19 @@ stop() {
   done
 }
 
+# client_addresses <count> <var>: sets <var> to a comma-separated list of extra addresses of
+# the host on the bridge (.200 up, outside the pods' range) for clients that must look like
+# different machines to the Services' ClientIP affinity. They go with the bridge.
+client_addresses() {
+  local i a list=""
+  for ((i = 0; i < $1; i++)); do
+    a="${POD_CIDR%.*}.$((200 + i))"
+    ip addr show dev "$BRIDGE" | grep -q "inet $a/" || ip addr add "$a/32" dev "$BRIDGE"
+    list+="${list:+,}$a"
+  done
+  printf -v "$2" '%s' "$list"
+}
+
 # cluster_preflight: everything the node needs, with the command that installs what is missing.
 cluster_preflight() {
   [[ $EUID == 0 ]] || die "the node suite must run as root (it creates a bridge, iptables rules, mounts and cgroups)"
@@ -218,7 +231,7 @@ TOML
   "name": "$CNI_NET",
   "plugins": [
     {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GW", "rangeStart": "${POD_CIDR%.*}.10"}]],
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$POD_GW", "rangeStart": "${POD_CIDR%.*}.10", "rangeEnd": "${POD_CIDR%.*}.199"}]],
               "routes": [{"dst": "0.0.0.0/0"}], "dataDir": "$WORK/cni/ipam"}},
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]

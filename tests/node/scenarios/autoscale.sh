@@ -11,7 +11,9 @@ AS_MIN=1
 AS_MAX=3
 AS_TARGET=5      # connections per pod
 AS_FIRST=12      # held on the only pod: ceil(12/5) = 3 pods wanted
-AS_SECOND=6      # opened once 3 pods run: spread by the Service, some reach the new pods
+AS_SECOND=9      # opened once 3 pods run, from 9 client addresses: the Service's ClientIP
+                 # affinity places each address on a random pod, so the new pods get some
+                 # (all 9 on the old pod: (1/3)^9, 1 in 20000)
 
 # The adapter's config is the `rules.custom` list of the chart values users install
 # (monitoring/prometheus-adapter/values.yaml), moved up to the adapter's own `rules:` key.
@@ -69,12 +71,15 @@ metadata: {name: prometheus-adapter, namespace: monitoring}
 spec:
   ports: [{name: https, port: 443, targetPort: $ADAPTER_PORT}]
 ---
-apiVersion: v1
-kind: Endpoints
-metadata: {name: prometheus-adapter, namespace: monitoring}
-subsets:
-  - addresses: [{ip: $POD_GW}]
-    ports: [{name: https, port: $ADAPTER_PORT}]
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: prometheus-adapter-host
+  namespace: monitoring
+  labels: {kubernetes.io/service-name: prometheus-adapter}
+addressType: IPv4
+endpoints: [{addresses: ["$POD_GW"]}]
+ports: [{name: https, port: $ADAPTER_PORT, protocol: TCP}]
 ---
 apiVersion: apiregistration.k8s.io/v1
 kind: APIService
@@ -120,9 +125,10 @@ autoscaling_ready() {
   [[ "$(jp rtc scale -n "$AS_NS" '{.status.conditions[?(@.type=="AutoscalingReady")].status}')" == True ]]
 }
 
-# hold <name> <count> <url>: a background client holding connections; its output in $WORK/<name>.log.
+# hold <name> <count> <url> [sources]: a background client holding connections; its output in
+# $WORK/<name>.log.
 hold() {
-  N="$2" PREFIX="$1" SY_SECRET="$AS_SECRET" SY_URL="$3" setsid node "$HERE/clients/hold.mjs" >"$WORK/$1.log" 2>&1 </dev/null &
+  N="$2" PREFIX="$1" SY_SECRET="$AS_SECRET" SY_URL="$3" SOURCES="${4:-}" setsid node "$HERE/clients/hold.mjs" >"$WORK/$1.log" 2>&1 </dev/null &
   echo $! >"$WORK/pids/bg-$1"
 }
 release() { kill -TERM "$(cat "$WORK/pids/bg-$1")" 2>/dev/null; rm -f "$WORK/pids/bg-$1"; }
@@ -156,15 +162,19 @@ YAML
   svc="$(jp svc scale -n "$AS_NS" '{.spec.clusterIP}')"
   first_pod="$(kubectl get pods -n "$AS_NS" -l "$sel" -o jsonpath='{.items[0].metadata.name}')"
   hold first "$AS_FIRST" "http://$svc:3001"
-  eventually "$AS_FIRST connections held on $first_pod" 120 holding "$WORK/first.log" "$AS_FIRST"
+  eventually "$AS_FIRST connections held on $first_pod" 120 holding "$WORK/first.log" "$AS_FIRST" ||
+    { tail -5 "$WORK/first.log" >&2; die "connections not held"; }
   t0=$SECONDS
   eventually "the HPA scales to $AS_MAX Ready pods ($AS_FIRST connections, target $AS_TARGET per pod)" 300 \
     pods_ready "$AS_NS" "$sel" "$AS_MAX" || { dump "$AS_NS"; die "no scale-up"; }
   up_s=$((SECONDS - t0))
   eventually "kubectl get rtc scale: CONNECTIONS $AS_FIRST" 120 rtc_connections_is "$AS_FIRST"
 
-  hold second "$AS_SECOND" "http://$svc:3001"
-  eventually "$AS_SECOND more connections held" 120 holding "$WORK/second.log" "$AS_SECOND"
+  local sources
+  client_addresses "$AS_SECOND" sources
+  hold second "$AS_SECOND" "http://$svc:3001" "$sources"
+  eventually "$AS_SECOND more connections held" 120 holding "$WORK/second.log" "$AS_SECOND" ||
+    { tail -5 "$WORK/second.log" >&2; die "connections not held"; }
   local total=$((AS_FIRST + AS_SECOND))
   eventually "the custom metrics API counts all $total connections" 120 metric_total_is "$total"
   connections_by_pod | sed 's/^/  connections: /'
