@@ -13,6 +13,9 @@ PACKAGES=(
   python3-aiosmtpd  # a real SMTP server for the email channel
   openssl           # certificates for the Kubernetes control plane
   buildah podman runc # container images without a daemon
+  containerd        # the node suite's container runtime (CRI), started by tests/node/run.sh
+  containernetworking-plugins # the node's pod network (bridge, host-local, portmap)
+  conntrack iptables # kube-proxy's Service rules
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -24,7 +27,7 @@ if ((${#missing[@]})); then
   apt-get update -qq || true
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian starts these on install; the tests start their own on free ports.
-  for svc in redis-server nginx prometheus; do
+  for svc in redis-server nginx prometheus containerd; do
     (service "$svc" stop || true) >/dev/null 2>&1
   done
 fi

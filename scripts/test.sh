@@ -44,4 +44,7 @@ bash bench/run.sh --smoke
 step "container images: built FROM scratch with buildah, server run with podman"
 bash tests/containers/run.sh
 
+step "a real one-node Kubernetes: helm install, kubectl apply, autoscaling on connections (tests/node)"
+bash tests/node/run.sh
+
 step "all tests passed"

@@ -1,0 +1,49 @@
+// Shared helpers of the node suite's clients: the official socket.io-client from tests/js, HS256
+// tokens signed with the RealtimeCluster's JWT secret (SY_SECRET), acked calls.
+import { createHmac } from "node:crypto";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+const require = createRequire(fileURLToPath(new URL("../../js/package.json", import.meta.url)));
+export const { io } = require("socket.io-client");
+
+const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+
+/** An HS256 JWT for user `sub`, valid for an hour. */
+export function token(sub) {
+  const secret = process.env.SY_SECRET;
+  if (!secret) throw new Error("SY_SECRET is not set");
+  const now = Math.floor(Date.now() / 1000);
+  const body = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, name: sub, iat: now, exp: now + 3600 })}`;
+  return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
+}
+
+/** Connects user `sub` to `${url}/chat` over the given transports; rejects on connect_error. */
+export function connect(url, sub, transports, extra = {}) {
+  return new Promise((resolve, reject) => {
+    const s = io(`${url}/chat`, {
+      auth: { token: token(sub) }, transports, forceNew: true, reconnection: false, timeout: 30000, ...extra,
+    });
+    s.once("connect", () => resolve(s));
+    s.once("connect_error", (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); });
+  });
+}
+
+/** Emits an event with an ack and returns its `data`; a `{ ok: false }` ack rejects. */
+export function call(s, event, payload) {
+  return new Promise((resolve, reject) => {
+    s.timeout(30000).emit(event, payload, (err, res) => {
+      if (err) reject(new Error(`${event}: ${err.message}`));
+      else if (!res?.ok) reject(new Error(`${event}: ${JSON.stringify(res)}`));
+      else resolve(res.data);
+    });
+  });
+}
+
+/** The next `event` on socket `s`, or a rejection after `ms`. */
+export function next(s, event, ms = 30000) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no ${event} within ${ms} ms`)), ms);
+    s.once(event, (v) => { clearTimeout(t); resolve(v); });
+  });
+}

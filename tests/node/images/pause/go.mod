@@ -1,0 +1,3 @@
+module switchyard.dev/node-test/pause
+
+go 1.22

@@ -1,0 +1,3 @@
+module switchyard.dev/node-test/redis-server
+
+go 1.22
