@@ -78,12 +78,18 @@ impl Deliverer {
         };
         match &outcome {
             Outcome::Delivered => {}
-            Outcome::Retry(_) => {
+            Outcome::Retry(_) | Outcome::Throttled { .. } => {
                 span.record("error.type", "retry");
             }
             Outcome::Permanent(_) => {
                 span.record("error.type", "permanent");
             }
+        }
+        if let Outcome::Throttled { error, after } = outcome {
+            // The receiver is busy, the job is fine: not one of its attempts.
+            tracing::warn!(job = %job.id, ?after, %error, "delivery throttled; retrying");
+            self.metrics.job_retried(channel);
+            return Disposition::Retry { job, after };
         }
         job.attempts += 1;
         let (error, permanent) = match outcome {
@@ -99,6 +105,7 @@ impl Deliverer {
             }
             Outcome::Retry(error) => (error, false),
             Outcome::Permanent(error) => (error, true),
+            Outcome::Throttled { .. } => unreachable!("handled above"),
         };
         tracing::error!(job = %job.id, attempts = job.attempts, permanent, %error, "delivery failed; dead letter");
         self.metrics.job_dead_lettered(channel);

@@ -2,6 +2,7 @@
 //! whether to retry, and the browser channel's idempotency lives in the notification store.
 
 mod email;
+pub mod sms;
 mod webhook;
 
 use serde::{Deserialize, Serialize};
@@ -49,4 +50,12 @@ pub enum Outcome {
     Retry(String),
     /// Failed in a way that will not pass (other 4xx, SMTP 5xx): a dead letter at once.
     Permanent(String),
+    /// The receiver asked to slow down (SMPP throttling): attempted again after `after`,
+    /// without using one of the job's attempts.
+    Throttled {
+        /// The receiver's answer.
+        error: String,
+        /// When to try again.
+        after: std::time::Duration,
+    },
 }

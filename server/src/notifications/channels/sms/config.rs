@@ -1,0 +1,130 @@
+//! The SMPP settings (`SMPP_*`), flattened into the server's `Config`.
+
+use std::path::PathBuf;
+
+/// How the channel binds to the SMSC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BindMode {
+    /// Submits and receives receipts on one session.
+    Transceiver,
+    /// Submits only: no receipts reach this session (the SMSC may send them to a receiver
+    /// bind of the same account instead).
+    Transmitter,
+}
+
+/// The SMS channel over SMPP 3.4.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SmppConfig {
+    /// SMSC address `host:port`; setting it enables the `sms` channel.
+    #[arg(long, env = "SMPP_ADDRESS")]
+    pub smpp_address: Option<String>,
+
+    /// `system_id` of the bind (at most 15 characters).
+    #[arg(long, env = "SMPP_SYSTEM_ID")]
+    pub smpp_system_id: Option<String>,
+
+    /// Password of the bind (at most 8 characters); prefer `SMPP_PASSWORD_FILE`.
+    #[arg(long, env = "SMPP_PASSWORD", hide_env_values = true)]
+    pub smpp_password: Option<String>,
+
+    /// File holding the password (a mounted Secret); a trailing newline is ignored.
+    #[arg(long, env = "SMPP_PASSWORD_FILE")]
+    pub smpp_password_file: Option<PathBuf>,
+
+    /// `system_type` of the bind, when the SMSC wants one.
+    #[arg(long, env = "SMPP_SYSTEM_TYPE", default_value = "")]
+    pub smpp_system_type: String,
+
+    /// `transceiver` (receipts on the same session) or `transmitter`.
+    #[arg(long, env = "SMPP_BIND", value_enum, default_value = "transceiver")]
+    pub smpp_bind: BindMode,
+
+    /// The sender (`source_addr`): an E.164 number or an alphanumeric sender id of up to 11
+    /// characters.
+    #[arg(long, env = "SMPP_SOURCE_ADDR")]
+    pub smpp_source_addr: Option<String>,
+
+    /// `submit_sm` requests awaiting their answer at once, per process.
+    #[arg(long, env = "SMPP_WINDOW", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub smpp_window: u32,
+
+    /// Most concatenated parts of one message; a longer text fails its job.
+    #[arg(long, env = "SMPP_MAX_PARTS", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..=255))]
+    pub smpp_max_parts: u32,
+
+    /// Milliseconds between `enquire_link`s on an idle session.
+    #[arg(long, env = "SMPP_ENQUIRE_LINK_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub smpp_enquire_link_ms: u64,
+
+    /// Milliseconds to wait for any answer of the SMSC (and for a session when none is
+    /// bound) before the attempt is retried.
+    #[arg(long, env = "SMPP_RESPONSE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=300_000))]
+    pub smpp_response_timeout_ms: u64,
+
+    /// Longest pause between two connection attempts, in milliseconds (they start at
+    /// 250 ms and double).
+    #[arg(long, env = "SMPP_RECONNECT_MAX_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(250..=3_600_000))]
+    pub smpp_reconnect_max_ms: u64,
+
+    /// Milliseconds before a job refused with `ESME_RTHROTTLED` or `ESME_RMSGQFUL` is tried
+    /// again (such an answer uses none of the job's attempts).
+    #[arg(long, env = "SMPP_THROTTLE_DELAY_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub smpp_throttle_delay_ms: u64,
+}
+
+/// The validated credentials and sender.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// `host:port`.
+    pub address: String,
+    /// `system_id`.
+    pub system_id: String,
+    /// Password.
+    pub password: String,
+    /// `source_addr`.
+    pub source: String,
+}
+
+impl SmppConfig {
+    /// The account when `SMPP_ADDRESS` is set; the error names the setting.
+    pub fn account(&self) -> Result<Option<Account>, (&'static str, String)> {
+        let Some(address) = self.smpp_address.as_deref().map(str::trim).filter(|a| !a.is_empty()) else {
+            return Ok(None);
+        };
+        if address.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err()) {
+            return Err(("SMPP_ADDRESS", format!("{address:?} is not host:port")));
+        }
+        let system_id = self.smpp_system_id.clone().unwrap_or_default();
+        if system_id.is_empty() || system_id.len() > 15 || !system_id.is_ascii() {
+            return Err(("SMPP_SYSTEM_ID", "1 to 15 ASCII characters, required with SMPP_ADDRESS".into()));
+        }
+        let password = match (&self.smpp_password, &self.smpp_password_file) {
+            (Some(_), Some(_)) => {
+                return Err(("SMPP_PASSWORD_FILE", "set SMPP_PASSWORD or SMPP_PASSWORD_FILE, not both".into()));
+            }
+            (Some(password), None) => password.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| ("SMPP_PASSWORD_FILE", format!("cannot read {}: {e}", path.display())))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+            (None, None) => String::new(),
+        };
+        if password.len() > 8 || !password.is_ascii() {
+            return Err(("SMPP_PASSWORD", "at most 8 ASCII characters (SMPP 3.4)".into()));
+        }
+        if self.smpp_system_type.len() > 12 {
+            return Err(("SMPP_SYSTEM_TYPE", "at most 12 characters".into()));
+        }
+        let source = self.smpp_source_addr.clone().unwrap_or_default();
+        let numeric = source.strip_prefix('+').is_some_and(|d| super::phone::e164(&source).is_ok() && !d.is_empty());
+        let alphanumeric =
+            (1..=11).contains(&source.len()) && source.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' ');
+        if !numeric && !alphanumeric {
+            return Err((
+                "SMPP_SOURCE_ADDR",
+                "an E.164 number or 1 to 11 letters and digits, required with SMPP_ADDRESS".into(),
+            ));
+        }
+        Ok(Some(Account { address: address.to_owned(), system_id, password, source }))
+    }
+}
