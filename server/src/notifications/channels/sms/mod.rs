@@ -135,7 +135,7 @@ impl Sms {
     pub async fn deliver(&self, job_id: &str, to: &str, text: &str) -> Outcome {
         let outcome = self.submit(job_id, to, text).await;
         if let Outcome::Permanent(error) = &outcome {
-            self.deliveries.failed(job_id, error);
+            self.deliveries.failed(job_id, to, error);
         }
         outcome
     }

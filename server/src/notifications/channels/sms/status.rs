@@ -74,8 +74,9 @@ pub struct DeliveryStatus {
     pub job_id: String,
     /// Where it went (E.164).
     pub to: String,
-    /// `gsm7` or `ucs2`.
-    pub coding: &'static str,
+    /// `gsm7` or `ucs2`; absent when the text could not be encoded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coding: Option<&'static str>,
     /// Summary over the parts.
     pub state: DeliveryState,
     /// One entry per concatenated part.
@@ -120,6 +121,25 @@ pub struct Deliveries {
     on_outcome: OnOutcome,
 }
 
+impl Inner {
+    /// Adds or replaces a status, forgetting the oldest beyond [`KEPT`].
+    fn insert(&mut self, status: DeliveryStatus) {
+        let id = status.job_id.clone();
+        if self.jobs.insert(id.clone(), status).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > KEPT {
+            if let Some(old) = self.order.pop_front()
+                && let Some(gone) = self.jobs.remove(&old)
+            {
+                for id in gone.parts.iter().filter_map(|p| p.message_id.as_ref()) {
+                    self.messages.remove(id);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<String, DeliveryStatus>,
@@ -151,27 +171,15 @@ impl Deliveries {
             return status.parts.iter().map(|p| p.message_id.clone()).collect();
         }
         let fresh = Part { message_id: None, receipt: None, receipt_error: None };
-        let status = DeliveryStatus {
+        inner.insert(DeliveryStatus {
             job_id: job_id.to_owned(),
             to: to.to_owned(),
-            coding,
+            coding: Some(coding),
             state: DeliveryState::Submitting,
             parts: vec![fresh; parts],
             error: None,
             updated_at: now(),
-        };
-        if inner.jobs.insert(job_id.to_owned(), status).is_none() {
-            inner.order.push_back(job_id.to_owned());
-        }
-        while inner.order.len() > KEPT {
-            if let Some(old) = inner.order.pop_front()
-                && let Some(gone) = inner.jobs.remove(&old)
-            {
-                for id in gone.parts.iter().filter_map(|p| p.message_id.as_ref()) {
-                    inner.messages.remove(id);
-                }
-            }
-        }
+        });
         vec![None; parts]
     }
 
@@ -190,12 +198,24 @@ impl Deliveries {
         }
     }
 
-    /// `job_id` failed for good with `error`.
-    pub fn failed(&self, job_id: &str, error: &str) {
-        if let Some(status) = self.lock().jobs.get_mut(job_id) {
-            status.state = DeliveryState::Failed;
-            status.error = Some(error.to_owned());
-            status.updated_at = now();
+    /// `job_id` to `to` failed for good with `error` (also before any part was made).
+    pub fn failed(&self, job_id: &str, to: &str, error: &str) {
+        let mut inner = self.lock();
+        match inner.jobs.get_mut(job_id) {
+            Some(status) => {
+                status.state = DeliveryState::Failed;
+                status.error = Some(error.to_owned());
+                status.updated_at = now();
+            }
+            None => inner.insert(DeliveryStatus {
+                job_id: job_id.to_owned(),
+                to: to.to_owned(),
+                coding: None,
+                state: DeliveryState::Failed,
+                parts: Vec::new(),
+                error: Some(error.to_owned()),
+                updated_at: now(),
+            }),
         }
     }
 
@@ -272,7 +292,10 @@ mod tests {
         d.receipt(receipt("u1", ReceiptState::Undeliverable));
         assert_eq!(d.get("u").unwrap().state, DeliveryState::Undeliverable);
         assert_eq!(finals.load(Ordering::Relaxed), 3);
-        d.failed("u", "x");
+        d.failed("u", "+4915112345678", "x");
         assert_eq!(d.get("u").unwrap().error.as_deref(), Some("x"));
+        d.failed("v", "+49", "bad number");
+        let v = d.get("v").unwrap();
+        assert_eq!((v.state, v.coding, v.parts.len()), (DeliveryState::Failed, None, 0));
     }
 }
