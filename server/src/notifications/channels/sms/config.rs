@@ -128,3 +128,76 @@ impl SmppConfig {
         Ok(Some(Account { address: address.to_owned(), system_id, password, source }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        smpp: SmppConfig,
+    }
+
+    fn config(args: &[&str]) -> SmppConfig {
+        let mut argv = vec!["s"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().smpp
+    }
+
+    #[test]
+    fn the_channel_is_off_without_an_address_and_each_bad_setting_is_named() {
+        assert!(config(&[]).account().unwrap().is_none());
+        let ok = config(&["--smpp-address", "smsc:2775", "--smpp-system-id", "sy", "--smpp-source-addr", "Switchyard"]);
+        let a = ok.account().unwrap().unwrap();
+        assert_eq!((a.address.as_str(), a.system_id.as_str(), a.password.as_str()), ("smsc:2775", "sy", ""));
+        let with = |change: &dyn Fn(&mut SmppConfig)| {
+            let mut c = ok.clone();
+            change(&mut c);
+            c.account().unwrap_err()
+        };
+        let some = |v: &str| Some(v.to_owned());
+        assert_eq!(with(&|c| c.smpp_address = some("smsc")), ("SMPP_ADDRESS", "\"smsc\" is not host:port".into()));
+        assert_eq!(with(&|c| c.smpp_system_id = some("a-very-long-system-id")).0, "SMPP_SYSTEM_ID");
+        assert_eq!(
+            with(&|c| c.smpp_password = some("123456789")),
+            ("SMPP_PASSWORD", "at most 8 ASCII characters (SMPP 3.4)".into())
+        );
+        assert_eq!(with(&|c| c.smpp_source_addr = some("Much-too-long-sender")).0, "SMPP_SOURCE_ADDR");
+        assert_eq!(with(&|c| c.smpp_source_addr = some("+0123")).0, "SMPP_SOURCE_ADDR");
+        let err = with(&|c| c.smpp_password_file = Some("/nonexistent/smpp".into()));
+        assert_eq!(err.0, "SMPP_PASSWORD_FILE");
+        assert!(err.1.starts_with("cannot read /nonexistent/smpp: "), "{}", err.1);
+        assert_eq!(
+            with(&|c| {
+                c.smpp_password = some("x");
+                c.smpp_password_file = Some("/p".into());
+            }),
+            ("SMPP_PASSWORD_FILE", "set SMPP_PASSWORD or SMPP_PASSWORD_FILE, not both".into())
+        );
+    }
+
+    #[test]
+    fn the_password_file_loses_its_trailing_newline() {
+        let path = std::env::temp_dir().join(format!("smpp-password-{}", std::process::id()));
+        std::fs::write(&path, "s3cret\n").unwrap();
+        let file = path.to_str().unwrap();
+        let a = config(&[
+            "--smpp-address",
+            "127.0.0.1:2775",
+            "--smpp-system-id",
+            "sy",
+            "--smpp-source-addr",
+            "+4930123456",
+            "--smpp-password-file",
+            file,
+        ])
+        .account()
+        .unwrap()
+        .unwrap();
+        assert_eq!(a.password, "s3cret");
+        std::fs::remove_file(path).unwrap();
+    }
+}
