@@ -24,6 +24,8 @@
 //! | `switchyard_queue_jobs` | gauge | `state` (`queued`/`active`/`delayed`/`dead`) |
 //! | `switchyard_queue_job_retries_total` | counter | `channel` |
 //! | `switchyard_queue_dead_letters_total` | counter | `channel` |
+//! | `switchyard_notification_receipts_total` | counter | `channel`, `outcome` (`delivered`/`undeliverable`/`expired`) |
+//! | `switchyard_channel_ready` | gauge | `channel` (configured channels with a session: `sms`) |
 //! | `switchyard_redis_command_errors_total` | counter | |
 //! | `switchyard_redis_command_duration_seconds` | histogram | |
 //! | `switchyard_scheduling_lag_seconds` | histogram | |
@@ -70,7 +72,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// dashboard see a value before the first client arrives.
 const NAMESPACES: [&str; 2] = ["/chat", "/notifications"];
 /// Channels of the notification queue (pre-created at 0 for the same reason).
-const CHANNELS: [&str; 3] = ["browser", "webhook", "email"];
+const CHANNELS: [&str; 4] = ["browser", "webhook", "email", "sms"];
 /// Why an emit skipped a socket, in the order of [`Skipped`]'s fields.
 const SKIP_REASONS: [&str; 2] = ["queue_full", "closed"];
 
@@ -179,6 +181,12 @@ struct ChannelLabels {
     channel: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Counts local rooms and users at scrape time (see [`local_rooms_and_users`]).
@@ -209,6 +217,8 @@ struct Inner {
     queue_jobs: Family<StateLabels, Gauge>,
     retries: Family<ChannelLabels, Counter>,
     dead_letters: Family<ChannelLabels, Counter>,
+    receipts: Family<OutcomeLabels, Counter>,
+    channel_ready: Family<ChannelLabels, Gauge>,
     redis_errors: Counter,
     redis_duration: Histogram,
     scheduling_lag: Histogram,
@@ -239,6 +249,8 @@ impl Metrics {
             queue_jobs: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
+            receipts: Family::default(),
+            channel_ready: Family::default(),
             redis_errors: Counter::default(),
             redis_duration: Histogram::new(REDIS_BUCKETS),
             scheduling_lag: Histogram::new(LAG_BUCKETS),
@@ -268,6 +280,16 @@ impl Metrics {
         r.register("switchyard_queue_jobs", "Notification jobs by state", inner.queue_jobs.clone());
         r.register("switchyard_queue_job_retries", "Notification deliveries scheduled again", inner.retries.clone());
         r.register("switchyard_queue_dead_letters", "Notification jobs given up", inner.dead_letters.clone());
+        r.register(
+            "switchyard_notification_receipts",
+            "Final delivery receipts by channel and outcome",
+            inner.receipts.clone(),
+        );
+        r.register(
+            "switchyard_channel_ready",
+            "1 while the channel's session can send, else 0",
+            inner.channel_ready.clone(),
+        );
         r.register("switchyard_redis_command_errors", "Redis commands that failed", inner.redis_errors.clone());
         r.register(
             "switchyard_redis_command_duration_seconds",
@@ -386,6 +408,16 @@ impl Metrics {
     /// A job on `channel` was moved to the dead-letter list.
     pub fn job_dead_lettered(&self, channel: &'static str) {
         self.0.dead_letters.get_or_create(&ChannelLabels { channel }).inc();
+    }
+
+    /// A final delivery receipt on `channel` said `outcome`.
+    pub fn receipt(&self, channel: &'static str, outcome: &'static str) {
+        self.0.receipts.get_or_create(&OutcomeLabels { channel, outcome }).inc();
+    }
+
+    /// Whether `channel`'s session can send now.
+    pub fn set_channel_ready(&self, channel: &'static str, ready: bool) {
+        self.0.channel_ready.get_or_create(&ChannelLabels { channel }).set(i64::from(ready));
     }
 
     /// One Redis command (or publish) took `elapsed` and succeeded when `ok`.

@@ -30,6 +30,8 @@ pub fn routes() -> Router<AppState> {
         .route("/api/events", post(submit_event))
         .route("/api/admin/dead-letters", get(dead_letters))
         .route("/api/admin/dead-letters/{id}/retry", post(redrive))
+        .route("/api/admin/deliveries/{id}", get(delivery))
+        .route("/ready/sms", get(sms_ready))
 }
 
 /// A backend holding one of the `SERVICE_API_KEYS`, from `Authorization: Bearer <key>`.
@@ -108,7 +110,40 @@ async fn dead_letters(
             .filter(|n| (1..=super::MAX_DEAD_LETTER_PAGE).contains(n))
             .ok_or_else(|| ApiError::invalid(format!("limit: must be 1 to {}", super::MAX_DEAD_LETTER_PAGE)))?,
     };
-    Ok(Json(json!({ "deadLetters": app.notifications().dead_letters(limit).await? })))
+    let notifications = app.notifications();
+    let mut letters = serde_json::to_value(notifications.dead_letters(limit).await?).unwrap_or_default();
+    // An SMS job's dead letter shows what the SMSC said about its parts.
+    if let (Some(sms), Value::Array(letters)) = (notifications.sms(), &mut letters) {
+        for letter in letters {
+            if let Some(status) = letter["id"].as_str().and_then(|id| sms.status(id)) {
+                letter["delivery"] = json!(status);
+            }
+        }
+    }
+    Ok(Json(json!({ "deadLetters": letters })))
+}
+
+/// The delivery status of an SMS job (`GET /api/admin/deliveries/{jobId}`): its parts'
+/// message ids and receipts.
+async fn delivery(State(app): State<AppState>, _: Service, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    crate::protocol::check_id("id", &id)?;
+    let sms = app.notifications().sms().ok_or_else(|| ApiError::not_found("the sms channel is not configured"))?;
+    let status = sms.status(&id).ok_or_else(|| ApiError::not_found("no SMS delivery with this job id on this node"))?;
+    Ok(Json(json!(status)))
+}
+
+/// The sms channel's readiness: 200 while its SMPP session is bound, else 503 with the
+/// reason (a refused bind names the SMSC's status).
+async fn sms_ready(State(app): State<AppState>) -> Response {
+    match app.notifications().sms() {
+        None => (StatusCode::NOT_FOUND, Json(json!({ "status": "off", "error": "SMPP_ADDRESS is not set" })))
+            .into_response(),
+        Some(sms) => {
+            let readiness = sms.readiness();
+            let code = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            (code, Json(json!(readiness))).into_response()
+        }
+    }
 }
 
 async fn redrive(State(app): State<AppState>, _: Service, Path(id): Path<String>) -> ApiResult<Response> {

@@ -34,8 +34,8 @@ use crate::error::{ApiError, ApiResult, ErrorCode};
 use crate::metrics::{JobState, Metrics};
 use crate::protocol::{check_id, json_size};
 use crate::store::{StoreResult, now_rfc3339};
-use channels::{Channel, Email, Webhook};
-use queue::{DeadLetter, EmailMessage, Job, JobQueue, Workers};
+use channels::{Channel, Email, Sms, Webhook};
+use queue::{DeadLetter, EmailMessage, Job, JobQueue, SmsMessage, Workers};
 use rules::{Rules, check_name, configured};
 use service_keys::ServiceKeys;
 use store::{ListQuery, Marking, Notification, NotificationStore};
@@ -73,6 +73,7 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError { setting: "WEBHOOK_URL", reason: "must be an http(s) URL".into() });
     }
     channels::email_sender(&config.smtp).map_err(|reason| ConfigError { setting: "SMTP_FROM", reason })?;
+    channels::sms::check(&config.smpp).map_err(|(setting, reason)| ConfigError { setting, reason })?;
     if config.queue.queue_backoff_max_ms < config.queue.queue_backoff_base_ms {
         return Err(ConfigError {
             setting: "QUEUE_BACKOFF_MAX_MS",
@@ -240,6 +241,7 @@ pub struct Notifications {
     inbox: Arc<Inbox>,
     rules: Rules,
     queue: Arc<dyn JobQueue>,
+    sms: Option<Arc<Sms>>,
     keys: ServiceKeys,
     max_data_bytes: u64,
     workers: Mutex<Option<Workers>>,
@@ -259,9 +261,13 @@ impl Notifications {
         let inbox = Arc::new(Inbox::new(store, emitter));
         let webhook = Webhook::new(&config.webhook)?;
         let email = Email::new(&config.smtp)?;
-        let deliverer = Arc::new(Deliverer::new(inbox.clone(), webhook, email, &config.queue, metrics.clone()));
+        let receipts = metrics.clone();
+        let on_outcome = Box::new(move |state: channels::sms::DeliveryState| receipts.receipt("sms", state.as_str()));
+        let sms = Sms::start(&config.smpp, on_outcome)?.map(Arc::new);
+        let deliverer =
+            Arc::new(Deliverer::new(inbox.clone(), webhook, email, sms.clone(), &config.queue, metrics.clone()));
         let workers = queue.start(deliverer.clone(), &config.queue);
-        let gauges = tokio::spawn(update_gauges(queue.clone(), deliverer, metrics));
+        let gauges = tokio::spawn(update_gauges(queue.clone(), deliverer, sms.clone(), metrics));
         let keys = ServiceKeys::new(&config.notifications.service_api_keys);
         if keys.is_empty() {
             tracing::warn!("no SERVICE_API_KEYS: POST /api/events and the dead-letter routes answer 403");
@@ -271,6 +277,7 @@ impl Notifications {
             inbox,
             rules,
             queue,
+            sms,
             keys,
             max_data_bytes: config.notifications.max_event_data_bytes,
             workers: Mutex::new(Some(workers)),
@@ -281,6 +288,11 @@ impl Notifications {
     /// The per-user lists.
     pub fn inbox(&self) -> &Inbox {
         &self.inbox
+    }
+
+    /// The SMS channel, when configured.
+    pub fn sms(&self) -> Option<&Sms> {
+        self.sms.as_deref()
     }
 
     /// The backend credential.
@@ -350,6 +362,10 @@ impl Notifications {
                         }
                         _ => None,
                     },
+                    sms: match (&rendered.sms, channel) {
+                        (Some((to, text)), Channel::Sms) => Some(SmsMessage { to: to.clone(), text: text.clone() }),
+                        _ => None,
+                    },
                     attempts: 0,
                     redrives: 0,
                     traceparent: traceparent.clone(),
@@ -385,11 +401,14 @@ impl Notifications {
     }
 }
 
-/// Refreshes `switchyard_queue_jobs` every [`GAUGE_INTERVAL`].
-async fn update_gauges(queue: Arc<dyn JobQueue>, deliverer: Arc<Deliverer>, metrics: Metrics) {
+/// Refreshes `switchyard_queue_jobs` and `switchyard_channel_ready` every [`GAUGE_INTERVAL`].
+async fn update_gauges(queue: Arc<dyn JobQueue>, deliverer: Arc<Deliverer>, sms: Option<Arc<Sms>>, metrics: Metrics) {
     let mut tick = tokio::time::interval(GAUGE_INTERVAL);
     loop {
         tick.tick().await;
+        if let Some(sms) = &sms {
+            metrics.set_channel_ready("sms", sms.readiness().ready);
+        }
         metrics.set_queue_jobs(JobState::Active, deliverer.active());
         match queue.counts().await {
             Ok(counts) => {

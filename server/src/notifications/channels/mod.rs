@@ -8,6 +8,7 @@ mod webhook;
 use serde::{Deserialize, Serialize};
 
 pub use email::{Email, sender as email_sender};
+pub use sms::Sms;
 pub use webhook::{Webhook, signature};
 
 /// Where a notification goes.
@@ -20,11 +21,13 @@ pub enum Channel {
     Webhook,
     /// Sent over SMTP.
     Email,
+    /// Sent over SMPP.
+    Sms,
 }
 
 impl Channel {
     /// Every channel, in index order.
-    pub const ALL: [Channel; 3] = [Channel::Browser, Channel::Webhook, Channel::Email];
+    pub const ALL: [Channel; 4] = [Channel::Browser, Channel::Webhook, Channel::Email, Channel::Sms];
 
     /// The wire name (`browser`, ...), also used in job ids and queue names.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Channel {
             Channel::Browser => "browser",
             Channel::Webhook => "webhook",
             Channel::Email => "email",
+            Channel::Sms => "sms",
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Job {
     /// Recipient and subject of the email channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailMessage>,
+    /// Recipient and text of the sms channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsMessage>,
     /// Attempts made so far.
     pub attempts: u32,
     /// Times re-driven from the dead letters (keeps the retry keys of each round apart).
@@ -64,6 +67,15 @@ pub struct EmailMessage {
     pub to: String,
     /// Subject line.
     pub subject: String,
+}
+
+/// Recipient and text of an SMS job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsMessage {
+    /// The number as the rule rendered it (checked for E.164 when delivered).
+    pub to: String,
+    /// The text.
+    pub text: String,
 }
 
 /// A job that will not be attempted again until someone re-drives it.
