@@ -15,7 +15,6 @@ mod session;
 mod status;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use rusmpp::CommandStatus;
@@ -23,6 +22,7 @@ use rusmpp::pdus::SubmitSm;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{EsmClass, Npi, RegisteredDelivery, ServiceType, Ton};
 use rusmppc::error::Error as SmppError;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -56,8 +56,6 @@ pub struct Sms {
     max_parts: usize,
     response_timeout: Duration,
     throttle_delay: Duration,
-    /// Concatenation reference of the next long message.
-    reference: AtomicU8,
     session: JoinHandle<()>,
 }
 
@@ -111,7 +109,6 @@ impl Sms {
             max_parts: config.smpp_max_parts as usize,
             response_timeout,
             throttle_delay: Duration::from_millis(config.smpp_throttle_delay_ms),
-            reference: AtomicU8::new(rand::random()),
             session,
         }))
     }
@@ -145,7 +142,9 @@ impl Sms {
             Ok(digits) => digits,
             Err(e) => return Outcome::Permanent(e),
         };
-        let reference = self.reference.fetch_add(1, Ordering::Relaxed);
+        // The same on every attempt and node, so that parts sent by a retry join the parts an
+        // earlier attempt had sent.
+        let reference = Sha256::digest(job_id.as_bytes())[0];
         let encoded = match encoding::encode(text, self.max_parts, reference) {
             Ok(encoded) => encoded,
             Err(e) => return Outcome::Permanent(e.to_string()),
