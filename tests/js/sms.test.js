@@ -21,7 +21,7 @@ const PASSWORD = "s3cret";
  * their UDH order); `submits` counts submit_sm per text, so a message sent twice shows.
  */
 function startSmsc(port) {
-  const smsc = { messages: [], submits: new Map(), binds: 0, refusedBinds: 0, sessions: new Set(), throttled: new Map() };
+  const smsc = { messages: [], submits: new Map(), partSubmits: new Map(), binds: 0, refusedBinds: 0, sessions: new Set(), throttled: new Map() };
   const partial = new Map();
   let nextId = 1;
   const receipt = (session, pdu, id, text) => {
@@ -74,6 +74,7 @@ function startSmsc(port) {
       }
       const id = `m${nextId++}`;
       session.send(pdu.response({ message_id: id }));
+      smsc.partSubmits.set(message, (smsc.partSubmits.get(message) || 0) + 1);
       let text = message;
       let done = true;
       if (concat) {
@@ -254,6 +255,17 @@ test("ESME_RTHROTTLED and ESME_RMSGQFUL answers are retried later without using 
   assert.equal(arrived(full).length, 1);
   const letters = (await http(server.url, "GET", "/api/admin/dead-letters", { token: KEY })).body.deadLetters;
   assert.ok(!letters.some((d) => jobs.includes(d.id)), "no dead letter");
+});
+
+test("a throttled part of a long text is sent again alone, under the same UDH reference", async () => {
+  const first = "a".repeat(153);
+  const text = `${first}then the second part THROTTLE1 arrives later`;
+  const job = await send(text);
+  const done = await settled(job, "delivered");
+  assert.equal(done.parts.length, 2);
+  assert.equal(smsc.throttled.get("THROTTLE1"), 1);
+  assert.equal(smsc.partSubmits.get(first), 1, "the accepted first part is not submitted again");
+  assert.equal(arrived(text).length, 1, "both parts joined under one reference");
 });
 
 test("a dropped SMSC connection is reconnected and the jobs queued meanwhile go out once each", async () => {
