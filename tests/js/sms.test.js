@@ -190,6 +190,11 @@ test("GSM 03.38 text arrives as sent, bound as SMPP 3.4 with the secret file's p
   assert.equal(message.to, "4915112345678");
   assert.equal(message.from, "Switchyard");
   assert.equal(smsc.lastBind.interface_version, 0x34);
+  const missing = await status("no-such-event.text.sms");
+  assert.equal(missing.status, 404);
+  assert.match(JSON.stringify(missing.body), /no SMS delivery with this job id on this node/);
+  const anonymous = await http(server.url, "GET", `/api/admin/deliveries/${job}`);
+  assert.equal(anonymous.status, 401, "the status route needs the service key");
   const metrics = await (await fetch(server.url + "/metrics")).text();
   assert.match(metrics, /switchyard_notification_receipts_total\{[^}]*channel="sms",outcome="delivered"\} [1-9]/);
   // The gauge is refreshed on a timer.
