@@ -223,7 +223,7 @@ test("long texts are concatenated: 153 septets or 67 UCS-2 characters a part, re
   assert.equal(arrived(ucs)[0].parts, 3);
 });
 
-test("undeliverable and expired receipts are recorded on the status and in the metrics", async () => {
+test("undeliverable and expired receipts are recorded on the status and in the metrics, and make dead letters", async () => {
   const undeliverable = await send("this one is UNDELIV");
   const expired = await send("this one will EXPIRE");
   await settled(undeliverable, "undeliverable");
@@ -232,6 +232,15 @@ test("undeliverable and expired receipts are recorded on the status and in the m
   const metrics = await (await fetch(server.url + "/metrics")).text();
   assert.match(metrics, /switchyard_notification_receipts_total\{[^}]*channel="sms",outcome="undeliverable"\} 1/);
   assert.match(metrics, /switchyard_notification_receipts_total\{[^}]*channel="sms",outcome="expired"\} 1/);
+  const letter = await deadLetter(undeliverable);
+  assert.equal(letter.error, "the SMSC's delivery receipt says undeliverable");
+  assert.equal(letter.permanent, true);
+  assert.equal(letter.delivery.state, "undeliverable");
+  assert.equal((await deadLetter(expired)).error, "the SMSC's delivery receipt says expired");
+  // Re-driven, it is sent again.
+  const redrive = await http(server.url, "POST", `/api/admin/dead-letters/${encodeURIComponent(undeliverable)}/retry`, { token: KEY });
+  assert.equal(redrive.status, 202, JSON.stringify(redrive.body));
+  await until("the re-driven SMS", async () => smsc.submits.get("this one is UNDELIV") === 2);
 });
 
 test("a bad number and a text past SMPP_MAX_PARTS fail their job at once with a clear error", async () => {

@@ -261,8 +261,7 @@ impl Notifications {
         let inbox = Arc::new(Inbox::new(store, emitter));
         let webhook = Webhook::new(&config.webhook)?;
         let email = Email::new(&config.smtp)?;
-        let receipts = metrics.clone();
-        let on_outcome = Box::new(move |state: channels::sms::DeliveryState| receipts.receipt("sms", state.as_str()));
+        let on_outcome = receipt_outcome(queue.clone(), metrics.clone());
         let sms = Sms::start(&config.smpp, on_outcome)?.map(Arc::new);
         let deliverer =
             Arc::new(Deliverer::new(inbox.clone(), webhook, email, sms.clone(), &config.queue, metrics.clone()));
@@ -399,6 +398,40 @@ impl Notifications {
             tracing::info!("notification workers stopped");
         }
     }
+}
+
+/// What a final SMS receipt does: counted by outcome, and a job whose receipt says it will
+/// not arrive becomes a dead letter (permanent), so it shows and can be re-driven.
+fn receipt_outcome(queue: Arc<dyn JobQueue>, metrics: Metrics) -> channels::sms::OnOutcome {
+    use channels::sms::DeliveryState;
+    Box::new(move |status| {
+        metrics.receipt("sms", status.state.as_str());
+        if !matches!(status.state, DeliveryState::Undeliverable | DeliveryState::Expired) {
+            return;
+        }
+        let Ok(mut job) = serde_json::from_value::<Job>(status.context.clone()) else { return };
+        job.attempts += 1;
+        let codes: Vec<_> = status.parts.iter().filter_map(|p| p.receipt_error.as_deref()).collect();
+        let error = match codes.as_slice() {
+            [] => format!("the SMSC's delivery receipt says {}", status.state.as_str()),
+            codes => format!("the SMSC's delivery receipt says {} (err:{})", status.state.as_str(), codes.join(",")),
+        };
+        let dead = DeadLetter {
+            id: job.id.clone(),
+            error,
+            permanent: true,
+            attempts: job.attempts,
+            failed_at: now_rfc3339(),
+            job,
+        };
+        let (queue, metrics) = (queue.clone(), metrics.clone());
+        tokio::spawn(async move {
+            match queue.add_dead_letter(dead).await {
+                Ok(()) => metrics.job_dead_lettered("sms"),
+                Err(e) => tracing::error!(error = %e, "cannot store the dead letter of an undelivered SMS"),
+            }
+        });
+    })
 }
 
 /// Refreshes `switchyard_queue_jobs` and `switchyard_channel_ready` every [`GAUGE_INTERVAL`].

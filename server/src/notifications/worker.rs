@@ -141,7 +141,12 @@ impl Deliverer {
                 None => Outcome::Permanent("the email channel is not configured".into()),
             },
             Channel::Sms => match (&self.sms, &job.sms) {
-                (Some(sms), Some(message)) => sms.deliver(&job.id, &message.to, &message.text).await,
+                (Some(sms), Some(message)) => {
+                    // The job comes back with its receipt, to become a dead letter if it says
+                    // the message will not arrive.
+                    let context = serde_json::to_value(job).unwrap_or_default();
+                    sms.deliver(&job.id, &message.to, &message.text, context).await
+                }
                 (None, _) => Outcome::Permanent("the sms channel is not configured".into()),
                 (_, None) => Outcome::Permanent("job has no sms recipient".into()),
             },

@@ -197,6 +197,11 @@ impl JobQueue for MemoryQueue {
         Ok(Some(job))
     }
 
+    async fn add_dead_letter(&self, dead: DeadLetter) -> StoreResult<()> {
+        self.bury(dead);
+        Ok(())
+    }
+
     async fn counts(&self) -> StoreResult<Counts> {
         let now = Instant::now();
         let state = self.lock();

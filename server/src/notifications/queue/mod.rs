@@ -169,6 +169,10 @@ pub trait JobQueue: Send + Sync + 'static {
     /// such dead letter exists.
     async fn redrive(&self, id: &str) -> StoreResult<Option<Job>>;
 
+    /// Adds a dead letter for a job the queue had finished (an SMS whose receipt says it
+    /// never arrived), so it can be listed and re-driven.
+    async fn add_dead_letter(&self, dead: DeadLetter) -> StoreResult<()>;
+
     /// Current counts. With Redis they are queue-wide, so every node reports the same.
     async fn counts(&self) -> StoreResult<Counts>;
 

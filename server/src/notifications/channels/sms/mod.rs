@@ -128,16 +128,16 @@ impl Sms {
     }
 
     /// One attempt of job `job_id`: `text` to `to`. Parts accepted by an earlier attempt
-    /// are not submitted again.
-    pub async fn deliver(&self, job_id: &str, to: &str, text: &str) -> Outcome {
-        let outcome = self.submit(job_id, to, text).await;
+    /// are not submitted again. `context` comes back with the job's final receipt outcome.
+    pub async fn deliver(&self, job_id: &str, to: &str, text: &str, context: serde_json::Value) -> Outcome {
+        let outcome = self.submit(job_id, to, text, context).await;
         if let Outcome::Permanent(error) = &outcome {
             self.deliveries.failed(job_id, to, error);
         }
         outcome
     }
 
-    async fn submit(&self, job_id: &str, to: &str, text: &str) -> Outcome {
+    async fn submit(&self, job_id: &str, to: &str, text: &str, context: serde_json::Value) -> Outcome {
         let destination = match phone::e164(to) {
             Ok(digits) => digits,
             Err(e) => return Outcome::Permanent(e),
@@ -149,7 +149,7 @@ impl Sms {
             Ok(encoded) => encoded,
             Err(e) => return Outcome::Permanent(e.to_string()),
         };
-        let accepted = self.deliveries.begin(job_id, to, encoded.coding.as_str(), encoded.parts.len());
+        let accepted = self.deliveries.begin(job_id, to, encoded.coding.as_str(), encoded.parts.len(), context);
         let client = match self.bound().await {
             Ok(client) => client,
             Err(e) => return Outcome::Retry(e),

@@ -84,6 +84,9 @@ pub struct DeliveryStatus {
     /// Why it failed, when it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the caller gave with the job, handed back with its outcome.
+    #[serde(skip)]
+    pub context: serde_json::Value,
     /// RFC 3339 UTC of the last change.
     pub updated_at: String,
 }
@@ -112,8 +115,8 @@ fn now() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-/// Called once per job when it reaches a final state from a receipt.
-pub type OnOutcome = Box<dyn Fn(DeliveryState) + Send + Sync>;
+/// Called once per job when a receipt brings it to a final state.
+pub type OnOutcome = Box<dyn Fn(&DeliveryStatus) + Send + Sync>;
 
 /// Every SMS job's status in this process.
 pub struct Deliveries {
@@ -162,11 +165,20 @@ impl Deliveries {
     }
 
     /// Starts (or resumes) job `job_id` of `parts` parts; returns the message ids of the
-    /// parts accepted by an earlier attempt, which must not be submitted again.
-    pub fn begin(&self, job_id: &str, to: &str, coding: &'static str, parts: usize) -> Vec<Option<String>> {
+    /// parts accepted by an earlier attempt, which must not be submitted again. A job that
+    /// had reached a final state (a re-driven dead letter) starts afresh.
+    pub fn begin(
+        &self,
+        job_id: &str,
+        to: &str,
+        coding: &'static str,
+        parts: usize,
+        context: serde_json::Value,
+    ) -> Vec<Option<String>> {
         let mut inner = self.lock();
         if let Some(status) = inner.jobs.get(job_id)
             && status.parts.len() == parts
+            && !status.state.is_final()
         {
             return status.parts.iter().map(|p| p.message_id.clone()).collect();
         }
@@ -178,6 +190,7 @@ impl Deliveries {
             state: DeliveryState::Submitting,
             parts: vec![fresh; parts],
             error: None,
+            context,
             updated_at: now(),
         });
         vec![None; parts]
@@ -214,6 +227,7 @@ impl Deliveries {
                 state: DeliveryState::Failed,
                 parts: Vec::new(),
                 error: Some(error.to_owned()),
+                context: serde_json::Value::Null,
                 updated_at: now(),
             }),
         }
@@ -236,10 +250,10 @@ impl Deliveries {
             part.receipt_error = receipt.error;
         }
         status.summarise();
-        let after = status.state;
+        let settled = (status.state != before && status.state.is_final()).then(|| status.clone());
         drop(inner);
-        if after != before && after.is_final() {
-            (self.on_outcome)(after);
+        if let Some(status) = settled {
+            (self.on_outcome)(&status);
         }
         Some(job_id)
     }
@@ -255,6 +269,8 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use serde_json::Value;
+
     use super::*;
 
     fn receipt(id: &str, state: ReceiptState) -> Receipt {
@@ -268,10 +284,10 @@ mod tests {
         let d = Deliveries::new(Box::new(move |_| {
             counted.fetch_add(1, Ordering::Relaxed);
         }));
-        assert_eq!(d.begin("j", "+4915112345678", "gsm7", 2), [None, None]);
+        assert_eq!(d.begin("j", "+4915112345678", "gsm7", 2, Value::Null), [None, None]);
         d.accepted("j", 0, "m0");
         assert_eq!(d.get("j").unwrap().state, DeliveryState::Submitting);
-        assert_eq!(d.begin("j", "+4915112345678", "gsm7", 2), [Some("m0".into()), None]);
+        assert_eq!(d.begin("j", "+4915112345678", "gsm7", 2, Value::Null), [Some("m0".into()), None]);
         // The receipt of part 1 overtakes its submit_sm_resp.
         assert_eq!(d.receipt(receipt("m1", ReceiptState::Delivered)), None);
         d.accepted("j", 1, "m1");
@@ -282,16 +298,17 @@ mod tests {
         assert_eq!(d.get("j").unwrap().state, DeliveryState::Delivered);
         assert_eq!(finals.load(Ordering::Relaxed), 1);
 
-        d.begin("k", "+4915112345678", "ucs2", 1);
+        d.begin("k", "+4915112345678", "ucs2", 1, Value::Null);
         d.accepted("k", 0, "n0");
         d.receipt(receipt("n0", ReceiptState::Expired));
         assert_eq!(d.get("k").unwrap().state, DeliveryState::Expired);
-        d.begin("u", "+4915112345678", "ucs2", 2);
+        d.begin("u", "+4915112345678", "ucs2", 2, Value::Null);
         d.accepted("u", 0, "u0");
         d.accepted("u", 1, "u1");
         d.receipt(receipt("u1", ReceiptState::Undeliverable));
         assert_eq!(d.get("u").unwrap().state, DeliveryState::Undeliverable);
         assert_eq!(finals.load(Ordering::Relaxed), 3);
+        assert_eq!(d.begin("u", "+4915112345678", "ucs2", 2, Value::Null), [None, None], "a final job starts afresh");
         d.failed("u", "+4915112345678", "x");
         assert_eq!(d.get("u").unwrap().error.as_deref(), Some("x"));
         d.failed("v", "+49", "bad number");
