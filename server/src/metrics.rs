@@ -24,6 +24,8 @@
 //! | `switchyard_queue_jobs` | gauge | `state` (`queued`/`active`/`delayed`/`dead`) |
 //! | `switchyard_queue_job_retries_total` | counter | `channel` |
 //! | `switchyard_queue_dead_letters_total` | counter | `channel` |
+//! | `switchyard_notification_receipts_total` | counter | `channel`, `outcome` (`delivered`/`undeliverable`/`expired`) |
+//! | `switchyard_channel_ready` | gauge | `channel` (configured channels with a session: `sms`) |
 //! | `switchyard_redis_command_errors_total` | counter | |
 //! | `switchyard_redis_command_duration_seconds` | histogram | |
 //! | `switchyard_scheduling_lag_seconds` | histogram | |
@@ -39,12 +41,14 @@
 //! - the notification queue: [`Metrics::set_queue_jobs`] with the current count per
 //!   [`JobState`] (call it whenever the counts change or on a timer), [`Metrics::job_retried`]
 //!   and [`Metrics::job_dead_lettered`] with the channel name.
+//! - the sms channel: [`Metrics::receipt`] for each final delivery receipt and
+//!   [`Metrics::set_channel_ready`] for its session (done by `notifications`).
 //! - Redis: [`Metrics::redis_command`] with the elapsed time and whether the command
 //!   succeeded, for every command or pub/sub publish.
 //! - the runtime: [`Metrics::scheduling_lag`], from the load-shedding probe (`chat::overload`).
 //!
 //! Channels are `&'static str` on purpose: pass the channel's fixed name (`browser`,
-//! `webhook`, `email`), never something built from input.
+//! `webhook`, `email`, `sms`), never something built from input.
 
 use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
@@ -70,7 +74,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// `_total`, histograms by their `_bucket` series): what the dashboard, the alert rules and
 /// the operator may query. The one list: the operator's dashboard test reads it too, and a
 /// test here checks it against what [`Metrics::encode`] exports.
-pub const CONTRACT: [&str; 19] = [
+pub const CONTRACT: [&str; 21] = [
     "socket_active_connections",
     "socket_connections_total",
     "socket_disconnects_total",
@@ -87,6 +91,8 @@ pub const CONTRACT: [&str; 19] = [
     "switchyard_queue_jobs",
     "switchyard_queue_job_retries_total",
     "switchyard_queue_dead_letters_total",
+    "switchyard_notification_receipts_total",
+    "switchyard_channel_ready",
     "switchyard_redis_command_errors_total",
     "switchyard_redis_command_duration_seconds_bucket",
     "switchyard_scheduling_lag_seconds_bucket",
@@ -94,9 +100,11 @@ pub const CONTRACT: [&str; 19] = [
 
 /// Channels of the notification queue, pre-created at 0 like the namespaces' connection
 /// series, so the autoscaler and the dashboard see a value before the first client arrives.
-const CHANNELS: [&str; 3] = ["browser", "webhook", "email"];
+const CHANNELS: [&str; 4] = ["browser", "webhook", "email", "sms"];
 /// Why an emit skipped a socket, in the order of [`Metrics::skipped`]'s arguments.
 const SKIP_REASONS: [&str; 2] = ["queue_full", "closed"];
+/// Final SMS receipt outcomes, pre-created at 0 so a rate over them has data from the start.
+const RECEIPT_OUTCOMES: [&str; 3] = ["delivered", "undeliverable", "expired"];
 
 /// Seconds; from a fast in-memory event to a slow Redis round trip.
 const DURATION_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -203,6 +211,12 @@ struct ChannelLabels {
     channel: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Counts local rooms and users at scrape time (see [`local_rooms_and_users`]).
@@ -233,6 +247,8 @@ struct Inner {
     queue_jobs: Family<StateLabels, Gauge>,
     retries: Family<ChannelLabels, Counter>,
     dead_letters: Family<ChannelLabels, Counter>,
+    receipts: Family<OutcomeLabels, Counter>,
+    channel_ready: Family<ChannelLabels, Gauge>,
     redis_errors: Counter,
     redis_duration: Histogram,
     scheduling_lag: Histogram,
@@ -263,6 +279,8 @@ impl Metrics {
             queue_jobs: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
+            receipts: Family::default(),
+            channel_ready: Family::default(),
             redis_errors: Counter::default(),
             redis_duration: Histogram::new(REDIS_BUCKETS),
             scheduling_lag: Histogram::new(LAG_BUCKETS),
@@ -292,6 +310,16 @@ impl Metrics {
         r.register("switchyard_queue_jobs", "Notification jobs by state", inner.queue_jobs.clone());
         r.register("switchyard_queue_job_retries", "Notification deliveries scheduled again", inner.retries.clone());
         r.register("switchyard_queue_dead_letters", "Notification jobs given up", inner.dead_letters.clone());
+        r.register(
+            "switchyard_notification_receipts",
+            "Final delivery receipts by channel and outcome",
+            inner.receipts.clone(),
+        );
+        r.register(
+            "switchyard_channel_ready",
+            "1 while the channel's session can send, else 0",
+            inner.channel_ready.clone(),
+        );
         r.register("switchyard_redis_command_errors", "Redis commands that failed", inner.redis_errors.clone());
         r.register(
             "switchyard_redis_command_duration_seconds",
@@ -324,6 +352,9 @@ impl Metrics {
         for channel in CHANNELS {
             let _ = inner.retries.get_or_create(&ChannelLabels { channel });
             let _ = inner.dead_letters.get_or_create(&ChannelLabels { channel });
+        }
+        for outcome in RECEIPT_OUTCOMES {
+            let _ = inner.receipts.get_or_create(&OutcomeLabels { channel: "sms", outcome });
         }
         Self(Arc::new(Inner { registry: r, ..inner }))
     }
@@ -413,6 +444,16 @@ impl Metrics {
         self.0.dead_letters.get_or_create(&ChannelLabels { channel }).inc();
     }
 
+    /// A final delivery receipt on `channel` said `outcome`.
+    pub fn receipt(&self, channel: &'static str, outcome: &'static str) {
+        self.0.receipts.get_or_create(&OutcomeLabels { channel, outcome }).inc();
+    }
+
+    /// Whether `channel`'s session can send now.
+    pub fn set_channel_ready(&self, channel: &'static str, ready: bool) {
+        self.0.channel_ready.get_or_create(&ChannelLabels { channel }).set(i64::from(ready));
+    }
+
     /// One Redis command (or publish) took `elapsed` and succeeded when `ok`.
     pub fn redis_command(&self, elapsed: Duration, ok: bool) {
         self.0.redis_duration.observe(elapsed.as_secs_f64());
@@ -454,6 +495,7 @@ mod tests {
         m.inbound("/chat", "sendMessage", 1);
         m.handled("/chat", "sendMessage", Duration::from_millis(1), None);
         m.disconnected("/chat", DisconnectReason::TransportClose);
+        m.set_channel_ready("sms", true);
         let text = m.encode(true);
         let exported: std::collections::BTreeSet<String> = text
             .lines()
@@ -479,6 +521,7 @@ mod tests {
         m.gone("/chat");
         m.redis_command(Duration::from_micros(300), false);
         m.skipped("/chat", 1, 0);
+        m.set_channel_ready("sms", false);
         let text = m.encode(true);
         for name in CONTRACT {
             let line = text.lines().find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));
@@ -511,6 +554,11 @@ mod tests {
             assert!(text.contains(&format!(r#"socket_auth_events_total{{environment="e",status="{status}"}} 0"#)));
         }
         assert!(text.contains(r#"switchyard_queue_dead_letters_total{environment="e",channel="webhook"} 0"#));
+        assert!(text.contains(
+            r#"switchyard_notification_receipts_total{environment="e",channel="sms",outcome="undeliverable"} 0"#
+        ));
+        // Only a configured channel with a session has a readiness series.
+        assert!(!text.contains("switchyard_channel_ready{"), "{text}");
         assert!(text.contains(r#"socket_active_connections{environment="e",namespace="/notifications"} 0"#));
         assert!(text.contains(r#"socket_errors_total{environment="e",namespace="/chat",type="internal"} 0"#));
     }

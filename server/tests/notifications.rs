@@ -299,8 +299,12 @@ async fn a_malformed_rules_file_stops_start_up_naming_the_rule_and_field() {
     std::fs::create_dir_all(&dir).unwrap();
     let cases = [
         (
-            "rules:\n  - name: greet\n    event: a.b\n    title: Hi\n    body: There\n    channels: [browser, sms]\n",
-            "rule \"greet\": field `channels[1]`: unknown variant `sms`, expected one of `browser`, `webhook`, `email`",
+            "rules:\n  - name: greet\n    event: a.b\n    title: Hi\n    body: There\n    channels: [browser, fax]\n",
+            "rule \"greet\": field `channels[1]`: unknown variant `fax`, expected one of `browser`, `webhook`, `email`, `sms`",
+        ),
+        (
+            "rules:\n  - name: text\n    event: a.b\n    title: T\n    body: B\n    channels: [sms]\n",
+            "rule \"text\": field `channels`: the sms channel needs SMPP_ADDRESS",
         ),
         (
             "rules:\n  - name: greet\n    event: a.b\n    title: \"Hi {{data.name\"\n    body: B\n    channels: [browser]\n",

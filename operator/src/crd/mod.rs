@@ -6,9 +6,9 @@
 //! Cross-field checks are CEL rules, evaluated by the API server on `kubectl apply`.
 //!
 //! One file per area of the spec, as in `resources/`: `autoscaling`, `redis`, `routing`,
-//! `auth`, `monitoring`, `server`, and `status` for what the operator writes back. This file
-//! holds the resource itself (its top-level spec, printer columns and root rules), the pieces
-//! several areas share, and the YAML generation.
+//! `auth`, `monitoring`, `server`, `notifications` (channel settings), and `status` for what
+//! the operator writes back. This file holds the resource itself (its top-level spec, printer
+//! columns and root rules), the pieces several areas share, and the YAML generation.
 
 use k8s_openapi::api::core::v1::{Container, EnvFromSource, EnvVar, ResourceRequirements, Volume, VolumeMount};
 use kube::{CustomResource, KubeSchema};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 mod auth;
 mod autoscaling;
 mod monitoring;
+mod notifications;
 mod redis;
 mod routing;
 mod server;
@@ -26,6 +27,7 @@ mod status;
 pub use auth::*;
 pub use autoscaling::*;
 pub use monitoring::*;
+pub use notifications::*;
 pub use redis::*;
 pub use routing::*;
 pub use server::*;
@@ -227,6 +229,10 @@ pub struct RealtimeClusterSpec {
     /// start-up with a one-line error naming it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notification_rules: Option<ConfigMapKeyRef>,
+
+    /// The `sms` notification channel over SMPP 3.4; its credentials come from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsSpec>,
 
     /// Scheduling and metadata settings of the server pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]

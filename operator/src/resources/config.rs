@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 
 use super::{REDIS_PORT, SERVER_PORT, child_meta, config_name, redis_name};
-use crate::crd::RealtimeCluster;
+use crate::crd::{RealtimeCluster, SmppBind};
 
 /// Environment variables the server reads, derived from the spec (secrets excluded).
 pub fn server_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
@@ -65,6 +65,19 @@ pub fn server_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
             set("RATE_LIMIT_BLOCK_SECONDS", b.to_string());
         }
     }
+    if let Some(sms) = &spec.sms {
+        set("SMPP_ADDRESS", sms.address.clone());
+        set("SMPP_SOURCE_ADDR", sms.source_addr.clone());
+        if let Some(bind) = sms.bind {
+            set("SMPP_BIND", if bind == SmppBind::Transmitter { "transmitter" } else { "transceiver" }.into());
+        }
+        if let Some(window) = sms.window {
+            set("SMPP_WINDOW", window.to_string());
+        }
+        if let Some(parts) = sms.max_parts {
+            set("SMPP_MAX_PARTS", parts.to_string());
+        }
+    }
     if let Some(tr) = &spec.tracing {
         if let Some(ep) = &tr.otlp_endpoint {
             set("OTEL_EXPORTER_OTLP_ENDPOINT", ep.clone());
@@ -104,7 +117,9 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    use crate::crd::{AuthSpec, ExternalRedisSpec, RateLimitSpec, RedisSpec, SecretKeyRef, ServerSpec, TracingSpec};
+    use crate::crd::{
+        AuthSpec, ExternalRedisSpec, RateLimitSpec, RedisSpec, SecretKeyRef, ServerSpec, SmsSpec, TracingSpec,
+    };
     use crate::fixtures::rtc;
 
     /// Runs the server's own flag parser and start-up validation over `env`, each variable
@@ -196,6 +211,29 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(server_accepts(&pod_env(&high)), Ok(()));
+    }
+
+    #[test]
+    fn the_sms_settings_reach_the_server_and_its_credentials_stay_out_of_the_config_map() {
+        let mut r = rtc("sms");
+        r.spec.sms = Some(SmsSpec {
+            address: "smsc.example:2775".into(),
+            system_id_secret_ref: SecretKeyRef { name: "smpp".into(), key: "systemId".into() },
+            password_secret_ref: SecretKeyRef { name: "smpp".into(), key: "password".into() },
+            source_addr: "Switchyard".into(),
+            bind: Some(SmppBind::Transmitter),
+            window: Some(1000),
+            max_parts: Some(255),
+        });
+        let env = server_env(&r);
+        assert_eq!(env["SMPP_ADDRESS"], "smsc.example:2775");
+        assert_eq!(env["SMPP_BIND"], "transmitter");
+        assert!(!env.contains_key("SMPP_PASSWORD") && !env.contains_key("SMPP_SYSTEM_ID"), "{env:?}");
+        // The Deployment adds both from the Secret.
+        let mut pod = pod_env(&r);
+        pod.insert("SMPP_SYSTEM_ID".into(), "switchyard".into());
+        pod.insert("SMPP_PASSWORD".into(), "s3cret".into());
+        assert_eq!(server_accepts(&pod), Ok(()));
     }
 
     #[test]

@@ -215,6 +215,10 @@ fn secret_env(rtc: &RealtimeCluster) -> Vec<EnvVar> {
             from_secret("SERVICE_API_KEYS", r);
         }
     }
+    if let Some(sms) = &spec.sms {
+        from_secret("SMPP_SYSTEM_ID", &sms.system_id_secret_ref);
+        from_secret("SMPP_PASSWORD", &sms.password_secret_ref);
+    }
     // Not secret, but a path inside the pod: it belongs with the volume, not in the ConfigMap.
     if spec.notification_rules.is_some() {
         env.push(EnvVar {
@@ -409,6 +413,28 @@ mod tests {
         assert_eq!(names, ["JWT_SECRET", "SERVICE_API_KEYS", "EXTRA"]);
         let sel = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
         assert_eq!((sel.name.as_str(), sel.key.as_str()), ("jwt", "secret"));
+    }
+
+    #[test]
+    fn the_smpp_credentials_come_from_their_secret() {
+        let mut r = rtc("chat");
+        r.spec.sms = Some(crate::crd::SmsSpec {
+            address: "smsc:2775".into(),
+            system_id_secret_ref: SecretKeyRef { name: "smpp".into(), key: "id".into() },
+            password_secret_ref: SecretKeyRef { name: "smpp".into(), key: "pw".into() },
+            source_addr: "+4930123456".into(),
+            bind: None,
+            window: None,
+            max_parts: None,
+        });
+        let d = deployment(&r, "h");
+        let env = pod(&d).containers[0].env.clone().unwrap();
+        for (name, key) in [("SMPP_SYSTEM_ID", "id"), ("SMPP_PASSWORD", "pw")] {
+            let var = env.iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(var.value, None);
+            let sel = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+            assert_eq!((sel.name.as_str(), sel.key.as_str()), ("smpp", key));
+        }
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! is parsed once in `main`, and is validated before anything binds a port.
 
 pub mod redis_url;
+mod smpp;
+
+pub use smpp::{BindMode, SmppConfig};
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -76,6 +79,10 @@ pub struct Config {
     /// The email channel.
     #[command(flatten)]
     pub smtp: SmtpConfig,
+
+    /// The SMS channel (SMPP).
+    #[command(flatten)]
+    pub smpp: SmppConfig,
 
     /// Seconds a SIGTERM drain may take before the process exits.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -348,6 +355,10 @@ pub struct QueueConfig {
     /// Deliveries per process on the `email` channel.
     #[arg(long, env = "QUEUE_RATE_LIMIT_EMAIL", default_value = "10/1s")]
     pub queue_rate_limit_email: Budget,
+
+    /// Deliveries per process on the `sms` channel (each counts once, whatever its parts).
+    #[arg(long, env = "QUEUE_RATE_LIMIT_SMS", default_value = "10/1s")]
+    pub queue_rate_limit_sms: Budget,
 
     /// Dead letters kept; the oldest are dropped beyond this.
     #[arg(long, env = "QUEUE_DEAD_LETTER_LIMIT", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]

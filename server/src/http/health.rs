@@ -1,4 +1,5 @@
-//! The probes, the metrics scrape and the development token route.
+//! The probes (the server's, and the sms channel's SMPP session), the metrics scrape and the
+//! development token route.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,8 +16,11 @@ use crate::state::AppState;
 
 /// The probe routes, and `/dev/token` in development mode.
 pub fn routes(state: &AppState) -> Router<AppState> {
-    let router =
-        Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics));
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/ready/sms", get(sms_ready))
+        .route("/metrics", get(metrics));
     if state.verifier().is_dev() { router.route("/dev/token", post(dev_token)) } else { router }
 }
 
@@ -41,6 +45,20 @@ async fn ready(State(app): State<AppState>) -> Response {
     } else {
         let status = if app.draining() { "draining" } else { "unavailable" };
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": status }))).into_response()
+    }
+}
+
+/// The sms channel's readiness: 200 while its SMPP session is bound, else 503 with the
+/// reason (a refused bind names the SMSC's status).
+async fn sms_ready(State(app): State<AppState>) -> Response {
+    match app.notifications().sms() {
+        None => (StatusCode::NOT_FOUND, Json(json!({ "status": "off", "error": "SMPP_ADDRESS is not set" })))
+            .into_response(),
+        Some(sms) => {
+            let readiness = sms.readiness();
+            let code = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            (code, Json(json!(readiness))).into_response()
+        }
     }
 }
 

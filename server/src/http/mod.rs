@@ -3,9 +3,10 @@
 //! extractors and calls: [`User`] identifies, `gate::admit` rate-limits, `gate::parse_*`
 //! parse with the events' rules.
 //!
-//! - `health` — `/health`, `/ready`, `/metrics`, `/dev/token`.
+//! - `health` — `/health`, `/ready`, `/ready/sms`, `/metrics`, `/dev/token`.
 //! - `chat` — the chat API.
-//! - `notifications` — the notification routes, `POST /api/events`, dead letters.
+//! - `notifications` — the notification routes, `POST /api/events`, dead letters, SMS
+//!   delivery status.
 //! - `webapp` — the web app at `/`, embedded in the binary.
 
 mod chat;

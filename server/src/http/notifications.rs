@@ -1,5 +1,5 @@
 //! HTTP routes of the notification side: the polling fallback for users, and the backend
-//! routes (`POST /api/events`, dead letters) behind the service credential.
+//! routes (`POST /api/events`, dead letters, SMS delivery status) behind the service credential.
 
 use std::collections::HashMap;
 
@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/events", post(submit_event))
         .route("/api/admin/dead-letters", get(dead_letters))
         .route("/api/admin/dead-letters/{id}/retry", post(redrive))
+        .route("/api/admin/deliveries/{id}", get(delivery))
 }
 
 /// A backend holding one of the `SERVICE_API_KEYS`, from `Authorization: Bearer <key>`.
@@ -92,7 +93,26 @@ async fn dead_letters(
             .filter(|n| (1..=MAX_DEAD_LETTER_PAGE).contains(n))
             .ok_or_else(|| ApiError::invalid(format!("limit: must be 1 to {}", MAX_DEAD_LETTER_PAGE)))?,
     };
-    Ok(Json(json!({ "deadLetters": app.notifications().dead_letters(limit).await? })))
+    let notifications = app.notifications();
+    let mut letters = serde_json::to_value(notifications.dead_letters(limit).await?).unwrap_or_default();
+    // An SMS job's dead letter shows what the SMSC said about its parts.
+    if let (Some(sms), Value::Array(letters)) = (notifications.sms(), &mut letters) {
+        for letter in letters {
+            if let Some(status) = letter["id"].as_str().and_then(|id| sms.status(id)) {
+                letter["delivery"] = json!(status);
+            }
+        }
+    }
+    Ok(Json(json!({ "deadLetters": letters })))
+}
+
+/// The delivery status of an SMS job (`GET /api/admin/deliveries/{jobId}`): its parts'
+/// message ids and receipts.
+async fn delivery(State(app): State<AppState>, _: Service, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    crate::protocol::check_id("id", &id)?;
+    let sms = app.notifications().sms().ok_or_else(|| ApiError::not_found("the sms channel is not configured"))?;
+    let status = sms.status(&id).ok_or_else(|| ApiError::not_found("no SMS delivery with this job id on this node"))?;
+    Ok(Json(json!(status)))
 }
 
 async fn redrive(State(app): State<AppState>, _: Service, Path(id): Path<String>) -> ApiResult<Response> {

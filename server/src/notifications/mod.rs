@@ -32,8 +32,8 @@ use crate::delivery::{Emitter, Target, user_room};
 use crate::error::{ApiError, ApiResult, ErrorCode, StoreResult};
 use crate::metrics::{JobState, Metrics};
 use crate::protocol::{NOTIFICATIONS as NS, check_id, epoch_ms, json_size, now_rfc3339};
-use channels::{Channel, Email, Webhook};
-use queue::{DeadLetter, EmailMessage, Job, JobQueue, Workers};
+use channels::{Channel, Email, Sms, Webhook};
+use queue::{DeadLetter, EmailMessage, Job, JobQueue, SmsMessage, Workers};
 use rules::{Rules, check_name, configured};
 use service_keys::ServiceKeys;
 use store::{Notification, NotificationStore};
@@ -66,6 +66,7 @@ pub fn check_config(config: &Config) -> Result<(), ConfigError> {
         return Err(ConfigError { setting: "WEBHOOK_URL", reason: "must be an http(s) URL".into() });
     }
     channels::email_sender(&config.smtp).map_err(|reason| ConfigError { setting: "SMTP_FROM", reason })?;
+    channels::sms::check(&config.smpp).map_err(|(setting, reason)| ConfigError { setting, reason })?;
     if config.queue.queue_backoff_max_ms < config.queue.queue_backoff_base_ms {
         return Err(ConfigError {
             setting: "QUEUE_BACKOFF_MAX_MS",
@@ -135,6 +136,7 @@ pub struct Notifications {
     inbox: Arc<Inbox>,
     rules: Rules,
     queue: Arc<dyn JobQueue>,
+    sms: Option<Arc<Sms>>,
     keys: ServiceKeys,
     max_data_bytes: u64,
     workers: Mutex<Option<Workers>>,
@@ -154,9 +156,12 @@ impl Notifications {
         let inbox = Arc::new(Inbox::new(store, emitter));
         let webhook = Webhook::new(&config.webhook)?;
         let email = Email::new(&config.smtp)?;
-        let deliverer = Arc::new(Deliverer::new(inbox.clone(), webhook, email, &config.queue, metrics.clone()));
+        let on_outcome = receipt_outcome(queue.clone(), metrics.clone());
+        let sms = Sms::start(&config.smpp, on_outcome)?.map(Arc::new);
+        let deliverer =
+            Arc::new(Deliverer::new(inbox.clone(), webhook, email, sms.clone(), &config.queue, metrics.clone()));
         let workers = queue.start(deliverer.clone(), &config.queue);
-        let gauges = tokio::spawn(update_gauges(queue.clone(), deliverer, metrics));
+        let gauges = tokio::spawn(update_gauges(queue.clone(), deliverer, sms.clone(), metrics));
         let keys = ServiceKeys::new(&config.notifications.service_api_keys);
         if keys.is_empty() {
             tracing::warn!("no SERVICE_API_KEYS: POST /api/events and the dead-letter routes answer 403");
@@ -166,6 +171,7 @@ impl Notifications {
             inbox,
             rules,
             queue,
+            sms,
             keys,
             max_data_bytes: config.notifications.max_event_data_bytes,
             workers: Mutex::new(Some(workers)),
@@ -176,6 +182,11 @@ impl Notifications {
     /// The per-user lists.
     pub fn inbox(&self) -> &Inbox {
         &self.inbox
+    }
+
+    /// The SMS channel, when configured.
+    pub fn sms(&self) -> Option<&Sms> {
+        self.sms.as_deref()
     }
 
     /// The backend credential.
@@ -245,6 +256,10 @@ impl Notifications {
                         }
                         _ => None,
                     },
+                    sms: match (&rendered.sms, channel) {
+                        (Some((to, text)), Channel::Sms) => Some(SmsMessage { to: to.clone(), text: text.clone() }),
+                        _ => None,
+                    },
                     attempts: 0,
                     redrives: 0,
                     traceparent: traceparent.clone(),
@@ -280,11 +295,48 @@ impl Notifications {
     }
 }
 
-/// Refreshes `switchyard_queue_jobs` every [`GAUGE_INTERVAL`].
-async fn update_gauges(queue: Arc<dyn JobQueue>, deliverer: Arc<Deliverer>, metrics: Metrics) {
+/// What a final SMS receipt does: counted by outcome, and a job whose receipt says it will
+/// not arrive becomes a dead letter (permanent), so it shows and can be re-driven.
+fn receipt_outcome(queue: Arc<dyn JobQueue>, metrics: Metrics) -> channels::sms::OnOutcome {
+    use channels::sms::DeliveryState;
+    Box::new(move |status| {
+        metrics.receipt("sms", status.state.as_str());
+        if !matches!(status.state, DeliveryState::Undeliverable | DeliveryState::Expired) {
+            return;
+        }
+        let Ok(mut job) = serde_json::from_value::<Job>(status.context.clone()) else { return };
+        job.attempts += 1;
+        let codes: Vec<_> = status.parts.iter().filter_map(|p| p.receipt_error.as_deref()).collect();
+        let error = match codes.as_slice() {
+            [] => format!("the SMSC's delivery receipt says {}", status.state.as_str()),
+            codes => format!("the SMSC's delivery receipt says {} (err:{})", status.state.as_str(), codes.join(",")),
+        };
+        let dead = DeadLetter {
+            id: job.id.clone(),
+            error,
+            permanent: true,
+            attempts: job.attempts,
+            failed_at: now_rfc3339(),
+            job,
+        };
+        let (queue, metrics) = (queue.clone(), metrics.clone());
+        tokio::spawn(async move {
+            match queue.add_dead_letter(dead).await {
+                Ok(()) => metrics.job_dead_lettered("sms"),
+                Err(e) => tracing::error!(error = %e, "cannot store the dead letter of an undelivered SMS"),
+            }
+        });
+    })
+}
+
+/// Refreshes `switchyard_queue_jobs` and `switchyard_channel_ready` every [`GAUGE_INTERVAL`].
+async fn update_gauges(queue: Arc<dyn JobQueue>, deliverer: Arc<Deliverer>, sms: Option<Arc<Sms>>, metrics: Metrics) {
     let mut tick = tokio::time::interval(GAUGE_INTERVAL);
     loop {
         tick.tick().await;
+        if let Some(sms) = &sms {
+            metrics.set_channel_ready("sms", sms.readiness().ready);
+        }
         metrics.set_queue_jobs(JobState::Active, deliverer.active());
         match queue.counts().await {
             Ok(counts) => {

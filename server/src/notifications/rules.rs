@@ -123,6 +123,8 @@ struct RuleSpec {
     webhook: Option<WebhookSpec>,
     #[serde(default)]
     email: Option<EmailSpec>,
+    #[serde(default)]
+    sms: Option<SmsSpec>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +141,15 @@ struct EmailSpec {
     to: Option<String>,
     #[serde(default)]
     subject: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsSpec {
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +175,8 @@ pub struct Rule {
     pub webhook_url: Option<String>,
     email_to: Template,
     email_subject: Template,
+    sms_to: Template,
+    sms_text: Template,
 }
 
 /// A rule filled in for one event.
@@ -175,6 +188,9 @@ pub struct Rendered {
     pub body: String,
     /// Recipient and subject, when the rule uses the email channel.
     pub email: Option<(String, String)>,
+    /// Phone number and text, when the rule uses the sms channel. The number is checked
+    /// when the job is delivered, so a bad one fails that job only.
+    pub sms: Option<(String, String)>,
 }
 
 impl Rule {
@@ -191,7 +207,12 @@ impl Rule {
         } else {
             None
         };
-        Ok(Rendered { title: fill(&self.title, "title")?, body: fill(&self.body, "body")?, email })
+        let sms = if self.channels.contains(&Channel::Sms) {
+            Some((fill(&self.sms_to, "sms.to")?, fill(&self.sms_text, "sms.text")?))
+        } else {
+            None
+        };
+        Ok(Rendered { title: fill(&self.title, "title")?, body: fill(&self.body, "body")?, email, sms })
     }
 }
 
@@ -286,6 +307,7 @@ fn validate(spec: RuleSpec, config: &Config, defaults: bool) -> Result<Option<Ru
             Channel::Browser => None,
             Channel::Webhook => configured(&config.webhook.webhook_secret).is_none().then_some("WEBHOOK_SECRET"),
             Channel::Email => configured(&config.smtp.smtp_host).is_none().then_some("SMTP_HOST"),
+            Channel::Sms => configured(&config.smpp.smpp_address).is_none().then_some("SMPP_ADDRESS"),
         };
         match missing {
             None => channels.push(channel),
@@ -319,7 +341,28 @@ fn validate(spec: RuleSpec, config: &Config, defaults: bool) -> Result<Option<Ru
         Some(subject) => text("email.subject", subject, MAX_TITLE)?,
         None => title.clone(),
     };
-    Ok(Some(Rule { name, event: spec.event, kind, title, body, channels, webhook_url, email_to, email_subject }))
+    if spec.sms.is_some() && !channels.contains(&Channel::Sms) && !defaults {
+        return Err(("sms", "given, but `sms` is not in channels".into()));
+    }
+    let sms = spec.sms.unwrap_or(SmsSpec { to: None, text: None });
+    let sms_to = text("sms.to", sms.to.as_deref().unwrap_or("{{data.phone}}"), MAX_TITLE)?;
+    let sms_text = match &sms.text {
+        Some(t) => text("sms.text", t, MAX_BODY)?,
+        None => body.clone(),
+    };
+    Ok(Some(Rule {
+        name,
+        event: spec.event,
+        kind,
+        title,
+        body,
+        channels,
+        webhook_url,
+        email_to,
+        email_subject,
+        sms_to,
+        sms_text,
+    }))
 }
 
 /// A setting that is set and not blank.
@@ -340,7 +383,9 @@ mod tests {
     }
 
     fn parse(yaml: &str) -> Result<Rules, String> {
-        Rules::parse(yaml, &config(&["--webhook-secret", "0123456789abcdef", "--smtp-host", "localhost"]), false)
+        let settings =
+            ["--webhook-secret", "0123456789abcdef", "--smtp-host", "localhost", "--smpp-address", "smsc:2775"];
+        Rules::parse(yaml, &config(&settings), false)
     }
 
     #[test]
@@ -372,8 +417,10 @@ mod tests {
     #[test]
     fn errors_name_the_rule_and_the_field() {
         let base = "  - name: hello\n    event: a.b\n    title: T\n    body: B\n";
-        let err = parse(&format!("rules:\n{base}    channels: [browser, sms]\n")).unwrap_err();
-        assert!(err.starts_with("rule \"hello\": field `channels[1]`: unknown variant `sms`"), "{err}");
+        let err = parse(&format!("rules:\n{base}    channels: [browser, fax]\n")).unwrap_err();
+        assert!(err.starts_with("rule \"hello\": field `channels[1]`: unknown variant `fax`"), "{err}");
+        let err = Rules::parse(&format!("rules:\n{base}    channels: [sms]\n"), &config(&[]), false).unwrap_err();
+        assert_eq!(err, "rule \"hello\": field `channels`: the sms channel needs SMPP_ADDRESS");
         let err = parse("rules:\n  - name: hello\n    event: a.b\n    body: B\n    channels: [browser]\n").unwrap_err();
         assert_eq!(err, "rule \"hello\": missing field `title`");
         let err = parse(&format!("rules:\n{base}    channels: [browser]\n    titel: x\n")).unwrap_err();
@@ -406,5 +453,20 @@ mod tests {
         assert!(err.contains("is not an email address"), "{err}");
         let ok = rule.render(&json!({ "data": { "name": "Ann", "email": "a@example.com" } })).unwrap();
         assert_eq!(ok.email, Some(("a@example.com".into(), "Hi Ann".into())));
+
+        let rules = parse(
+            "rules:\n  - name: text\n    event: a\n    title: T\n    body: \"Hi {{data.name}}\"\n    channels: [sms]\n",
+        )
+        .unwrap();
+        let rule = rules.matching("a").next().unwrap();
+        let err = rule.render(&json!({ "data": { "name": "x" } })).unwrap_err();
+        assert_eq!(err, "data.phone: required by rule \"text\" (sms.to)");
+        let ok = rule.render(&json!({ "data": { "name": "Ann", "phone": "+4915112345678" } })).unwrap();
+        assert_eq!(ok.sms, Some(("+4915112345678".into(), "Hi Ann".into())), "the text defaults to the body");
+        let err = parse(
+            "rules:\n  - name: t\n    event: a\n    title: T\n    body: B\n    channels: [browser]\n    sms: {to: x}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err, "rule \"t\": field `sms`: given, but `sms` is not in channels");
     }
 }

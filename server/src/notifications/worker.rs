@@ -10,7 +10,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use tracing::{Instrument, field};
 
 use super::Inbox;
-use super::channels::{Channel, Email, Outcome, Webhook};
+use super::channels::{Channel, Email, Outcome, Sms, Webhook};
 use super::queue::{DeadLetter, Disposition, Job, RetryPolicy};
 use crate::config::{Budget, QueueConfig};
 use crate::metrics::Metrics;
@@ -21,6 +21,7 @@ pub struct Deliverer {
     inbox: Arc<Inbox>,
     webhook: Option<Webhook>,
     email: Option<Email>,
+    sms: Option<Arc<Sms>>,
     /// Per-channel budgets, indexed by [`Channel::index`]; per process.
     limits: Vec<DefaultDirectRateLimiter>,
     policy: RetryPolicy,
@@ -28,7 +29,7 @@ pub struct Deliverer {
     /// Attempts running now in this process.
     active: AtomicI64,
     /// Jobs in [`Deliverer::process`] per channel, rate-limit wait included.
-    busy: [AtomicI64; 3],
+    busy: [AtomicI64; Channel::ALL.len()],
 }
 
 impl Deliverer {
@@ -37,14 +38,20 @@ impl Deliverer {
         inbox: Arc<Inbox>,
         webhook: Option<Webhook>,
         email: Option<Email>,
+        sms: Option<Arc<Sms>>,
         config: &QueueConfig,
         metrics: Metrics,
     ) -> Self {
-        let budgets = [config.queue_rate_limit_browser, config.queue_rate_limit_webhook, config.queue_rate_limit_email];
+        let budgets = [
+            config.queue_rate_limit_browser,
+            config.queue_rate_limit_webhook,
+            config.queue_rate_limit_email,
+            config.queue_rate_limit_sms,
+        ];
         let limits = budgets.iter().map(|b| DefaultDirectRateLimiter::direct(quota(*b))).collect();
         let policy = RetryPolicy::from_config(config);
-        let busy = [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)];
-        Self { inbox, webhook, email, limits, policy, metrics, active: AtomicI64::new(0), busy }
+        let busy = std::array::from_fn(|_| AtomicI64::new(0));
+        Self { inbox, webhook, email, sms, limits, policy, metrics, active: AtomicI64::new(0), busy }
     }
 
     /// True while a job of `channel` is being processed in this process.
@@ -78,12 +85,18 @@ impl Deliverer {
         };
         match &outcome {
             Outcome::Delivered => {}
-            Outcome::Retry(_) => {
+            Outcome::Retry(_) | Outcome::Throttled { .. } => {
                 span.record("error.type", "retry");
             }
             Outcome::Permanent(_) => {
                 span.record("error.type", "permanent");
             }
+        }
+        if let Outcome::Throttled { error, after } = outcome {
+            // The receiver is busy, the job is fine: not one of its attempts.
+            tracing::warn!(job = %job.id, ?after, %error, "delivery throttled; retrying");
+            self.metrics.job_retried(channel);
+            return Disposition::Retry { job, after };
         }
         job.attempts += 1;
         let (error, permanent) = match outcome {
@@ -99,6 +112,7 @@ impl Deliverer {
             }
             Outcome::Retry(error) => (error, false),
             Outcome::Permanent(error) => (error, true),
+            Outcome::Throttled { .. } => unreachable!("handled above"),
         };
         tracing::error!(job = %job.id, attempts = job.attempts, permanent, %error, "delivery failed; dead letter");
         self.metrics.job_dead_lettered(channel);
@@ -125,6 +139,16 @@ impl Deliverer {
             Channel::Email => match &self.email {
                 Some(email) => email.deliver(job).await,
                 None => Outcome::Permanent("the email channel is not configured".into()),
+            },
+            Channel::Sms => match (&self.sms, &job.sms) {
+                (Some(sms), Some(message)) => {
+                    // The job comes back with its receipt, to become a dead letter if it says
+                    // the message will not arrive.
+                    let context = serde_json::to_value(job).unwrap_or_default();
+                    sms.deliver(&job.id, &message.to, &message.text, context).await
+                }
+                (None, _) => Outcome::Permanent("the sms channel is not configured".into()),
+                (_, None) => Outcome::Permanent("job has no sms recipient".into()),
             },
         }
     }

@@ -2,11 +2,13 @@
 //! whether to retry, and the browser channel's idempotency lives in the notification store.
 
 mod email;
+pub mod sms;
 mod webhook;
 
 use serde::{Deserialize, Serialize};
 
 pub use email::{Email, sender as email_sender};
+pub use sms::Sms;
 pub use webhook::{Webhook, signature};
 
 /// Where a notification goes.
@@ -19,11 +21,13 @@ pub enum Channel {
     Webhook,
     /// Sent over SMTP.
     Email,
+    /// Sent over SMPP.
+    Sms,
 }
 
 impl Channel {
     /// Every channel, in index order.
-    pub const ALL: [Channel; 3] = [Channel::Browser, Channel::Webhook, Channel::Email];
+    pub const ALL: [Channel; 4] = [Channel::Browser, Channel::Webhook, Channel::Email, Channel::Sms];
 
     /// The wire name (`browser`, ...), also used in job ids and queue names.
     pub fn as_str(self) -> &'static str {
@@ -31,6 +35,7 @@ impl Channel {
             Channel::Browser => "browser",
             Channel::Webhook => "webhook",
             Channel::Email => "email",
+            Channel::Sms => "sms",
         }
     }
 
@@ -49,4 +54,12 @@ pub enum Outcome {
     Retry(String),
     /// Failed in a way that will not pass (other 4xx, SMTP 5xx): a dead letter at once.
     Permanent(String),
+    /// The receiver asked to slow down (SMPP throttling): attempted again after `after`,
+    /// without using one of the job's attempts.
+    Throttled {
+        /// The receiver's answer.
+        error: String,
+        /// When to try again.
+        after: std::time::Duration,
+    },
 }

@@ -26,14 +26,14 @@ pub struct MemoryQueue(Arc<Shared>);
 struct Shared {
     state: Mutex<State>,
     /// Woken when a channel gets a job that may be due before the one it waits for.
-    wake: [Notify; 3],
+    wake: [Notify; Channel::ALL.len()],
     dead_limit: usize,
 }
 
 #[derive(Default)]
 struct State {
     /// Per channel: (due, sequence) of waiting jobs, earliest first.
-    due: [BinaryHeap<Reverse<(Instant, u64)>>; 3],
+    due: [BinaryHeap<Reverse<(Instant, u64)>>; Channel::ALL.len()],
     jobs: HashMap<u64, Job>,
     next_seq: u64,
     /// Oldest first.
@@ -68,7 +68,7 @@ impl MemoryQueue {
     pub fn new(dead_limit: usize) -> Self {
         Self(Arc::new(Shared {
             state: Mutex::default(),
-            wake: [Notify::new(), Notify::new(), Notify::new()],
+            wake: std::array::from_fn(|_| Notify::new()),
             dead_limit: dead_limit.max(1),
         }))
     }
@@ -161,7 +161,7 @@ impl MemoryQueue {
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, jobs: &[Job]) -> StoreResult<()> {
         let now = Instant::now();
-        let mut woken = [false; 3];
+        let mut woken = [false; Channel::ALL.len()];
         {
             let mut state = self.lock();
             for job in jobs {
@@ -195,6 +195,11 @@ impl JobQueue for MemoryQueue {
         };
         self.schedule(job.clone(), Instant::now());
         Ok(Some(job))
+    }
+
+    async fn add_dead_letter(&self, dead: DeadLetter) -> StoreResult<()> {
+        self.bury(dead);
+        Ok(())
     }
 
     async fn counts(&self) -> StoreResult<Counts> {
@@ -240,6 +245,7 @@ mod tests {
             notification: Notification::sample("n"),
             webhook_url: None,
             email: None,
+            sms: None,
             attempts: 0,
             redrives: 0,
             traceparent: None,

@@ -46,6 +46,9 @@ pub struct Job {
     /// Recipient and subject of the email channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailMessage>,
+    /// Recipient and text of the sms channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsMessage>,
     /// Attempts made so far.
     pub attempts: u32,
     /// Times re-driven from the dead letters (keeps the retry keys of each round apart).
@@ -64,6 +67,15 @@ pub struct EmailMessage {
     pub to: String,
     /// Subject line.
     pub subject: String,
+}
+
+/// Recipient and text of an SMS job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsMessage {
+    /// The number as the rule rendered it (checked for E.164 when delivered).
+    pub to: String,
+    /// The text.
+    pub text: String,
 }
 
 /// A job that will not be attempted again until someone re-drives it.
@@ -156,6 +168,10 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Moves dead letter `id` back to the queue with a fresh attempt count; `None` when no
     /// such dead letter exists.
     async fn redrive(&self, id: &str) -> StoreResult<Option<Job>>;
+
+    /// Adds a dead letter for a job the queue had finished (an SMS whose receipt says it
+    /// never arrived), so it can be listed and re-driven.
+    async fn add_dead_letter(&self, dead: DeadLetter) -> StoreResult<()>;
 
     /// Current counts. With Redis they are queue-wide, so every node reports the same.
     async fn counts(&self) -> StoreResult<Counts>;

@@ -332,6 +332,10 @@ impl JobQueue for RedisQueue {
         Ok(Some(job))
     }
 
+    async fn add_dead_letter(&self, dead: DeadLetter) -> StoreResult<()> {
+        self.bury(&dead).await
+    }
+
     async fn counts(&self) -> StoreResult<Counts> {
         let mut pipe = redis::pipe();
         for queue in &self.0.queues {
