@@ -131,7 +131,7 @@ async fn build_with(
             crate::telemetry::TRACEPARENT.clone(),
             crate::telemetry::TRACESTATE.clone(),
         ],
-        recovery: None,
+        recovery: config.socket.recovery(),
     };
     let io = crate::socket::namespaces(&state).into_iter().fold(Io::builder(engine), |io, ns| io.ns(ns)).build();
     let census = io.clone();

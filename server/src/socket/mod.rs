@@ -60,6 +60,9 @@ where
         }
     })
     .on_disconnect(move |socket, reason| on_disconnect(socket, reason, on_leave.clone()))
+    // With recovery on (`RECOVERY_WINDOW_MS`), a dropped socket is restored only to a join
+    // authenticated as the same user: a `pid` is no credential.
+    .recovery_owner(|conn: &Conn| conn.identity.user_id.clone())
 }
 
 /// Verifies the JWT from `auth.token` (or `Authorization: Bearer`) and stores the
