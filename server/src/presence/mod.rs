@@ -54,6 +54,10 @@ pub trait PresenceTracker: Send + Sync + 'static {
     /// The presence of each of `users`, in order.
     async fn status(&self, users: &[String]) -> StoreResult<Vec<PresenceStatus>>;
 
+    /// `user`'s connected sockets (the keys given to [`PresenceTracker::connect`]) and, for a
+    /// shared tracker, the node each is on.
+    async fn sockets(&self, user: &str) -> StoreResult<Vec<(String, Option<String>)>>;
+
     /// Periodic upkeep (every [`MAINTAIN_INTERVAL`]): for a shared tracker, refresh this node's
     /// heartbeat and drop the sockets of nodes whose heartbeat expired. Returns the users who
     /// went offline with them, to be announced. One process sees all its sockets, so the
@@ -128,6 +132,13 @@ impl Presence {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "presence not recorded"),
         }
+    }
+
+    /// `user`'s connected sockets, on every node the tracker sees, sorted by id.
+    pub async fn sockets(&self, user: &str) -> ApiResult<Vec<(String, Option<String>)>> {
+        let mut sockets = self.tracker.sockets(user).await?;
+        sockets.sort();
+        Ok(sockets)
     }
 
     /// The presence of `users`.
