@@ -98,6 +98,9 @@ pub const CONTRACT: [&str; 20] = [
 /// Channels of the notification queue, pre-created at 0 like the namespaces' connection
 /// series, so the autoscaler and the dashboard see a value before the first client arrives.
 const CHANNELS: [&str; 3] = ["browser", "webhook", "email"];
+/// Routes of the server API (`http::server_api`), whose `ok` series start at 0.
+pub const SERVER_API_ROUTES: [&str; 6] =
+    ["emit_user", "emit_room", "emit_all", "disconnect_user", "user", "room_members"];
 /// Why an emit skipped a socket, in the order of [`Metrics::skipped`]'s arguments.
 const SKIP_REASONS: [&str; 2] = ["queue_full", "closed"];
 
@@ -332,6 +335,9 @@ impl Metrics {
         }
         for state in JobState::ALL {
             let _ = inner.queue_jobs.get_or_create(&StateLabels { state: state.as_str() });
+        }
+        for route in SERVER_API_ROUTES {
+            let _ = inner.server_api.get_or_create(&ApiLabels { route, code: "ok" });
         }
         for channel in CHANNELS {
             let _ = inner.retries.get_or_create(&ChannelLabels { channel });
