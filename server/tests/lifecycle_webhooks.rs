@@ -1,14 +1,15 @@
 //! Lifecycle webhooks: `user.online` / `user.offline` rules on the webhook channel, on two
 //! server instances sharing a real `redis-server`, against a real HTTP receiver. A user with
 //! sockets on both nodes gives one `user.online` and, when the last socket leaves, one
-//! `user.offline`, each signed.
+//! `user.offline`, each signed; also when the node holding the last socket is killed with
+//! SIGKILL (the survivor's presence sweep finds it dead).
 
 mod notifications_support;
 mod support;
 
 use std::time::Duration;
 
-use notifications_support::{KEY, Receiver, RedisServer, WEBHOOK_SECRET, rules_file};
+use notifications_support::{KEY, Process, Receiver, RedisServer, WEBHOOK_SECRET, free_port, rules_file};
 use serde_json::Value;
 use support::{Client, Server, token};
 
@@ -88,6 +89,46 @@ async fn online_and_offline_arrive_once_per_transition_across_nodes() {
         ("user.offline".into(), "alice".into()),
         ("user.online".into(), "alice".into()),
         ("user.online".into(), "bob".into()),
+    ];
+    assert_eq!(transitions(&hits), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_arrives_once_when_the_users_node_is_killed() {
+    let receiver = Receiver::start(|_| 200).await;
+    let rules = rules_file(&RULES.replace("URL", &receiver.url));
+    let redis = RedisServer::start().await;
+    let survivor = Server::start(&[
+        "--redis-url",
+        &redis.url(),
+        "--webhook-secret",
+        WEBHOOK_SECRET,
+        "--rules-file",
+        rules.to_str().unwrap(),
+    ])
+    .await;
+    let env = [
+        ("REDIS_URL", redis.url()),
+        ("WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
+        ("RULES_FILE", rules.to_str().unwrap().to_owned()),
+    ];
+    let doomed = Process::start(free_port(), &env).await;
+    let addr = format!("127.0.0.1:{}", doomed.port).parse().unwrap();
+    let _carol = Client::connect(addr, "/chat", Some(&token("carol"))).await.unwrap();
+    let hits = receiver.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(transitions(&hits), [("user.online".into(), "carol".into())]);
+
+    assert!(!doomed.signal("KILL").await.success());
+    // Within the heartbeat TTL plus a sweep (20 s), with room for a loaded machine.
+    let hits = receiver.wait_for(2, Duration::from_secs(60)).await;
+    assert!(hits.iter().all(|h| h.signed_with(WEBHOOK_SECRET)));
+    // A later transition, then the count: carol's offline came once.
+    let _dave = survivor.chat("dave").await;
+    let hits = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let expected: Vec<(String, String)> = vec![
+        ("user.offline".into(), "carol".into()),
+        ("user.online".into(), "carol".into()),
+        ("user.online".into(), "dave".into()),
     ];
     assert_eq!(transitions(&hits), expected);
 }
