@@ -195,36 +195,40 @@ impl<E> Instrumented<E> {
     }
 }
 
-#[async_trait]
-impl<E: Emitter> Emitter for Instrumented<E> {
-    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped {
+impl<E> Instrumented<E> {
+    /// Runs `emit` of `event` in a producer span named `name`, counting it as an outbound
+    /// `label` event and counting the sockets it skipped.
+    async fn counted(
+        &self,
+        target: Target<'_>,
+        label: &'static str,
+        name: &str,
+        event: &str,
+        emit: impl std::future::Future<Output = Skipped>,
+    ) -> Skipped {
         use tracing::Instrument;
-        self.metrics.outbound(target.ns, event);
+        self.metrics.outbound(target.ns, label);
         let span = tracing::info_span!(
             "socket.emit",
-            otel.name = %format!("emit {event}"),
+            otel.name = %name,
             otel.kind = "producer",
             socketio.namespace = target.ns,
             socketio.event = event,
         );
-        let skipped = self.inner.emit(target, event, data).instrument(span).await;
+        let skipped = emit.instrument(span).await;
         self.metrics.skipped(target.ns, skipped.queue_full, skipped.closed);
         skipped
     }
+}
+
+#[async_trait]
+impl<E: Emitter> Emitter for Instrumented<E> {
+    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped {
+        self.counted(target, event, &format!("emit {event}"), event, self.inner.emit(target, event, data)).await
+    }
 
     async fn emit_custom(&self, target: Target<'_>, event: &str, data: &Value) -> Skipped {
-        use tracing::Instrument;
-        self.metrics.outbound(target.ns, CUSTOM_EVENT);
-        let span = tracing::info_span!(
-            "socket.emit",
-            otel.name = "emit custom",
-            otel.kind = "producer",
-            socketio.namespace = target.ns,
-            socketio.event = event,
-        );
-        let skipped = self.inner.emit_custom(target, event, data).instrument(span).await;
-        self.metrics.skipped(target.ns, skipped.queue_full, skipped.closed);
-        skipped
+        self.counted(target, CUSTOM_EVENT, "emit custom", event, self.inner.emit_custom(target, event, data)).await
     }
 
     async fn disconnect(&self, room: &str) -> usize {
