@@ -297,6 +297,13 @@ pub fn encode_connect(ns: &str, sid: &str, pid: Option<&str>) -> String {
     out
 }
 
+/// `4` + `1<ns>,`: the server removed the client from the namespace.
+pub fn encode_disconnect(ns: &str) -> String {
+    let mut out = String::from("41");
+    ns_prefix(&mut out, ns);
+    out
+}
+
 /// `4` + `4<ns>,{"message":…}`: the namespace join was refused.
 pub fn encode_connect_error(ns: &str, message: &str) -> String {
     let mut out = String::from("44");
@@ -388,6 +395,8 @@ mod tests {
         let with_pid: Value = serde_json::from_str(&encode_connect("/", "abc", Some("p")).split_off(2)).unwrap();
         assert_eq!(with_pid, json!({ "sid": "abc", "pid": "p" }));
         assert_eq!(encode_connect_error("/chat", "no"), r#"44/chat,{"message":"no"}"#);
+        assert_eq!(encode_disconnect("/chat"), "41/chat,");
+        assert_eq!(encode_disconnect("/"), "41");
         let mut payload = Payload::new(vec![json!(1), json!("2"), json!({ "3": [true] })]);
         assert_eq!(encode_event_payload("/", "m", &payload), r#"42["m",1,"2",{"3":[true]}]"#);
         assert_eq!(encode_ack_payload("/chat", 7, &payload), r#"43/chat,7[1,"2",{"3":[true]}]"#);

@@ -40,6 +40,8 @@ pub enum DisconnectReason {
     HeartbeatTimeout,
     /// The client left the namespace.
     ClientNamespaceDisconnect,
+    /// The server removed the socket from its namespace ([`Namespace::disconnect_room`]).
+    ServerNamespaceDisconnect,
     /// The server is closing.
     ServerShutdown,
     /// A second long-poll GET while one was waiting.
@@ -54,6 +56,7 @@ impl DisconnectReason {
             Self::TransportError => "transport_error",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::ClientNamespaceDisconnect => "client_namespace_disconnect",
+            Self::ServerNamespaceDisconnect => "server_namespace_disconnect",
             Self::ServerShutdown => "closing_server",
             Self::MultipleHttpPolling => "multiple_http_polling_error",
         }
@@ -256,11 +259,37 @@ impl<S: Send + Sync + 'static> Namespace<S> {
 
     /// Makes every socket of `members` on this node join `room`.
     pub fn join_members(&self, members: &str, room: &str) {
-        let sockets: Vec<Arc<Socket<S>>> =
-            self.rooms.get(members).map(|m| m.values().cloned().collect()).unwrap_or_default();
-        for socket in sockets {
+        for socket in self.sockets(members) {
             socket.join([room]);
         }
+    }
+
+    /// The sockets of `room` on this node.
+    pub fn sockets(&self, room: &str) -> Vec<Arc<Socket<S>>> {
+        self.rooms.get(room).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Takes every socket of `room` on this node out of the namespace, as Node's
+    /// `socket.disconnect()` does: the client gets a disconnect packet (and does not
+    /// reconnect), the session stays, and the disconnect handler runs with
+    /// [`DisconnectReason::ServerNamespaceDisconnect`]. Returns how many sockets left.
+    pub fn disconnect_room(&self, room: &str) -> usize {
+        let sockets = self.sockets(room);
+        let mut left = 0;
+        for socket in sockets {
+            let removed = {
+                let mut state = socket.session.state();
+                let before = state.sockets.len();
+                state.sockets.retain(|s| !Arc::ptr_eq(s, &socket));
+                state.sockets.len() < before
+            };
+            if removed {
+                left += 1;
+                let _ = socket.session.send(&packet::encode_disconnect(&self.name), self.limit);
+                tokio::spawn(socket.end(DisconnectReason::ServerNamespaceDisconnect));
+            }
+        }
+        left
     }
 
     /// The rooms with members on this node, and how many sockets each has.

@@ -119,6 +119,7 @@ async fn build_with(
         metrics,
         config,
     });
+    state.presence().listen(Arc::new(super::lifecycle::Lifecycle(state.downgrade())));
     let config = state.config();
     let engine = switchyard_sio::Config {
         ping_interval: Duration::from_millis(config.socket.ping_interval_ms),

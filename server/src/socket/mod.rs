@@ -114,6 +114,7 @@ async fn authenticate(socket: &Arc<Socket>, auth: Option<Value>, app: &AppState)
             span.record("auth.status", "success");
             let trace = span.context().span().span_context().clone();
             let _ = socket.set_state(Conn { identity, trace });
+            socket.join([crate::delivery::EVERYONE]);
             app.metrics().connected(ns);
             Ok(())
         }

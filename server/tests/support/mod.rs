@@ -210,6 +210,19 @@ impl Client {
         matching.into_iter().map(|(_, v)| v).collect()
     }
 
+    /// Waits for the server's disconnect packet for this namespace (`41<ns>,`), keeping the
+    /// events that come before it.
+    pub async fn disconnected(&mut self) {
+        let packet = format!("41{},", self.ns);
+        loop {
+            let text = self.recv_text().await;
+            if text == packet {
+                return;
+            }
+            self.stash(&text);
+        }
+    }
+
     /// The ack is `{ ok: false }` with `code`; returns its message.
     pub fn error_of(ack: &Value, code: &str) -> String {
         assert_eq!(ack["ok"], json!(false), "expected an error ack, got {ack}");
