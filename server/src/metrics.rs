@@ -29,6 +29,7 @@
 //! | `switchyard_redis_command_errors_total` | counter | |
 //! | `switchyard_redis_command_duration_seconds` | histogram | |
 //! | `switchyard_scheduling_lag_seconds` | histogram | |
+//! | `switchyard_server_api_requests_total` | counter | `route` (`emit_user`, …), `code` (`ok` or an error code) |
 //!
 //! # Recording from other modules
 //!
@@ -46,6 +47,7 @@
 //! - Redis: [`Metrics::redis_command`] with the elapsed time and whether the command
 //!   succeeded, for every command or pub/sub publish.
 //! - the runtime: [`Metrics::scheduling_lag`], from the load-shedding probe (`chat::overload`).
+//! - the server API for backends: [`Metrics::server_api`] once per call (`http::server_api`).
 //!
 //! Channels are `&'static str` on purpose: pass the channel's fixed name (`browser`,
 //! `webhook`, `email`, `sms`), never something built from input.
@@ -74,7 +76,7 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// `_total`, histograms by their `_bucket` series): what the dashboard, the alert rules and
 /// the operator may query. The one list: the operator's dashboard test reads it too, and a
 /// test here checks it against what [`Metrics::encode`] exports.
-pub const CONTRACT: [&str; 21] = [
+pub const CONTRACT: [&str; 22] = [
     "socket_active_connections",
     "socket_connections_total",
     "socket_disconnects_total",
@@ -96,11 +98,15 @@ pub const CONTRACT: [&str; 21] = [
     "switchyard_redis_command_errors_total",
     "switchyard_redis_command_duration_seconds_bucket",
     "switchyard_scheduling_lag_seconds_bucket",
+    "switchyard_server_api_requests_total",
 ];
 
 /// Channels of the notification queue, pre-created at 0 like the namespaces' connection
 /// series, so the autoscaler and the dashboard see a value before the first client arrives.
 const CHANNELS: [&str; 4] = ["browser", "webhook", "email", "sms"];
+/// Routes of the server API (`http::server_api`), whose `ok` series start at 0.
+pub const SERVER_API_ROUTES: [&str; 6] =
+    ["emit_user", "emit_room", "emit_all", "disconnect_user", "user", "room_members"];
 /// Why an emit skipped a socket, in the order of [`Metrics::skipped`]'s arguments.
 const SKIP_REASONS: [&str; 2] = ["queue_full", "closed"];
 /// Final SMS receipt outcomes, pre-created at 0 so a rate over them has data from the start.
@@ -202,6 +208,12 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabels {
+    route: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -252,6 +264,7 @@ struct Inner {
     redis_errors: Counter,
     redis_duration: Histogram,
     scheduling_lag: Histogram,
+    server_api: Family<ApiLabels, Counter>,
 }
 
 impl Metrics {
@@ -284,6 +297,7 @@ impl Metrics {
             redis_errors: Counter::default(),
             redis_duration: Histogram::new(REDIS_BUCKETS),
             scheduling_lag: Histogram::new(LAG_BUCKETS),
+            server_api: Family::default(),
         };
         // Counters are registered without `_total`: the OpenMetrics encoder appends it.
         r.register("socket_active_connections", "Sockets connected to this process", inner.active_connections.clone());
@@ -331,6 +345,7 @@ impl Metrics {
             "How late the runtime ran a task whose timer was due, sampled every 10 ms: the load-shedding signal",
             inner.scheduling_lag.clone(),
         );
+        r.register("switchyard_server_api_requests", "Server API calls by route and outcome", inner.server_api.clone());
         // Series with a known, small label set start at 0 so rates and alerts have data.
         for namespace in NAMESPACES {
             let _ = inner.active_connections.get_or_create(&NsLabels { namespace });
@@ -348,6 +363,9 @@ impl Metrics {
         }
         for state in JobState::ALL {
             let _ = inner.queue_jobs.get_or_create(&StateLabels { state: state.as_str() });
+        }
+        for route in SERVER_API_ROUTES {
+            let _ = inner.server_api.get_or_create(&ApiLabels { route, code: "ok" });
         }
         for channel in CHANNELS {
             let _ = inner.retries.get_or_create(&ChannelLabels { channel });
@@ -467,6 +485,12 @@ impl Metrics {
         self.0.scheduling_lag.observe(lag.as_secs_f64());
     }
 
+    /// A server API call to `route` ended, with `error` when it failed.
+    pub fn server_api(&self, route: &'static str, error: Option<ErrorCode>) {
+        let code = error.map_or("ok", ErrorCode::as_str);
+        self.0.server_api.get_or_create(&ApiLabels { route, code }).inc();
+    }
+
     /// Refreshes the scrape-time gauges and returns the exposition text.
     pub fn encode(&self, ready: bool) -> String {
         let inner = &self.0;
@@ -522,6 +546,7 @@ mod tests {
         m.redis_command(Duration::from_micros(300), false);
         m.skipped("/chat", 1, 0);
         m.set_channel_ready("sms", false);
+        m.server_api("emit_user", Some(ErrorCode::NotFound));
         let text = m.encode(true);
         for name in CONTRACT {
             let line = text.lines().find(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")));

@@ -14,7 +14,8 @@
 //! transport, unsent bytes, flushers and the WebSocket read loop), `ws` (RFC 6455 framing,
 //! handshake keys, close codes), `packet` (Engine.IO and Socket.IO packet text), `payload`
 //! (every argument and binary attachment), `socket` (namespaces, sockets, their in-order
-//! inbox, rooms, broadcasts, acks), `serve` (the accept loop with a head timeout), `sid` and
+//! inbox, rooms, broadcasts, acks), `recovery` (connection state recovery: `pid`s, offsets,
+//! the broadcasts a dropped socket missed), `serve` (the accept loop with a head timeout), `sid` and
 //! `error`. What it implements and its limits: `sio/README.md`.
 //!
 //! ```ignore
@@ -30,6 +31,7 @@ pub mod client;
 mod error;
 mod packet;
 mod payload;
+mod recovery;
 mod serve;
 mod server;
 mod session;
@@ -40,6 +42,7 @@ mod ws;
 pub use error::{PacketError, SendError, WsError};
 pub use packet::DataError;
 pub use payload::Payload;
+pub use recovery::Recovery;
 pub use serve::{HEAD_TIMEOUT, serve};
 pub use server::{Builder, CONNECT_TIMEOUT, Config, Engine, EngineError, EngineMessage, Io};
 pub use sid::Sid;

@@ -284,11 +284,23 @@ pub fn encode_ack(ns: &str, id: u64, data: &impl Serialize) -> Result<String, se
     Ok(out)
 }
 
-/// `4` + `0<ns>,{"sid":…}`: the namespace join succeeded.
-pub fn encode_connect(ns: &str, sid: &str) -> String {
+/// `4` + `0<ns>,{"sid":…}`: the namespace join succeeded (with the recovery session id
+/// `pid` when connection state recovery is on).
+pub fn encode_connect(ns: &str, sid: &str, pid: Option<&str>) -> String {
     let mut out = String::from("40");
     ns_prefix(&mut out, ns);
-    out.push_str(&serde_json::json!({ "sid": sid }).to_string());
+    let answer = match pid {
+        Some(pid) => serde_json::json!({ "sid": sid, "pid": pid }),
+        None => serde_json::json!({ "sid": sid }),
+    };
+    out.push_str(&answer.to_string());
+    out
+}
+
+/// `4` + `1<ns>,`: the server removed the client from the namespace.
+pub fn encode_disconnect(ns: &str) -> String {
+    let mut out = String::from("41");
+    ns_prefix(&mut out, ns);
     out
 }
 
@@ -379,8 +391,12 @@ mod tests {
         );
         assert_eq!(encode_event("/", "x", &1).unwrap(), r#"42["x",1]"#);
         assert_eq!(encode_ack("/chat", 4, &json!({ "ok": true })).unwrap(), r#"43/chat,4[{"ok":true}]"#);
-        assert_eq!(encode_connect("/chat", "abc"), r#"40/chat,{"sid":"abc"}"#);
+        assert_eq!(encode_connect("/chat", "abc", None), r#"40/chat,{"sid":"abc"}"#);
+        let with_pid: Value = serde_json::from_str(&encode_connect("/", "abc", Some("p")).split_off(2)).unwrap();
+        assert_eq!(with_pid, json!({ "sid": "abc", "pid": "p" }));
         assert_eq!(encode_connect_error("/chat", "no"), r#"44/chat,{"message":"no"}"#);
+        assert_eq!(encode_disconnect("/chat"), "41/chat,");
+        assert_eq!(encode_disconnect("/"), "41");
         let mut payload = Payload::new(vec![json!(1), json!("2"), json!({ "3": [true] })]);
         assert_eq!(encode_event_payload("/", "m", &payload), r#"42["m",1,"2",{"3":[true]}]"#);
         assert_eq!(encode_ack_payload("/chat", 7, &payload), r#"43/chat,7[1,"2",{"3":[true]}]"#);

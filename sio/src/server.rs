@@ -20,6 +20,7 @@ use crate::error::SendError;
 use crate::error::{PacketError, WsError};
 use crate::packet::{self, DataError, EnginePacket, Kind, Packet};
 use crate::payload::Payload;
+use crate::recovery::Recovery;
 use crate::session::{Lanes, Limits, Message, Partial, Session, Transport};
 use crate::sid::Sid;
 use crate::socket::{DisconnectReason, Event, Namespace, NamespaceBuilder, Socket};
@@ -41,6 +42,10 @@ pub struct Config {
     /// Handshake headers kept for the connect handlers (`authorization`, `traceparent`…).
     /// Others are dropped at once: a session keeps only what it will use.
     pub keep_headers: Vec<HeaderName>,
+    /// Connection state recovery (`connectionStateRecovery` of the official client), off
+    /// unless set: when on, every event broadcast to a room carries an offset as its last
+    /// argument and is kept in memory for the window. See the `recovery` module.
+    pub recovery: Option<Recovery>,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             max_payload: 1_000_000,
             max_buffered: 1 << 20,
             keep_headers: vec![header::AUTHORIZATION],
+            recovery: None,
         }
     }
 }
@@ -139,7 +145,7 @@ impl<S: Send + Sync + 'static> Builder<S> {
             .namespaces
             .into_iter()
             .map(|ns| {
-                let ns = Arc::new(ns.build(lanes.clone(), self.config.max_buffered));
+                let ns = Arc::new(ns.build(lanes.clone(), self.config.max_buffered, self.config.recovery));
                 (ns.name().to_owned(), ns)
             })
             .collect();

@@ -624,9 +624,14 @@ pub(crate) struct SharedFrame {
 
 impl SharedFrame {
     pub fn new(text: String) -> Self {
+        Self::from_shared(text.into())
+    }
+
+    /// The frame of text that is shared already (kept by connection state recovery too).
+    pub fn from_shared(text: Arc<str>) -> Self {
         let mut ws = Vec::with_capacity(text.len() + 10);
         ws::write_frame(&mut ws, ws::TEXT, text.as_bytes());
-        Self { text: text.into(), ws }
+        Self { text, ws }
     }
 }
 

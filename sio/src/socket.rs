@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::error::SendError;
 use crate::packet::{self, DataError};
 use crate::payload::Payload;
+use crate::recovery::{Claim, Log, Recovery};
 use crate::session::{Lanes, Session, SharedFrame};
 use crate::sid::Sid;
 
@@ -25,6 +26,7 @@ type ConnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, Option<Value>) -> BoxFuture<Resul
 type ConnectedFn<S> = Box<dyn Fn(Arc<Socket<S>>) -> BoxFuture<()> + Send + Sync>;
 type EventFn<S> = Box<dyn Fn(Arc<Socket<S>>, Result<Payload, DataError>, Ack<S>) -> BoxFuture<()> + Send + Sync>;
 type DisconnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, DisconnectReason) -> BoxFuture<()> + Send + Sync>;
+type OwnerFn<S> = Box<dyn Fn(&S) -> String + Send + Sync>;
 
 /// Why a socket left its namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +40,8 @@ pub enum DisconnectReason {
     HeartbeatTimeout,
     /// The client left the namespace.
     ClientNamespaceDisconnect,
+    /// The server removed the socket from its namespace ([`Namespace::disconnect_room`]).
+    ServerNamespaceDisconnect,
     /// The server is closing.
     ServerShutdown,
     /// A second long-poll GET while one was waiting.
@@ -52,6 +56,7 @@ impl DisconnectReason {
             Self::TransportError => "transport_error",
             Self::HeartbeatTimeout => "heartbeat_timeout",
             Self::ClientNamespaceDisconnect => "client_namespace_disconnect",
+            Self::ServerNamespaceDisconnect => "server_namespace_disconnect",
             Self::ServerShutdown => "closing_server",
             Self::MultipleHttpPolling => "multiple_http_polling_error",
         }
@@ -65,6 +70,7 @@ pub struct NamespaceBuilder<S> {
     connected: Option<ConnectedFn<S>>,
     events: HashMap<String, EventFn<S>>,
     disconnect: Option<DisconnectFn<S>>,
+    owner: Option<OwnerFn<S>>,
 }
 
 impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
@@ -82,7 +88,18 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
             connected: None,
             events: HashMap::new(),
             disconnect: None,
+            owner: None,
         }
+    }
+
+    /// With connection state recovery on ([`crate::Config::recovery`]): who a socket belongs
+    /// to, from the state its connect handler set (a user id). A dropped socket is then
+    /// restored only to a join whose handler set a state of the same owner, so a `pid`
+    /// presented by another user recovers nothing; a socket without state is not kept.
+    /// Without it, knowing the `pid` is enough (as in Node).
+    pub fn recovery_owner(mut self, owner: impl Fn(&S) -> String + Send + Sync + 'static) -> Self {
+        self.owner = Some(Box::new(owner));
+        self
     }
 
     /// Runs after the client was told it joined (emits before that would be lost).
@@ -127,8 +144,10 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
         self
     }
 
-    pub(crate) fn build(self, lanes: Arc<Lanes<S>>, limit: usize) -> Namespace<S> {
+    pub(crate) fn build(self, lanes: Arc<Lanes<S>>, limit: usize, recovery: Option<Recovery>) -> Namespace<S> {
         Namespace {
+            log: recovery.map(Log::new),
+            owner: self.owner,
             name: self.name.into(),
             connect: self.connect,
             connected: self.connected,
@@ -173,6 +192,9 @@ pub struct Namespace<S> {
     rooms: DashMap<Arc<str>, HashMap<Sid, Arc<Socket<S>>>>,
     lanes: Arc<Lanes<S>>,
     limit: usize,
+    /// Connection state recovery, when on.
+    log: Option<Log>,
+    owner: Option<OwnerFn<S>>,
 }
 
 impl<S: Send + Sync + 'static> Namespace<S> {
@@ -193,14 +215,27 @@ impl<S: Send + Sync + 'static> Namespace<S> {
     }
 
     /// Writes an encoded Engine.IO packet (`42/chat,[…]`) to `to`'s sockets on this node.
+    /// With connection state recovery on, an event gets its offset as its last argument and
+    /// is kept for the window.
     pub fn broadcast_encoded(&self, to: To<'_>, text: String) -> Delivery {
+        match &self.log {
+            None => self.deliver(to, SharedFrame::new(text)),
+            Some(log) => {
+                // Held while writing: see the `recovery` module's header.
+                let mut log = log.lock();
+                let text = log.record(to, text);
+                self.deliver(to, SharedFrame::from_shared(text))
+            }
+        }
+    }
+
+    fn deliver(&self, to: To<'_>, frame: SharedFrame) -> Delivery {
         let mut delivery = Delivery::default();
         let except: Vec<Sid> = match to.except {
             Some(room) => self.rooms.get(room).map(|m| m.keys().copied().collect()).unwrap_or_default(),
             None => Vec::new(),
         };
         let Some(members) = self.rooms.get(to.room) else { return delivery };
-        let frame = SharedFrame::new(text);
         let mut flush = Vec::new();
         for (sid, socket) in members.iter() {
             if Some(*sid) == to.skip || except.contains(sid) {
@@ -224,11 +259,37 @@ impl<S: Send + Sync + 'static> Namespace<S> {
 
     /// Makes every socket of `members` on this node join `room`.
     pub fn join_members(&self, members: &str, room: &str) {
-        let sockets: Vec<Arc<Socket<S>>> =
-            self.rooms.get(members).map(|m| m.values().cloned().collect()).unwrap_or_default();
-        for socket in sockets {
+        for socket in self.sockets(members) {
             socket.join([room]);
         }
+    }
+
+    /// The sockets of `room` on this node.
+    pub fn sockets(&self, room: &str) -> Vec<Arc<Socket<S>>> {
+        self.rooms.get(room).map(|m| m.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Takes every socket of `room` on this node out of the namespace, as Node's
+    /// `socket.disconnect()` does: the client gets a disconnect packet (and does not
+    /// reconnect), the session stays, and the disconnect handler runs with
+    /// [`DisconnectReason::ServerNamespaceDisconnect`]. Returns how many sockets left.
+    pub fn disconnect_room(&self, room: &str) -> usize {
+        let sockets = self.sockets(room);
+        let mut left = 0;
+        for socket in sockets {
+            let removed = {
+                let mut state = socket.session.state();
+                let before = state.sockets.len();
+                state.sockets.retain(|s| !Arc::ptr_eq(s, &socket));
+                state.sockets.len() < before
+            };
+            if removed {
+                left += 1;
+                let _ = socket.session.send(&packet::encode_disconnect(&self.name), self.limit);
+                tokio::spawn(socket.end(DisconnectReason::ServerNamespaceDisconnect));
+            }
+        }
+        left
     }
 
     /// The rooms with members on this node, and how many sockets each has.
@@ -238,6 +299,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
 
     /// Joins `socket` to this namespace: runs the connect handler, then tells the client.
     pub(crate) async fn connect(self: Arc<Self>, socket: Arc<Socket<S>>, auth: Option<Value>) {
+        let claim = self.log.as_ref().and_then(|_| Claim::from_auth(auth.as_ref()));
         match (self.connect)(socket.clone(), auth).await {
             Ok(()) => {
                 if socket.phase.compare_exchange(CONNECTING, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -249,7 +311,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                     }
                     return;
                 }
-                let _ = socket.session.reply(&packet::encode_connect(&self.name, &socket.id.to_string()), self.limit);
+                self.answer_join(&socket, claim);
                 if let Some(connected) = &self.connected {
                     connected(socket).await;
                 }
@@ -260,6 +322,39 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                 socket.session.state().sockets.retain(|s| !Arc::ptr_eq(s, &socket));
                 let _ = socket.session.reply(&packet::encode_connect_error(&self.name, &message), self.limit);
             }
+        }
+    }
+
+    /// Tells the client it joined; with recovery on, with its `pid`, restoring the rooms and
+    /// replaying the broadcasts of the dropped socket it claims when that is allowed.
+    fn answer_join(&self, socket: &Arc<Socket<S>>, claim: Option<Claim>) {
+        let sid = socket.id.to_string();
+        let Some(log) = &self.log else {
+            let _ = socket.session.reply(&packet::encode_connect(&self.name, &sid, None), self.limit);
+            return;
+        };
+        // With an owner to check, a socket without state (so without owner) restores nothing.
+        let (claim, owner) = match (&self.owner, socket.state()) {
+            (Some(owner), Some(state)) => (claim, Some(owner(state))),
+            (Some(_), None) => (None, None),
+            (None, _) => (claim, None),
+        };
+        let mut log = log.lock();
+        // Checked under the lock `end` takes to unregister it: a socket whose session closed
+        // meanwhile must not be registered after `end` ran (it would never be removed).
+        if !socket.connected() {
+            return;
+        }
+        let restored = log.join(socket.id, claim, owner.as_deref(), self.limit);
+        socket.join(&restored.rooms);
+        if claim.is_some() {
+            tracing::debug!(ns = %self.name, recovered = restored.recovered, missed = restored.missed.len(), "recovery claimed");
+        }
+        let pid = restored.pid.to_string();
+        let _ = socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid)), self.limit);
+        // Their size was checked against the limit by `join`.
+        for text in &restored.missed {
+            let _ = socket.session.send(text, usize::MAX);
         }
     }
 }
@@ -455,6 +550,18 @@ impl<S: Send + Sync + 'static> Socket<S> {
     /// Takes the socket out of its namespace and runs the disconnect handler if it had joined.
     pub(crate) async fn end(self: Arc<Self>, reason: DisconnectReason) {
         let was = self.phase.swap(DISCONNECTED, Ordering::AcqRel);
+        if was == CONNECTED
+            && let Some(log) = &self.ns.log
+        {
+            match (&self.ns.owner, self.state()) {
+                (Some(owner), Some(state)) => {
+                    log.lock().leave(self.id, reason, Some((self.rooms(), Some(owner(state)))))
+                }
+                // Without an owner to check a later claim against, the socket is not kept.
+                (Some(_), None) => log.lock().leave(self.id, reason, None),
+                (None, _) => log.lock().leave(self.id, reason, Some((self.rooms(), None))),
+            }
+        }
         self.leave_all();
         if was == CONNECTED {
             let ns = self.ns.clone();

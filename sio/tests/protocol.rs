@@ -811,6 +811,40 @@ async fn leaving_the_namespace_runs_the_disconnect_handler() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_disconnects_the_sockets_of_a_room() {
+    let mut server = start(config()).await;
+    let (mut stays, _) = Ws::join(server.addr, json!({ "token": "good" })).await;
+    let staying = server.connected().await;
+    let mut leaving = Vec::new();
+    for _ in 0..2 {
+        let (ws, _) = Ws::join(server.addr, json!({ "token": "good", "rooms": ["red"] })).await;
+        leaving.push((ws, server.connected().await));
+    }
+    assert_eq!(server.chat().sockets("red").len(), 2);
+    assert!(server.chat().sockets("nothing").is_empty());
+
+    assert_eq!(server.chat().disconnect_room("red"), 2);
+    let mut gone = vec![server.disconnected().await, server.disconnected().await];
+    gone.sort_by_key(|(id, _)| id.to_string());
+    let mut expected: Vec<_> =
+        leaving.iter().map(|(_, s)| (s.id, DisconnectReason::ServerNamespaceDisconnect)).collect();
+    expected.sort_by_key(|(id, _)| id.to_string());
+    assert_eq!(gone, expected);
+    for (ws, socket) in &mut leaving {
+        assert_eq!(ws.text().await, "41/chat,");
+        assert!(!socket.connected());
+    }
+    assert_eq!(server.rooms(), rooms(&[("all", 1)]));
+    // Nothing left to disconnect; the other socket is untouched and the sessions live on.
+    assert_eq!(server.chat().disconnect_room("red"), 0);
+    assert!(staying.connected());
+    assert_eq!(server.io.sessions(), 3);
+    staying.emit("still", &1).unwrap();
+    assert_eq!(stays.text().await, r#"42/chat,["still",1]"#);
+    server.quiet();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_polling_handshake_posts_and_gets() {
     let mut server = start(Config { max_payload: 5_000, ..config() }).await;
     let (polling, open) = Polling::open(server.addr).await;

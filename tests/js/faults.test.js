@@ -3,7 +3,7 @@
 // every Redis Cluster master.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, startRedis, startRedisCluster, startSentinel, startNginx, token, connect, call, next, sleep, until, uid, http } from "./helpers.js";
+import { startServer, startRedis, startRedisCluster, startSentinel, startNginx, token, connect, call, next, sleep, until, uid, http, chatSockets } from "./helpers.js";
 import { setupRoom, runTraffic, verify, closeAll } from "./traffic.js";
 
 const ENV = (redis) => ({
@@ -13,13 +13,6 @@ const ENV = (redis) => ({
   RATE_LIMIT_MESSAGE: "1000/1s",
   RATE_LIMIT_QUERY: "1000/1s",
 });
-
-/** `/chat` sockets connected to `node`, from its metrics. */
-async function chatSockets(node) {
-  const text = await (await fetch(`${node.url}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith("socket_active_connections{") && l.includes('namespace="/chat"'));
-  return Number(line.split(" ").pop());
-}
 
 /** Three nodes behind nginx on the Redis deployment `start` returns (a single Redis by default). */
 async function cluster(start = startRedis) {

@@ -66,6 +66,13 @@ export async function redisCli(...args) {
   return stdout.trim();
 }
 
+/** `/chat` sockets connected to `node` (a started server), from its metrics. */
+export async function chatSockets(node) {
+  const text = await (await fetch(`${node.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("socket_active_connections{") && l.includes('namespace="/chat"'));
+  return Number(line.split(" ").pop());
+}
+
 /** Polls `check` every 100 ms until it returns true, for at most `ms`. */
 export async function until(what, check, ms = 20000) {
   const deadline = Date.now() + ms;

@@ -119,6 +119,7 @@ async fn build_with(
         metrics,
         config,
     });
+    state.presence().listen(Arc::new(super::lifecycle::Lifecycle(state.downgrade())));
     let config = state.config();
     let engine = switchyard_sio::Config {
         ping_interval: Duration::from_millis(config.socket.ping_interval_ms),
@@ -131,6 +132,7 @@ async fn build_with(
             crate::telemetry::TRACEPARENT.clone(),
             crate::telemetry::TRACESTATE.clone(),
         ],
+        recovery: config.socket.recovery(),
     };
     let io = crate::socket::namespaces(&state).into_iter().fold(Io::builder(engine), |io, ns| io.ns(ns)).build();
     let census = io.clone();

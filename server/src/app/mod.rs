@@ -1,8 +1,10 @@
 //! The top floor, the only module that sees everything: [`build`] chooses the backends and
-//! wires the features, `router` assembles the routes and the Engine.IO endpoint, and this
+//! wires the features, `lifecycle` turns presence changes into notification events,
+//! `router` assembles the routes and the Engine.IO endpoint, and this
 //! module loads the configuration and serves until SIGTERM, then drains.
 
 mod build;
+mod lifecycle;
 mod router;
 
 use std::sync::Arc;

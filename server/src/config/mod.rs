@@ -193,6 +193,26 @@ pub struct SocketConfig {
     /// Milliseconds after which an unrefreshed `isTyping: true` is ended by the server.
     #[arg(long, env = "TYPING_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub typing_timeout_ms: u64,
+
+    /// Connection state recovery window in milliseconds: how long a dropped socket's rooms
+    /// and the broadcasts it misses are kept for the official client's reconnect; 0 (the
+    /// default) turns recovery off.
+    #[arg(long, env = "RECOVERY_WINDOW_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub recovery_window_ms: u64,
+
+    /// Broadcasts kept per namespace for recovery, whatever their age.
+    #[arg(long, env = "RECOVERY_MAX_PACKETS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub recovery_max_packets: u64,
+}
+
+impl SocketConfig {
+    /// Connection state recovery's settings, `None` when turned off.
+    pub fn recovery(&self) -> Option<switchyard_sio::Recovery> {
+        (self.recovery_window_ms > 0).then(|| switchyard_sio::Recovery {
+            max_disconnection: Duration::from_millis(self.recovery_window_ms),
+            max_packets: self.recovery_max_packets as usize,
+        })
+    }
 }
 
 /// A budget: `count` events per `window`.
@@ -659,6 +679,9 @@ mod tests {
             ("--redis-startup-timeout-ms", "50", "REDIS_STARTUP_TIMEOUT_MS"),
             ("--overload-max-lag-ms", "soon", "OVERLOAD_MAX_LAG_MS"),
             ("--overload-max-lag-ms", "60001", "OVERLOAD_MAX_LAG_MS"),
+            ("--recovery-window-ms", "3600001", "RECOVERY_WINDOW_MS"),
+            ("--recovery-window-ms", "2m", "RECOVERY_WINDOW_MS"),
+            ("--recovery-max-packets", "0", "RECOVERY_MAX_PACKETS"),
         ] {
             let err = Config::load_from(["s", flag, value]).unwrap_err();
             assert!(err.contains(env), "{flag} {value}: {err}");
@@ -666,5 +689,9 @@ mod tests {
         let limits = |ms: &str| Config::load_from(["s", "--overload-max-lag-ms", ms]).unwrap().limits;
         assert_eq!(limits("0").overload_max_lag(), None, "0 turns load shedding off");
         assert_eq!(limits("75").overload_max_lag(), Some(Duration::from_millis(75)));
+        let socket = |ms: &str| Config::load_from(["s", "--recovery-window-ms", ms]).unwrap().socket;
+        assert_eq!(socket("0").recovery(), None, "0 turns recovery off");
+        let on = socket("120000").recovery().unwrap();
+        assert_eq!((on.max_disconnection, on.max_packets), (Duration::from_secs(120), 10_000));
     }
 }

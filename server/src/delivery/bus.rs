@@ -5,7 +5,7 @@
 //! - a message: an optional trace frame, then a JSON envelope. The frame carries the
 //!   publisher's `traceparent` (the magic `\0syt`, one length byte, the header value), so a
 //!   broadcast from one pod and its receipt on another are one trace. The envelope is
-//!   `{"node": <sender>, "op": "emit" | "join", ...}` ([`Op`]).
+//!   `{"node": <sender>, "op": "emit" | "join" | "disconnect", ...}` ([`Op`]).
 //!
 //! A broadcast is encoded once where it starts and travels as the finished Engine.IO packet,
 //! so the receiving nodes only write it out. Each node skips its own messages (it delivered
@@ -44,6 +44,12 @@ pub enum Op {
         /// Room whose sockets join.
         members: String,
         /// Room they join.
+        room: String,
+    },
+    /// Take every socket of `room`, in every namespace, out of its namespace (the client
+    /// gets a disconnect packet and does not reconnect).
+    Disconnect {
+        /// Room whose sockets leave (a `user:U` room).
         room: String,
     },
 }
@@ -137,7 +143,15 @@ pub fn apply(io: &Io<Conn>, op: Op) {
                 ns.join_members(&members, &room);
             }
         }
+        Op::Disconnect { room } => {
+            disconnect_local(io, &room);
+        }
     }
+}
+
+/// Takes the sockets of `room` on this node out of every namespace; returns how many left.
+pub fn disconnect_local(io: &Io<Conn>, room: &str) -> usize {
+    io.namespaces().map(|ns| ns.disconnect_room(room)).sum()
 }
 
 /// Prefixes `payload` with `traceparent`, when there is one.
@@ -177,6 +191,8 @@ mod tests {
         let join = Op::Join { ns: "/chat".into(), members: "user:u".into(), room: "room:r".into() };
         let text = serde_json::to_string(&Envelope { node: 1, op: join }).unwrap();
         assert_eq!(text, r#"{"node":1,"op":"join","ns":"/chat","members":"user:u","room":"room:r"}"#);
+        let gone = serde_json::to_string(&Envelope { node: 2, op: Op::Disconnect { room: "user:u".into() } }).unwrap();
+        assert_eq!(gone, r#"{"node":2,"op":"disconnect","room":"user:u"}"#);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use switchyard_sio::{Io, Sid, To};
 
 pub use bus::Bus;
 use bus::Op;
-pub use rooms::{Conn, Socket, chat_room, is_presence_room, local_rooms_and_users, presence_room, user_room};
+pub use rooms::{Conn, EVERYONE, Socket, chat_room, is_presence_room, local_rooms_and_users, presence_room, user_room};
 
 /// Who receives an emit.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +56,14 @@ pub struct Skipped {
 pub trait Emitter: Send + Sync + 'static {
     /// Emits `event` with `data` to `target`; says which local sockets it skipped.
     async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped;
+
+    /// [`Emitter::emit`] for an event a backend named (the server API): not one of the
+    /// contract's names, so metrics count it as `custom`.
+    async fn emit_custom(&self, target: Target<'_>, event: &str, data: &Value) -> Skipped;
+
+    /// Takes every socket of `room` (a `user:U` room), on every node and in every
+    /// namespace, out of its namespace; returns how many were on this node.
+    async fn disconnect(&self, room: &str) -> usize;
 
     /// Makes every socket in `members` (a `user:U` room) of `ns` join `room`.
     async fn join(&self, ns: &'static str, members: &str, room: &str);
@@ -105,9 +113,8 @@ impl IoHandle {
     }
 }
 
-#[async_trait]
-impl Emitter for IoHandle {
-    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped {
+impl IoHandle {
+    async fn send(&self, target: Target<'_>, event: &str, data: &Value) -> Skipped {
         let Some(ns) = self.get().and_then(|io| io.of(target.ns)) else { return Skipped::default() };
         let packet = match ns.encode(event, data) {
             Ok(packet) => packet,
@@ -133,6 +140,26 @@ impl Emitter for IoHandle {
         };
         Skipped { queue_full: delivery.full, closed: delivery.closed }
     }
+}
+
+#[async_trait]
+impl Emitter for IoHandle {
+    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped {
+        self.send(target, event, data).await
+    }
+
+    async fn emit_custom(&self, target: Target<'_>, event: &str, data: &Value) -> Skipped {
+        self.send(target, event, data).await
+    }
+
+    async fn disconnect(&self, room: &str) -> usize {
+        let Some(io) = self.get() else { return 0 };
+        let left = bus::disconnect_local(io, room);
+        if let Some(bus) = &self.bus {
+            bus.publish(Op::Disconnect { room: room.into() }).await;
+        }
+        left
+    }
 
     async fn join(&self, ns: &'static str, members: &str, room: &str) {
         let Some(namespace) = self.get().and_then(|io| io.of(ns)) else { return };
@@ -149,6 +176,10 @@ impl Emitter for IoHandle {
     }
 }
 
+/// The `event` label of emits a backend named ([`Emitter::emit_custom`]): label values come
+/// from fixed sets, never from input.
+pub const CUSTOM_EVENT: &str = "custom";
+
 /// An [`Emitter`] that gives every emit and remote join a producer span (its trace context
 /// travels with the bus message to the other nodes), counts emits as outbound messages
 /// and counts the sockets they skipped.
@@ -164,21 +195,46 @@ impl<E> Instrumented<E> {
     }
 }
 
-#[async_trait]
-impl<E: Emitter> Emitter for Instrumented<E> {
-    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped {
+impl<E> Instrumented<E> {
+    /// Runs `emit` of `event` in a producer span named `name`, counting it as an outbound
+    /// `label` event and counting the sockets it skipped.
+    async fn counted(
+        &self,
+        target: Target<'_>,
+        label: &'static str,
+        name: &str,
+        event: &str,
+        emit: impl std::future::Future<Output = Skipped>,
+    ) -> Skipped {
         use tracing::Instrument;
-        self.metrics.outbound(target.ns, event);
+        self.metrics.outbound(target.ns, label);
         let span = tracing::info_span!(
             "socket.emit",
-            otel.name = %format!("emit {event}"),
+            otel.name = %name,
             otel.kind = "producer",
             socketio.namespace = target.ns,
             socketio.event = event,
         );
-        let skipped = self.inner.emit(target, event, data).instrument(span).await;
+        let skipped = emit.instrument(span).await;
         self.metrics.skipped(target.ns, skipped.queue_full, skipped.closed);
         skipped
+    }
+}
+
+#[async_trait]
+impl<E: Emitter> Emitter for Instrumented<E> {
+    async fn emit(&self, target: Target<'_>, event: &'static str, data: &Value) -> Skipped {
+        self.counted(target, event, &format!("emit {event}"), event, self.inner.emit(target, event, data)).await
+    }
+
+    async fn emit_custom(&self, target: Target<'_>, event: &str, data: &Value) -> Skipped {
+        self.counted(target, CUSTOM_EVENT, "emit custom", event, self.inner.emit_custom(target, event, data)).await
+    }
+
+    async fn disconnect(&self, room: &str) -> usize {
+        use tracing::Instrument;
+        let span = tracing::info_span!("socket.disconnect", otel.kind = "producer");
+        self.inner.disconnect(room).instrument(span).await
     }
 
     async fn join(&self, ns: &'static str, members: &str, room: &str) {

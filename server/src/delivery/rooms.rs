@@ -19,6 +19,10 @@ pub struct Conn {
 /// A socket of this server.
 pub type Socket = switchyard_sio::Socket<Conn>;
 
+/// Room every authenticated socket joins, in either namespace: a namespace-wide emit goes
+/// to it (Socket.IO rooms are the only broadcast target).
+pub const EVERYONE: &str = "everyone";
+
 /// Room every socket of user `u` joins.
 pub fn user_room(user: &str) -> String {
     format!("user:{user}")

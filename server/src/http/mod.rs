@@ -8,10 +8,12 @@
 //! - `notifications` — the notification routes, `POST /api/events`, dead letters, SMS
 //!   delivery status.
 //! - `webapp` — the web app at `/`, embedded in the binary.
+//! - `server_api` — the server API for backends under `/api/server/`.
 
 mod chat;
 mod health;
 mod notifications;
+mod server_api;
 mod webapp;
 
 use axum::Router;
@@ -30,6 +32,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     health::routes(state)
         .merge(chat::routes())
         .merge(notifications::routes())
+        .merge(server_api::routes())
         .merge(webapp::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config().limits.engine_max_payload() as usize))

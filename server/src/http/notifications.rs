@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -40,21 +40,27 @@ impl FromRequestParts<AppState> for Service {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let token = crate::auth::bearer(&parts.headers)
-            .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
-        let keys = app.notifications().keys();
-        if keys.accepts(&token) {
-            return Ok(Service);
-        }
-        if keys.is_empty() {
-            return Err(ApiError::forbidden("service routes are closed: SERVICE_API_KEYS is not set"));
-        }
-        // A valid user token is a known caller without the right: 403, not 401.
-        if app.verifier().verify(&token).await.is_ok() {
-            return Err(ApiError::forbidden("user tokens cannot call service routes; use a service key"));
-        }
-        Err(ApiError::new(ErrorCode::Unauthorized, "invalid service key"))
+        service_key(app, &parts.headers).await.map(|_| Service)
     }
+}
+
+/// The service key of `headers`' `Authorization: Bearer <key>`, when it is one of the
+/// `SERVICE_API_KEYS`; otherwise the error to answer with.
+pub(super) async fn service_key(app: &AppState, headers: &HeaderMap) -> ApiResult<String> {
+    let token =
+        crate::auth::bearer(headers).ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "missing bearer token"))?;
+    let keys = app.notifications().keys();
+    if keys.accepts(&token) {
+        return Ok(token);
+    }
+    if keys.is_empty() {
+        return Err(ApiError::forbidden("service routes are closed: SERVICE_API_KEYS is not set"));
+    }
+    // A valid user token is a known caller without the right: 403, not 401.
+    if app.verifier().verify(&token).await.is_ok() {
+        return Err(ApiError::forbidden("user tokens cannot call service routes; use a service key"));
+    }
+    Err(ApiError::new(ErrorCode::Unauthorized, "invalid service key"))
 }
 
 async fn list(

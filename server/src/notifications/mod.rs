@@ -194,6 +194,11 @@ impl Notifications {
         &self.keys
     }
 
+    /// True when at least one rule matches events of type `kind`.
+    pub fn has_rules(&self, kind: &str) -> bool {
+        self.rules.matching(kind).next().is_some()
+    }
+
     /// `POST /api/events`: validates the event, renders every matching rule (any error
     /// rejects the whole event, so nothing is queued), then queues one job per rule and
     /// channel.

@@ -63,6 +63,12 @@ impl PresenceTracker for MemoryPresence {
             })
             .collect())
     }
+
+    async fn sockets(&self, user: &str) -> StoreResult<Vec<(String, Option<String>)>> {
+        let users = self.lock();
+        let sockets = users.get(user).map(|e| e.sockets.iter().map(|s| (s.clone(), None)).collect());
+        Ok(sockets.unwrap_or_default())
+    }
 }
 
 #[cfg(test)]
@@ -82,5 +88,8 @@ mod tests {
         let last_seen = p.disconnect("u", "/notifications#2").await.unwrap().expect("went offline");
         let status = p.status(&["u".into()]).await.unwrap();
         assert_eq!(status[0], PresenceStatus { user_id: "u".into(), online: false, last_seen: Some(last_seen) });
+        assert!(p.sockets("u").await.unwrap().is_empty());
+        p.connect("u", "/chat#3").await.unwrap();
+        assert_eq!(p.sockets("u").await.unwrap(), [("/chat#3".to_owned(), None)]);
     }
 }

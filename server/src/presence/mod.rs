@@ -13,7 +13,7 @@ mod memory;
 mod redis;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,10 @@ pub trait PresenceTracker: Send + Sync + 'static {
 
     /// The presence of each of `users`, in order.
     async fn status(&self, users: &[String]) -> StoreResult<Vec<PresenceStatus>>;
+
+    /// `user`'s connected sockets (the keys given to [`PresenceTracker::connect`]) and, for a
+    /// shared tracker, the node each is on.
+    async fn sockets(&self, user: &str) -> StoreResult<Vec<(String, Option<String>)>>;
 
     /// Periodic upkeep (every [`MAINTAIN_INTERVAL`]): for a shared tracker, refresh this node's
     /// heartbeat and drop the sockets of nodes whose heartbeat expired. Returns the users who
@@ -95,16 +99,32 @@ impl PresenceUsers {
     }
 }
 
+/// Told of every change of a user's presence across the fleet: their first socket on any
+/// node connected, or their last one left (or its node died). Once per change, on the node
+/// whose tracker call saw it.
+#[async_trait]
+pub trait PresenceListener: Send + Sync + 'static {
+    /// `status` is the user's presence after the change.
+    async fn changed(&self, status: &PresenceStatus);
+}
+
 /// Presence tracking and announcements. One per process.
 pub struct Presence {
     tracker: Arc<dyn PresenceTracker>,
     emitter: Arc<dyn Emitter>,
+    listener: OnceLock<Arc<dyn PresenceListener>>,
 }
 
 impl Presence {
     /// Presence over `tracker`, announcing through `emitter`.
     pub fn new(tracker: Arc<dyn PresenceTracker>, emitter: Arc<dyn Emitter>) -> Self {
-        Self { tracker, emitter }
+        Self { tracker, emitter, listener: OnceLock::new() }
+    }
+
+    /// Tells `listener` of every change from now on (set once, after the application state
+    /// it needs exists; later calls are ignored).
+    pub fn listen(&self, listener: Arc<dyn PresenceListener>) {
+        let _ = self.listener.set(listener);
     }
 
     /// A socket of `user` connected (`socket` is unique per namespace and socket).
@@ -130,6 +150,13 @@ impl Presence {
         }
     }
 
+    /// `user`'s connected sockets, on every node the tracker sees, sorted by id.
+    pub async fn sockets(&self, user: &str) -> ApiResult<Vec<(String, Option<String>)>> {
+        let mut sockets = self.tracker.sockets(user).await?;
+        sockets.sort();
+        Ok(sockets)
+    }
+
     /// The presence of `users`.
     pub async fn status(&self, users: &[String]) -> ApiResult<Vec<PresenceStatus>> {
         Ok(self.tracker.status(users).await?)
@@ -151,6 +178,9 @@ impl Presence {
         let data: Value = serde_json::to_value(status).unwrap_or_default();
         let room = presence_room(&status.user_id);
         self.emitter.emit(Target::room(NOTIFICATIONS, &room), "presence", &data).await;
+        if let Some(listener) = self.listener.get() {
+            listener.changed(status).await;
+        }
     }
 }
 

@@ -129,6 +129,13 @@ impl PresenceTracker for RedisPresence {
             .collect())
     }
 
+    async fn sockets(&self, user: &str) -> StoreResult<Vec<(String, Option<String>)>> {
+        let mut conn = self.redis.conn();
+        let cmd = redis::cmd("HGETALL").arg(self.user_key(user)).to_owned();
+        let sockets: std::collections::HashMap<String, String> = self.redis.run(cmd.query_async(&mut conn)).await?;
+        Ok(sockets.into_iter().map(|(socket, node)| (socket, Some(node))).collect())
+    }
+
     async fn maintain(&self) -> StoreResult<Vec<PresenceStatus>> {
         let mut conn = self.redis.conn();
         let nodes = self.key(&["nodes"]);

@@ -60,6 +60,9 @@ where
         }
     })
     .on_disconnect(move |socket, reason| on_disconnect(socket, reason, on_leave.clone()))
+    // With recovery on (`RECOVERY_WINDOW_MS`), a dropped socket is restored only to a join
+    // authenticated as the same user: a `pid` is no credential.
+    .recovery_owner(|conn: &Conn| conn.identity.user_id.clone())
 }
 
 /// Verifies the JWT from `auth.token` (or `Authorization: Bearer`) and stores the
@@ -111,6 +114,7 @@ async fn authenticate(socket: &Arc<Socket>, auth: Option<Value>, app: &AppState)
             span.record("auth.status", "success");
             let trace = span.context().span().span_context().clone();
             let _ = socket.set_state(Conn { identity, trace });
+            socket.join([crate::delivery::EVERYONE]);
             app.metrics().connected(ns);
             Ok(())
         }

@@ -1,5 +1,5 @@
 //! Test fixture: a server on port 0 in this process, tokens, and a small raw Socket.IO v5
-//! client over WebSocket. Raw on purpose: tests must be able to send what no well-behaved
+//! client over WebSocket on the transport's shared test client. Raw on purpose: tests must be able to send what no well-behaved
 //! client library would (binary attachments, wrong argument lists, broken JSON).
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
@@ -11,6 +11,7 @@ use futures::{SinkExt, StreamExt};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 use switchyard_server::Config;
+use switchyard_sio::client::{self, ServerPacket};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message as Frame;
@@ -81,7 +82,10 @@ pub fn token(user: &str) -> String {
     jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
 }
 
-/// A Socket.IO client on one namespace.
+/// A raw Socket.IO v5 client over WebSocket: packets are encoded and decoded by the shared
+/// test client of the transport (`switchyard_sio::client`, also used by its own protocol
+/// tests and by the load generator); only what no well-behaved client sends is spelled out
+/// here (a raw argument list, a binary attachment).
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     ns: String,
@@ -91,29 +95,20 @@ pub struct Client {
 }
 
 impl Client {
-    /// Opens a WebSocket session and connects to `ns`; `Err` carries the connect_error data.
-    pub async fn connect(addr: SocketAddr, ns: &str, token: Option<&str>) -> Result<Client, Value> {
+    /// Opens a WebSocket session and connects to `ns`; `Err` carries the connect_error message.
+    pub async fn connect(addr: SocketAddr, ns: &str, token: Option<&str>) -> Result<Client, String> {
         Self::connect_with_auth(addr, ns, token.map_or(json!({}), |t| json!({ "token": t }))).await
     }
 
     /// [`Client::connect`] with any handshake `auth` object (a `traceparent` next to the token, say).
-    pub async fn connect_with_auth(addr: SocketAddr, ns: &str, auth: Value) -> Result<Client, Value> {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"))
+    pub async fn connect_with_auth(addr: SocketAddr, ns: &str, auth: Value) -> Result<Client, String> {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/socket.io/?EIO=4&transport=websocket"))
             .await
             .unwrap();
-        let mut client = Client { ws, ns: ns.to_owned(), next_id: 0, events: VecDeque::new() };
-        let open = client.recv_text().await;
-        assert!(open.starts_with('0'), "engine.io open packet, got {open}");
-        client.send(format!("40{},{}", ns, auth)).await;
-        loop {
-            let packet = client.recv_text().await;
-            if let Some(rest) = packet.strip_prefix(&format!("40{ns},")) {
-                let _: Value = serde_json::from_str(rest).unwrap();
-                return Ok(client);
-            }
-            if let Some(rest) = packet.strip_prefix(&format!("44{ns},")) {
-                return Err(serde_json::from_str(rest).unwrap());
-            }
+        match client::join(&mut ws, ns, Some(&auth)).await {
+            Ok(_sid) => Ok(Client { ws, ns: ns.to_owned(), next_id: 0, events: VecDeque::new() }),
+            Err(client::JoinError::Refused(message)) => Err(message),
+            Err(e) => panic!("joining {ns}: {e}"),
         }
     }
 
@@ -121,29 +116,45 @@ impl Client {
         self.ws.send(Frame::text(text)).await.expect("send");
     }
 
-    /// Next text packet, answering pings on the way.
-    async fn recv_text(&mut self) -> String {
+    /// Next Socket.IO packet, answering pings on the way.
+    async fn recv(&mut self) -> ServerPacket {
         loop {
             let frame = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
                 .await
                 .expect("a packet within 10 s")
                 .expect("socket open")
                 .expect("frame");
-            match frame {
-                Frame::Text(t) if t.as_str() == "2" => self.send("3".into()).await,
-                Frame::Text(t) => return t.to_string(),
-                Frame::Close(_) => panic!("server closed the connection"),
-                _ => {}
+            if let Some(packet) = self.decode(frame).await {
+                return packet;
             }
+        }
+    }
+
+    /// The packet a frame carries, or `None` for pings (answered here) and non-text frames.
+    async fn decode(&mut self, frame: Frame) -> Option<ServerPacket> {
+        match frame {
+            Frame::Text(t) => match ServerPacket::decode(t.as_str()) {
+                Some(ServerPacket::Ping) => {
+                    self.send(client::PONG.into()).await;
+                    None
+                }
+                Some(packet) => Some(packet),
+                None => panic!("undecodable packet from the server: {t}"),
+            },
+            // A close frame is followed by the end of the stream, which `recv` reports.
+            _ => None,
         }
     }
 
     /// Emits `event` with `payload` and returns the ack.
     pub async fn call(&mut self, event: &str, payload: Value) -> Value {
-        self.call_raw(&json!([event, payload]).to_string()).await
+        self.next_id += 1;
+        let id = self.next_id;
+        self.send(client::event(&self.ns, Some(id), event, &[payload])).await;
+        self.wait_ack(id).await
     }
 
-    /// Emits a raw argument array (any JSON text) and returns the ack.
+    /// Emits a raw argument array (any JSON text, broken or not) and returns the ack.
     pub async fn call_raw(&mut self, args: &str) -> Value {
         self.next_id += 1;
         let id = self.next_id;
@@ -162,22 +173,22 @@ impl Client {
     }
 
     async fn wait_ack(&mut self, id: u64) -> Value {
-        let prefix = format!("43{},{}", self.ns, id);
         loop {
-            let packet = self.recv_text().await;
-            if let Some(rest) = packet.strip_prefix(&prefix) {
-                let mut args: Vec<Value> = serde_json::from_str(rest).unwrap();
-                return args.remove(0);
+            match self.recv().await {
+                ServerPacket::Ack { ns, id: acked, mut args, .. } if ns == self.ns && acked == id => {
+                    return args.remove(0);
+                }
+                packet => self.stash(packet),
             }
-            self.stash(&packet);
         }
     }
 
-    fn stash(&mut self, packet: &str) {
-        if let Some(rest) = packet.strip_prefix(&format!("42{},", self.ns)) {
-            let args: Vec<Value> = serde_json::from_str(rest).unwrap();
-            let name = args[0].as_str().unwrap().to_owned();
-            self.events.push_back((name, args.get(1).cloned().unwrap_or(Value::Null)));
+    fn stash(&mut self, packet: ServerPacket) {
+        if let ServerPacket::Event { ns, name, mut args, .. } = packet
+            && ns == self.ns
+        {
+            let first = if args.is_empty() { Value::Null } else { args.remove(0) };
+            self.events.push_back((name, first));
         }
     }
 
@@ -187,8 +198,8 @@ impl Client {
             if let Some(pos) = self.events.iter().position(|(n, _)| n == event) {
                 return self.events.remove(pos).unwrap().1;
             }
-            let packet = self.recv_text().await;
-            self.stash(&packet);
+            let packet = self.recv().await;
+            self.stash(packet);
         }
     }
 
@@ -196,18 +207,24 @@ impl Client {
     pub async fn drain_events(&mut self, event: &str, wait: Duration) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
-            if let Frame::Text(t) = frame {
-                if t.as_str() == "2" {
-                    self.send("3".into()).await;
-                } else {
-                    let t = t.to_string();
-                    self.stash(&t);
-                }
+            if let Some(packet) = self.decode(frame).await {
+                self.stash(packet);
             }
         }
         let (matching, rest): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(n, _)| n == event);
         self.events = rest.into();
         matching.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Waits for the server's disconnect packet for this namespace, keeping the events that
+    /// come before it.
+    pub async fn disconnected(&mut self) {
+        loop {
+            match self.recv().await {
+                ServerPacket::Disconnect { ns } if ns == self.ns => return,
+                packet => self.stash(packet),
+            }
+        }
     }
 
     /// The ack is `{ ok: false }` with `code`; returns its message.
