@@ -37,10 +37,9 @@ const VACUUM_INTERVAL: Duration = Duration::from_secs(60);
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// A worker whose heartbeat is this many intervals old has died; its jobs go back.
 const MISSED_HEARTBEATS: usize = 3;
-/// After its attempts in flight are done, a stopping worker hands the rest back (which needs
-/// Redis) and checks this often that Redis still answers: an unreachable Redis must not hold
-/// the exit for the whole grace period (the drain's grace bounds a slow one). What is not
-/// handed back runs again after the heartbeat timeout.
+/// After its attempts in flight are done, how long a stopping worker may take to hand the
+/// rest back (which needs Redis): an unreachable Redis must not hold the exit for the whole
+/// grace period. What is not handed back runs again after the heartbeat timeout.
 const HAND_BACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The hash tag of every queue key. apalis-redis's worker registration script also writes
@@ -212,25 +211,14 @@ impl RedisQueue {
             };
             let run = worker.run_until(signal);
             tokio::pin!(run);
-            // Biased, stop first: the worker watches the same signal, and when both are ready
-            // in one poll the worker's own return must not pass for a run that ended by
-            // itself (that skipped the hand-back report when Redis was away).
             let result = tokio::select! {
-                biased;
+                result = &mut run => result,
                 _ = stopped(stop.clone()) => {
                     let drained = async {
                         while context.deliverer.busy(channel) {
                             tokio::time::sleep(Duration::from_millis(20)).await;
                         }
-                        // The hand-back needs Redis: it gets as long as Redis answers (on a
-                        // loaded machine one period was not always enough), and ends as soon
-                        // as Redis does not.
-                        loop {
-                            tokio::time::sleep(HAND_BACK_TIMEOUT).await;
-                            if !self.0.redis.ping().await {
-                                break;
-                            }
-                        }
+                        tokio::time::sleep(HAND_BACK_TIMEOUT).await;
                     };
                     // Stopping: the worker hands its fetched jobs back to Redis, unless Redis
                     // is away (an error, or no answer in time). Either way this run is over.
@@ -243,7 +231,6 @@ impl RedisQueue {
                     }
                     return;
                 }
-                result = &mut run => result,
             };
             match result {
                 Ok(()) => failures = 0,
@@ -251,15 +238,7 @@ impl RedisQueue {
                     failures += 1;
                     let pause = Duration::from_millis(100 << failures.min(6));
                     tracing::warn!(channel = channel.as_str(), error = %e, ?pause, "queue worker failed; restarting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = stopped(stop.clone()) => {
-                            // Stopped before a new run could start: the failed run's fetched
-                            // jobs were not handed back either.
-                            tracing::warn!(channel = channel.as_str(), "could not hand jobs back to Redis; they run again later");
-                            return;
-                        }
-                    }
+                    tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stopped(stop.clone()) => {} }
                 }
             }
         }
