@@ -61,6 +61,22 @@ end
 return 1
 ";
 
+/// Puts a finished worker's fetched-but-unstarted jobs back at the head of the queue.
+/// apalis can end a worker with jobs that its last fetch moved into the worker's in-flight
+/// set but never handed to the handler (a stop right after a fetch), and its close removes
+/// the worker from the heartbeat set, so no other worker would ever find those jobs: they
+/// were lost (`sigterm_hands_the_jobs_back_to_the_queue` saw 4 left in flight).
+const RELEASE: &str = r"
+local jobs = redis.call('SMEMBERS', KEYS[1])
+if #jobs > 0 then
+  redis.call('RPUSH', KEYS[2], unpack(jobs))
+  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[3])
+  redis.call('LPUSH', KEYS[3], 1)
+end
+return #jobs
+";
+
 /// [`JobQueue`] on Redis through apalis. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisQueue(Arc<Shared>);
@@ -199,7 +215,7 @@ impl RedisQueue {
             // that the heartbeat of this one puts back.
             let name = format!("switchyard-{}-{:016x}", channel.as_str(), rand::random::<u64>());
             let strategy = Strategy::new().apply(self.0.wakeups[channel.index()].clone()).interval(self.0.poll);
-            let worker = WorkerBuilder::new(name)
+            let worker = WorkerBuilder::new(name.as_str())
                 .backend(storage.poll_with_strategy(strategy))
                 .data(context.clone())
                 .concurrency(concurrency)
@@ -226,14 +242,19 @@ impl RedisQueue {
                         result = &mut run => result.is_ok(),
                         _ = drained => false,
                     };
-                    if !handed_back {
+                    if handed_back {
+                        self.release(channel, &name).await;
+                    } else {
                         tracing::warn!(channel = channel.as_str(), "could not hand jobs back to Redis; they run again later");
                     }
                     return;
                 }
             };
             match result {
-                Ok(()) => failures = 0,
+                Ok(()) => {
+                    failures = 0;
+                    self.release(channel, &name).await;
+                }
                 Err(e) => {
                     failures += 1;
                     let pause = Duration::from_millis(100 << failures.min(6));
@@ -241,6 +262,23 @@ impl RedisQueue {
                     tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = stopped(stop.clone()) => {} }
                 }
             }
+        }
+    }
+
+    /// Hands back what the stopped worker `name` of `channel` still holds (see [`RELEASE`]).
+    /// Only after its run is over, so none of those jobs is running.
+    async fn release(&self, channel: Channel, name: &str) {
+        let config = &self.0.queues[channel.index()];
+        let script = redis::Script::new(RELEASE);
+        let mut call = script.prepare_invoke();
+        call.key(format!("{}:{name}", config.inflight_jobs_set()))
+            .key(config.active_jobs_list())
+            .key(config.signal_list());
+        let mut conn = self.0.redis.conn();
+        match self.0.redis.run(call.invoke_async::<u64>(&mut conn)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(channel = channel.as_str(), jobs = n, "handed unstarted jobs back to the queue"),
+            Err(e) => tracing::warn!(channel = channel.as_str(), error = %e, "could not hand jobs back to Redis"),
         }
     }
 
