@@ -40,6 +40,8 @@ use crate::{Error, KubeContext, Result};
 const READY_REQUEUE: Duration = Duration::from_secs(300);
 /// Requeue interval while something is not ready yet.
 const PENDING_REQUEUE: Duration = Duration::from_secs(30);
+/// Requeue after a status write lost to a newer version (whose watch event usually comes first).
+const CONFLICT_REQUEUE: Duration = Duration::from_secs(1);
 /// First retry delay after a failed reconciliation; doubles per consecutive failure.
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// Longest retry delay.
@@ -113,21 +115,37 @@ async fn report_failure(ctx: &Context, rtc: &RealtimeCluster, error: &Error) {
     if rtc.status.as_ref() == Some(&new_status) {
         return;
     }
-    let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), &ns);
-    if let Err(e) =
-        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &status_patch(&new_status)).await
-    {
+    if let Err(e) = write_status(ctx, rtc, &ns, &new_status).await {
         warn!(error = %e, "writing the failure status failed");
     }
 }
 
-/// The server-side apply patch of a status.
-fn status_patch(status: &crate::crd::RealtimeClusterStatus) -> Patch<serde_json::Value> {
-    Patch::Apply(json!({
+/// Writes `status` as computed from `rtc`, but only over the version it was computed from:
+/// the patch carries `rtc`'s resourceVersion, so a reconcile that read the object before
+/// someone else changed it (a status pinned by an older operator, a spec edit) cannot
+/// overwrite the newer state with its stale view. False on such a conflict; the newer
+/// version's own watch event brings the next reconcile.
+async fn write_status(
+    ctx: &Context,
+    rtc: &RealtimeCluster,
+    ns: &str,
+    status: &crate::crd::RealtimeClusterStatus,
+) -> Result<bool> {
+    let patch = Patch::Apply(json!({
         "apiVersion": "switchyard.dev/v1alpha1",
         "kind": "RealtimeCluster",
+        "metadata": { "resourceVersion": rtc.resource_version() },
         "status": status,
-    }))
+    }));
+    let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), ns);
+    match api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &patch).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            info!(name = %rtc.name_any(), "status not written: the object changed since it was read");
+            Ok(false)
+        }
+        Err(e) => Err(e).context(|| "writing status".into()),
+    }
 }
 
 /// Logs the failure, counts it and retries with exponential back-off.
@@ -183,10 +201,9 @@ async fn reconcile_inner(rtc: &RealtimeCluster, ctx: &Context) -> Result<Action>
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True");
-        let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &status_patch(&new_status))
-            .await
-            .context(|| "writing status".into())?;
+        if !write_status(ctx, rtc, &ns, &new_status).await? {
+            return Ok(Action::requeue(CONFLICT_REQUEUE));
+        }
         if was_ready != Some(ready) {
             let ready_cond = &new_status.conditions[0];
             let (ty, reason) = if ready { (EventType::Normal, "Ready") } else { (EventType::Warning, "NotReady") };
@@ -206,10 +223,9 @@ async fn pause(rtc: &RealtimeCluster, ctx: &Context, ns: &str) -> Result<Action>
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Reconciled"))
             .is_some_and(|c| c.reason == "Paused");
-        let api: Api<RealtimeCluster> = Api::namespaced(ctx.client.clone(), ns);
-        api.patch_status(&rtc.name_any(), &PatchParams::apply(MANAGER).force(), &status_patch(&new_status))
-            .await
-            .context(|| "writing status".into())?;
+        if !write_status(ctx, rtc, ns, &new_status).await? {
+            return Ok(Action::requeue(CONFLICT_REQUEUE));
+        }
         if !was_paused {
             let note = "Paused: spec.paused is true, so no child is created, changed or deleted".to_string();
             publish(ctx, rtc, EventType::Normal, "Paused", "Reconcile", note).await;
