@@ -10,7 +10,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import smpp from "smpp";
-import { startServer, freePort, http, until, uid } from "./helpers.js";
+import { startServer, startRedis, freePort, http, until, uid } from "./helpers.js";
 
 const KEY = "js-service-key-0123456789";
 const SYSTEM_ID = "switchyard";
@@ -19,13 +19,16 @@ const PASSWORD = "s3cret";
 /**
  * A small SMSC. `messages` holds each complete message as decoded here (parts joined in
  * their UDH order); `submits` counts submit_sm per text, so a message sent twice shows.
+ * With `crossBind`, each receipt goes out on another bound session than the one that
+ * submitted (an SMSC may answer on any bind of the account).
  */
-function startSmsc(port) {
-  const smsc = { messages: [], submits: new Map(), partSubmits: new Map(), binds: 0, refusedBinds: 0, sessions: new Set(), throttled: new Map() };
+function startSmsc(port, { crossBind = false } = {}) {
+  const smsc = { messages: [], submits: new Map(), partSubmits: new Map(), binds: 0, refusedBinds: 0, sessions: new Set(), bound: new Set(), throttled: new Map() };
   const partial = new Map();
   let nextId = 1;
-  const receipt = (session, pdu, id, text) => {
+  const receipt = (submitter, pdu, id, text) => {
     const stat = text.includes("UNDELIV") ? "UNDELIV" : text.includes("EXPIRE") ? "EXPIRED" : "DELIVRD";
+    const session = (crossBind && [...smsc.bound].find((s) => s !== submitter)) || submitter;
     session.deliver_sm({
       source_addr: pdu.destination_addr,
       destination_addr: pdu.source_addr,
@@ -35,7 +38,10 @@ function startSmsc(port) {
   };
   smsc.server = smpp.createServer((session) => {
     smsc.sessions.add(session);
-    session.on("close", () => smsc.sessions.delete(session));
+    session.on("close", () => {
+      smsc.sessions.delete(session);
+      smsc.bound.delete(session);
+    });
     session.on("error", () => {});
     const bind = (pdu) => {
       if (pdu.system_id !== SYSTEM_ID || pdu.password !== PASSWORD) {
@@ -45,6 +51,7 @@ function startSmsc(port) {
         return;
       }
       smsc.binds++;
+      smsc.bound.add(session);
       smsc.lastBind = pdu;
       session.send(pdu.response({ system_id: "test-smsc" }));
     };
@@ -59,8 +66,9 @@ function startSmsc(port) {
     session.on("submit_sm", (pdu) => {
       const { message, udh } = pdu.short_message;
       const concat = (udh || []).find((h) => h[0] === 0x00);
-      // Throttling answers for texts that ask for them, before anything is accepted.
-      const marker = /THROTTLE(\d)|QUEUEFULL(\d)/.exec(message);
+      // Throttling answers for texts that ask for them (THROTTLE<n> or QUEUEFULL<n>, n times
+      // per marker word), before anything is accepted.
+      const marker = /THROTTLE(\d)\w*|QUEUEFULL(\d)\w*/.exec(message);
       if (marker) {
         const key = marker[0];
         const times = Number(marker[1] || marker[2]);
@@ -118,29 +126,33 @@ rules:
       to: "{{data.phone}}"
 `;
 
+/** The server's settings for the SMSC on `port`, the rules and password in `dir`. */
+const settings = (port, dir) => ({
+  SERVICE_API_KEYS: KEY,
+  RULES_FILE: path.join(dir, "rules.yaml"),
+  SMPP_ADDRESS: `127.0.0.1:${port}`,
+  SMPP_SYSTEM_ID: SYSTEM_ID,
+  SMPP_PASSWORD_FILE: path.join(dir, "password"),
+  SMPP_SOURCE_ADDR: "Switchyard",
+  SMPP_MAX_PARTS: "4",
+  SMPP_RECONNECT_MAX_MS: "500",
+  SMPP_THROTTLE_DELAY_MS: "100",
+  // One attempt: a throttled job that used attempts would become a dead letter.
+  QUEUE_MAX_ATTEMPTS: "1",
+  QUEUE_RATE_LIMIT_SMS: "1000/1s",
+});
+
 let smsc;
 let server;
+let dir;
 before(async () => {
   const port = await freePort();
   smsc = startSmsc(port);
   await smsc.listen();
-  const dir = mkdtempSync(path.join(tmpdir(), "sy-sms-"));
+  dir = mkdtempSync(path.join(tmpdir(), "sy-sms-"));
   writeFileSync(path.join(dir, "rules.yaml"), RULES);
   writeFileSync(path.join(dir, "password"), `${PASSWORD}\n`);
-  server = await startServer({
-    SERVICE_API_KEYS: KEY,
-    RULES_FILE: path.join(dir, "rules.yaml"),
-    SMPP_ADDRESS: `127.0.0.1:${port}`,
-    SMPP_SYSTEM_ID: SYSTEM_ID,
-    SMPP_PASSWORD_FILE: path.join(dir, "password"),
-    SMPP_SOURCE_ADDR: "Switchyard",
-    SMPP_MAX_PARTS: "4",
-    SMPP_RECONNECT_MAX_MS: "500",
-    SMPP_THROTTLE_DELAY_MS: "100",
-    // One attempt: a throttled job that used attempts would become a dead letter.
-    QUEUE_MAX_ATTEMPTS: "1",
-    QUEUE_RATE_LIMIT_SMS: "1000/1s",
-  });
+  server = await startServer(settings(port, dir));
   await until("the SMPP session to bind", async () => (await http(server.url, "GET", "/ready/sms")).status === 200);
 });
 after(async () => {
@@ -149,18 +161,18 @@ after(async () => {
   await smsc.stop();
 });
 
-async function send(text, phone = "+4915112345678") {
-  const res = await http(server.url, "POST", "/api/events", { token: KEY, body: { type: "sms.test", userId: uid("u"), data: { text, phone } } });
+async function send(text, phone = "+4915112345678", url = server.url) {
+  const res = await http(url, "POST", "/api/events", { token: KEY, body: { type: "sms.test", userId: uid("u"), data: { text, phone } } });
   assert.equal(res.status, 202, JSON.stringify(res.body));
   return res.body.jobs[0].id;
 }
 
-const status = async (job) => http(server.url, "GET", `/api/admin/deliveries/${encodeURIComponent(job)}`, { token: KEY });
+const status = async (job, url = server.url) => http(url, "GET", `/api/admin/deliveries/${encodeURIComponent(job)}`, { token: KEY });
 
-async function settled(job, state) {
+async function settled(job, state, url = server.url) {
   let last;
   await until(`job ${job} to be ${state}`, async () => {
-    last = await status(job);
+    last = await status(job, url);
     return last.status === 200 && last.body.state === state;
   });
   return last.body;
@@ -192,7 +204,7 @@ test("GSM 03.38 text arrives as sent, bound as SMPP 3.4 with the secret file's p
   assert.equal(smsc.lastBind.interface_version, 0x34);
   const missing = await status("no-such-event.text.sms");
   assert.equal(missing.status, 404);
-  assert.match(JSON.stringify(missing.body), /no SMS delivery with this job id on this node/);
+  assert.match(JSON.stringify(missing.body), /no SMS delivery with this job id/);
   const anonymous = await http(server.url, "GET", `/api/admin/deliveries/${job}`);
   assert.equal(anonymous.status, 401, "the status route needs the service key");
   const metrics = await (await fetch(server.url + "/metrics")).text();
@@ -294,6 +306,36 @@ test("a dropped SMSC connection is reconnected and the jobs queued meanwhile go 
   assert.ok(smsc.binds > binds, "bound again");
   for (const text of texts) assert.equal(smsc.submits.get(text), 1, `${text} submitted once`);
   assert.equal((await http(server.url, "GET", "/ready/sms")).status, 200);
+});
+
+test("on Redis, two nodes share the statuses: each answers for every job, a receipt on the other node's bind settles its job once, and a retry on either node resends no accepted part", async () => {
+  const redis = await startRedis();
+  const port = await freePort();
+  const shared = startSmsc(port, { crossBind: true });
+  await shared.listen();
+  const nodes = [];
+  try {
+    for (let i = 0; i < 2; i++) nodes.push(await startServer({ ...settings(port, dir), REDIS_URL: redis.url }));
+    await until("both nodes to bind", async () => shared.bound.size === 2);
+    const texts = Array.from({ length: 6 }, (_, i) => `shared ${i}`);
+    // Long texts whose second part is throttled once: the retry may run on either node.
+    const long = Array.from({ length: 3 }, (_, i) => `${String(i).repeat(153)}then part two THROTTLE1x${i}`);
+    const jobs = [];
+    for (const [i, text] of [...texts, ...long].entries()) jobs.push(await send(text, "+4915112345678", nodes[i % 2].url));
+    for (const job of jobs) for (const node of nodes) await settled(job, "delivered", node.url);
+    for (const text of [...texts, ...long]) assert.equal(shared.submits.get(text), 1, `${text} sent once`);
+    for (let i = 0; i < 3; i++) assert.equal(shared.partSubmits.get(String(i).repeat(153)), 1, `the first part of long text ${i} is not resent`);
+    let reported = 0;
+    for (const node of nodes) {
+      const metrics = await (await fetch(node.url + "/metrics")).text();
+      reported += Number(/switchyard_notification_receipts_total\{[^}]*channel="sms",outcome="delivered"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+    }
+    assert.equal(reported, jobs.length, "each job's outcome is reported once across the two nodes");
+  } finally {
+    for (const node of nodes) assert.equal((await node.stop()).code, 0);
+    await shared.stop();
+    await redis.stop();
+  }
 });
 
 test("wrong credentials: one clear error, a failing readiness signal for the channel, and the server keeps serving", async () => {

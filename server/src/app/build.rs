@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::delivery::{Bus, Emitter, Instrumented, IoHandle, bus};
 use crate::metrics::Metrics;
 use crate::notifications::Notifications;
+use crate::notifications::channels::sms::{DeliveryStore, MemoryDeliveries, RedisDeliveries};
 use crate::notifications::queue::{JobQueue, MemoryQueue, RedisQueue};
 use crate::notifications::store::{MemoryNotificationStore, NotificationStore, RedisNotificationStore};
 use crate::presence::{MemoryPresence, Presence, PresenceTracker, RedisPresence};
@@ -45,6 +46,7 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
                 config.notifications.notifications_per_user as usize,
             )),
             queue: Arc::new(MemoryQueue::new(config.queue.queue_dead_letter_limit as usize)),
+            deliveries: Arc::new(MemoryDeliveries::default()),
             presence: Arc::new(MemoryPresence::default()),
         };
         return build_with(config, verifier, backend, metrics, None).await;
@@ -72,6 +74,7 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
             config.notifications.notifications_per_user,
         )),
         queue: Arc::new(RedisQueue::new(redis.clone(), &config.queue)),
+        deliveries: Arc::new(RedisDeliveries::new(redis.clone())),
         presence: Arc::new(RedisPresence::new(redis.clone())),
         limiter: Arc::new(RedisRateLimiter::new(redis, &config.rate_limit)),
     };
@@ -85,6 +88,7 @@ struct Backend {
     limiter: Arc<dyn RateLimiter>,
     notification_store: Arc<dyn NotificationStore>,
     queue: Arc<dyn JobQueue>,
+    deliveries: Arc<dyn DeliveryStore>,
     presence: Arc<dyn PresenceTracker>,
 }
 
@@ -106,8 +110,14 @@ async fn build_with(
         Duration::from_millis(config.socket.typing_timeout_ms),
         Overload::spawn(config.limits.overload_max_lag(), metrics.clone()),
     );
-    let notifications =
-        Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone(), metrics.clone())?;
+    let notifications = Notifications::start(
+        &config,
+        backend.notification_store,
+        backend.queue,
+        backend.deliveries,
+        emitter.clone(),
+        metrics.clone(),
+    )?;
     let presence = Presence::new(backend.presence, emitter.clone());
     let state = AppState::new(Handles {
         verifier,

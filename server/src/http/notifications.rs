@@ -104,7 +104,8 @@ async fn dead_letters(
     // An SMS job's dead letter shows what the SMSC said about its parts.
     if let (Some(sms), Value::Array(letters)) = (notifications.sms(), &mut letters) {
         for letter in letters {
-            if let Some(status) = letter["id"].as_str().and_then(|id| sms.status(id)) {
+            let Some(id) = letter["id"].as_str() else { continue };
+            if let Some(status) = sms.status(id).await? {
                 letter["delivery"] = json!(status);
             }
         }
@@ -117,7 +118,7 @@ async fn dead_letters(
 async fn delivery(State(app): State<AppState>, _: Service, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     crate::protocol::check_id("id", &id)?;
     let sms = app.notifications().sms().ok_or_else(|| ApiError::not_found("the sms channel is not configured"))?;
-    let status = sms.status(&id).ok_or_else(|| ApiError::not_found("no SMS delivery with this job id on this node"))?;
+    let status = sms.status(&id).await?.ok_or_else(|| ApiError::not_found("no SMS delivery with this job id"))?;
     Ok(Json(json!(status)))
 }
 

@@ -32,6 +32,7 @@ use crate::delivery::{Emitter, Target, user_room};
 use crate::error::{ApiError, ApiResult, ErrorCode, StoreResult};
 use crate::metrics::{JobState, Metrics};
 use crate::protocol::{NOTIFICATIONS as NS, check_id, epoch_ms, json_size, now_rfc3339};
+use channels::sms::DeliveryStore;
 use channels::{Channel, Email, Sms, Webhook};
 use queue::{DeadLetter, EmailMessage, Job, JobQueue, SmsMessage, Workers};
 use rules::{Rules, check_name, configured};
@@ -149,6 +150,7 @@ impl Notifications {
         config: &Config,
         store: Arc<dyn NotificationStore>,
         queue: Arc<dyn JobQueue>,
+        deliveries: Arc<dyn DeliveryStore>,
         emitter: Arc<dyn Emitter>,
         metrics: Metrics,
     ) -> anyhow::Result<Self> {
@@ -157,7 +159,7 @@ impl Notifications {
         let webhook = Webhook::new(&config.webhook)?;
         let email = Email::new(&config.smtp)?;
         let on_outcome = receipt_outcome(queue.clone(), metrics.clone());
-        let sms = Sms::start(&config.smpp, on_outcome)?.map(Arc::new);
+        let sms = Sms::start(&config.smpp, deliveries, on_outcome)?.map(Arc::new);
         let deliverer =
             Arc::new(Deliverer::new(inbox.clone(), webhook, email, sms.clone(), &config.queue, metrics.clone()));
         let workers = queue.start(deliverer.clone(), &config.queue);

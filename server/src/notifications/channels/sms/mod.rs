@@ -29,9 +29,10 @@ use tokio::task::JoinHandle;
 pub use config::{BindMode, SmppConfig};
 pub use encoding::{EncodeError, encode};
 pub use phone::e164;
-pub use status::{DeliveryState, DeliveryStatus, OnOutcome};
+pub use status::{DeliveryState, DeliveryStatus, DeliveryStore, MemoryDeliveries, OnOutcome, RedisDeliveries};
 
 use super::Outcome;
+use crate::error::StoreResult;
 use session::{Link, Settings, status_name};
 use status::Deliveries;
 
@@ -71,9 +72,13 @@ pub fn check(config: &SmppConfig) -> Result<(), (&'static str, String)> {
 }
 
 impl Sms {
-    /// The channel when `SMPP_ADDRESS` is set; starts its session. `on_outcome` sees every
-    /// final receipt outcome (for metrics).
-    pub fn start(config: &SmppConfig, on_outcome: OnOutcome) -> anyhow::Result<Option<Self>> {
+    /// The channel when `SMPP_ADDRESS` is set; starts its session. Delivery statuses are kept
+    /// in `store`; `on_outcome` sees every job's final receipt outcome once (for metrics).
+    pub fn start(
+        config: &SmppConfig,
+        store: Arc<dyn DeliveryStore>,
+        on_outcome: OnOutcome,
+    ) -> anyhow::Result<Option<Self>> {
         let Some(account) = config.account().map_err(|(setting, reason)| anyhow::anyhow!("{setting}: {reason}"))?
         else {
             return Ok(None);
@@ -91,15 +96,20 @@ impl Sms {
             response_timeout,
             reconnect_max: Duration::from_millis(config.smpp_reconnect_max_ms),
         };
-        let deliveries = Arc::new(Deliveries::new(on_outcome));
+        let deliveries = Arc::new(Deliveries::new(store, on_outcome));
         let (link_tx, link) = watch::channel(Link::Connecting(None));
         let receipts = deliveries.clone();
         let session = tokio::spawn(session::run(settings, link_tx, move |receipt| {
-            let id = receipt.message_id.clone();
-            match receipts.receipt(receipt) {
-                Some(job) => tracing::info!(job = %job, message = %id, "SMS receipt recorded"),
-                None => tracing::debug!(message = %id, "SMS receipt for a message not (yet) known here"),
-            }
+            let receipts = receipts.clone();
+            // Off the session's reading loop: recording waits on the store.
+            tokio::spawn(async move {
+                let id = receipt.message_id.clone();
+                match receipts.receipt(receipt).await {
+                    Ok(Some(job)) => tracing::info!(job = %job, message = %id, "SMS receipt recorded"),
+                    Ok(None) => tracing::debug!(message = %id, "SMS receipt for a message not (yet) known"),
+                    Err(e) => tracing::error!(message = %id, error = %e, "SMS receipt not recorded"),
+                }
+            });
         }));
         Ok(Some(Self {
             link,
@@ -122,17 +132,19 @@ impl Sms {
         }
     }
 
-    /// The delivery status of `job_id`, when this process submitted it.
-    pub fn status(&self, job_id: &str) -> Option<DeliveryStatus> {
-        self.deliveries.get(job_id)
+    /// The delivery status of `job_id`.
+    pub async fn status(&self, job_id: &str) -> StoreResult<Option<DeliveryStatus>> {
+        self.deliveries.get(job_id).await
     }
 
     /// One attempt of job `job_id`: `text` to `to`. Parts accepted by an earlier attempt
     /// are not submitted again. `context` comes back with the job's final receipt outcome.
     pub async fn deliver(&self, job_id: &str, to: &str, text: &str, context: serde_json::Value) -> Outcome {
         let outcome = self.submit(job_id, to, text, context).await;
-        if let Outcome::Permanent(error) = &outcome {
-            self.deliveries.failed(job_id, to, error);
+        if let Outcome::Permanent(error) = &outcome
+            && let Err(e) = self.deliveries.failed(job_id, to, error).await
+        {
+            tracing::error!(job = %job_id, error = %e, "the SMS job's failure is not recorded on its status");
         }
         outcome
     }
@@ -149,7 +161,12 @@ impl Sms {
             Ok(encoded) => encoded,
             Err(e) => return Outcome::Permanent(e.to_string()),
         };
-        let accepted = self.deliveries.begin(job_id, to, encoded.coding.as_str(), encoded.parts.len(), context);
+        let accepted =
+            match self.deliveries.begin(job_id, to, encoded.coding.as_str(), encoded.parts.len(), context).await {
+                Ok(accepted) => accepted,
+                // Without its record a retry could send accepted parts again: wait for the store.
+                Err(e) => return Outcome::Retry(format!("the delivery status is unavailable: {e}")),
+            };
         let client = match self.bound().await {
             Ok(client) => client,
             Err(e) => return Outcome::Retry(e),
@@ -184,7 +201,14 @@ impl Sms {
                 return Outcome::Retry("the channel is closing".into());
             };
             match client.submit_sm(submit).await {
-                Ok(response) => self.deliveries.accepted(job_id, index, response.message_id().as_str()),
+                Ok(response) => {
+                    let message_id = response.message_id();
+                    if let Err(e) = self.deliveries.accepted(job_id, index, message_id.as_str()).await {
+                        // The part is out; what is lost is its record, so a retry would send
+                        // it twice and its receipt finds no job. Said loudly, not retried.
+                        tracing::error!(job = %job_id, part = index + 1, error = %e, "an accepted SMS part is not recorded");
+                    }
+                }
                 Err(e) => return self.refused(e, index, encoded.parts.len()),
             }
         }

@@ -2,7 +2,7 @@
 //! (`id:… sub:… dlvr:… submit date:… done date:… stat:DELIVRD err:… text:…`).
 
 /// What a receipt says about one submitted part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReceiptState {
     /// `DELIVRD`.
