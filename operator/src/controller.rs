@@ -325,6 +325,10 @@ impl Children<'_> {
 
     async fn apply_all(&self, d: &Desired, caps: Capabilities) -> Result<Observed> {
         let mut observed = Observed { caps, ..Default::default() };
+        // First: the pods below read them.
+        for (secret, why) in &d.generated_secrets {
+            self.create_generated_secret(secret, why).await?;
+        }
         self.apply(self.api(), resources::CONFIG_MAP.kind, &d.config).await?;
         if let Some(svc) = &d.redis_service {
             self.apply(self.api::<Service>(), resources::SERVICE.kind, svc).await?;
@@ -336,9 +340,6 @@ impl Children<'_> {
             observed.redis = self.apply_statefulset(sts).await?;
         }
         self.apply(self.api::<Service>(), resources::SERVICE.kind, &d.service).await?;
-        if let Some(name) = &d.generated_jwt_secret {
-            self.create_generated_secret(name).await?;
-        }
         if d.deployment.spec.as_ref().is_some_and(|s| s.replicas.is_none()) {
             self.hand_replicas_to_autoscaler(&d.deployment).await?;
         }
@@ -447,18 +448,19 @@ impl Children<'_> {
         Ok(None)
     }
 
-    /// Creates the generated JWT Secret unless it exists. Never applied or updated: each build
-    /// draws a new key, and a new key would invalidate every token in use. Existence is told
-    /// by the create's conflict, not by a read: the operator may create Secrets but never reads
-    /// one, so it holds no key of anyone's.
-    async fn create_generated_secret(&self, name: &str) -> Result<()> {
+    /// Creates a generated Secret unless it exists. Never applied or updated: each build draws
+    /// a new key, and a new JWT key would invalidate every token in use, a new Redis password
+    /// cut every server off. Existence is told by the create's conflict, not by a read: the
+    /// operator may create Secrets but never reads one, so it holds no key of anyone's.
+    async fn create_generated_secret(&self, secret: &Secret, why: &str) -> Result<()> {
+        let name = secret.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Secret> = self.api();
         let params = PostParams { field_manager: Some(MANAGER.into()), ..PostParams::default() };
-        match api.create(&params, &resources::auth::generated_secret(self.rtc)).await {
+        match api.create(&params, secret).await {
             Ok(_) => {
-                info!(name, "created the generated JWT secret");
+                info!(name, "created a generated secret");
                 self.ctx.metrics.child_changed("Secret", "created");
-                let note = format!("Created Secret {name} (no auth in the spec: a key shared by every pod)");
+                let note = format!("Created Secret {name} ({why})");
                 let related = child_ref(Some("v1".into()), "Secret", name, self.ns, None);
                 publish_about(self.ctx, self.rtc, EventType::Normal, "CreatedSecret", "Apply", note, Some(related))
                     .await;

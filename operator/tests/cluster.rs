@@ -514,8 +514,19 @@ async fn lifecycle_create_follow_repair_prune_scale_and_delete() {
 
     let cm = eventually("ConfigMap chat-config", WAIT, || get_opt(&configmaps, "chat-config")).await;
     let data = cm.data.unwrap();
-    assert_eq!(data["REDIS_URL"], "redis://chat-redis:6379");
+    assert!(!data.contains_key("REDIS_URL"), "the managed Redis's URL holds its password: a Secret");
     assert_eq!(data["CORS_ORIGINS"], "https://app.example.com");
+    // The managed Redis's password: generated once, owned, and what the servers connect with.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let auth = eventually("Secret chat-redis-auth", WAIT, || get_opt(&secrets, "chat-redis-auth")).await;
+    let auth_data = auth.data.clone().unwrap();
+    let password = String::from_utf8(auth_data["password"].0.clone()).unwrap();
+    assert_eq!(password.len(), 64);
+    assert_eq!(String::from_utf8(auth_data["url"].0.clone()).unwrap(), format!("redis://:{password}@chat-redis:6379"));
+    assert_eq!(auth.owner_references()[0].name, "chat");
+    let url_env = dep.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+    let url_ref = url_env.iter().find(|e| e.name == "REDIS_URL").and_then(|e| e.value_from.clone()?.secret_key_ref);
+    assert_eq!(url_ref.map(|r| (r.name, r.key)), Some(("chat-redis-auth".into(), "url".into())));
     assert_eq!(data["SHUTDOWN_GRACE_SECONDS"], "20");
     assert!(!data.contains_key("JWT_SECRET"));
     let svc = eventually("Service chat", WAIT, || get_opt(&services, "chat")).await;

@@ -33,17 +33,19 @@ pub fn generated_secret_ref(rtc: &RealtimeCluster) -> Option<SecretKeyRef> {
     (!configured).then(|| SecretKeyRef { name: jwt_secret_name(rtc), key: JWT_SECRET_KEY.into() })
 }
 
-/// A new `<name>-jwt` Secret: 32 random bytes as 64 hex characters (the server wants at least
-/// 32 bytes). Every call draws a new key, so the controller only calls it to create the Secret.
-pub fn generated_secret(rtc: &RealtimeCluster) -> Secret {
+/// A new `<name>-jwt` Secret when the spec names no way to verify tokens: 32 random bytes as
+/// 64 hex characters (the server wants at least 32 bytes). Every call draws a new key, so the
+/// controller only creates it, never applies it.
+pub fn generated_secret(rtc: &RealtimeCluster) -> Option<Secret> {
+    generated_secret_ref(rtc)?;
     let bytes: [u8; 32] = rand::random();
     let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Secret {
+    Some(Secret {
         metadata: child_meta(rtc, jwt_secret_name(rtc), "auth"),
         string_data: Some(BTreeMap::from([(JWT_SECRET_KEY.to_string(), key)])),
         type_: Some("Opaque".into()),
         ..Secret::default()
-    }
+    })
 }
 
 #[cfg(test)]
@@ -75,7 +77,7 @@ mod tests {
 
     #[test]
     fn the_secret_is_random_owned_and_long_enough() {
-        let (a, b) = (generated_secret(&rtc("chat")), generated_secret(&rtc("chat")));
+        let (a, b) = (generated_secret(&rtc("chat")).unwrap(), generated_secret(&rtc("chat")).unwrap());
         let key = |s: &Secret| s.string_data.as_ref().unwrap()[JWT_SECRET_KEY].clone();
         assert_eq!(key(&a).len(), 64);
         assert!(key(&a).bytes().all(|c| c.is_ascii_hexdigit()));

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 
-use super::{REDIS_PORT, SERVER_PORT, child_meta, config_name, redis_name};
+use super::{SERVER_PORT, child_meta, config_name};
 use crate::crd::{RealtimeCluster, SmppBind};
 
 /// Environment variables the server reads, derived from the spec (secrets excluded).
@@ -30,9 +30,6 @@ pub fn server_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
     set("PING_TIMEOUT_MS", server.ping_timeout_ms.to_string());
     if !spec.cors_origins.is_empty() {
         set("CORS_ORIGINS", spec.cors_origins.join(","));
-    }
-    if spec.managed_redis().is_some() {
-        set("REDIS_URL", format!("redis://{}:{REDIS_PORT}", redis_name(rtc)));
     }
     if let Some(auth) = &spec.auth {
         if let Some(url) = &auth.jwks_url {
@@ -247,9 +244,9 @@ mod tests {
     }
 
     #[test]
-    fn defaults_wire_the_managed_redis_and_server_settings() {
+    fn defaults_wire_the_server_settings_and_keep_the_managed_redis_url_out() {
         let env = server_env(&rtc("chat"));
-        assert_eq!(env["REDIS_URL"], "redis://chat-redis:6379");
+        assert!(!env.contains_key("REDIS_URL"), "it holds the password: a secretKeyRef");
         assert_eq!(env["HOST"], "0.0.0.0");
         assert_eq!(env["WEBSOCKET_PORT"], "3001");
         assert_eq!(env["SHUTDOWN_GRACE_SECONDS"], "30");

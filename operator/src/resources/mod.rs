@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -138,8 +138,10 @@ pub struct Desired {
     pub dashboard: Option<ConfigMap>,
     /// Prometheus Operator ServiceMonitor.
     pub service_monitor: Option<DynamicObject>,
-    /// The JWT Secret to create once if missing (`<name>-jwt`), when the spec names none.
-    pub generated_jwt_secret: Option<String>,
+    /// Secrets to create once if missing, never to update: the JWT key (`<name>-jwt`) when
+    /// the spec names none, the managed Redis's password (`<name>-redis-auth`). Each with
+    /// what the event about its creation says.
+    pub generated_secrets: Vec<(Secret, &'static str)>,
 }
 
 impl Desired {
@@ -185,7 +187,13 @@ pub fn desired(rtc: &RealtimeCluster, caps: Capabilities) -> Desired {
         scaled_object: if wants_keda && caps.scaled_object { autoscaling::scaled_object(rtc) } else { None },
         dashboard: monitoring::dashboard(rtc),
         service_monitor: if caps.service_monitor { monitoring::service_monitor(rtc) } else { None },
-        generated_jwt_secret: auth::generated_secret_ref(rtc).map(|r| r.name),
+        generated_secrets: [
+            auth::generated_secret(rtc).map(|s| (s, "no auth in the spec: a key shared by every pod")),
+            redis::generated_password_secret(rtc).map(|s| (s, "the managed Redis's password")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     }
 }
 

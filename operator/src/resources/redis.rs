@@ -1,12 +1,14 @@
-//! The managed Redis: a one-pod StatefulSet with the append-only file on, and its Service.
+//! The managed Redis: a one-pod StatefulSet with the append-only file on, its Service, a
+//! NetworkPolicy, and the password Secret the operator generates for it.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecurityContext,
-    Service, ServicePort, ServiceSpec, TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
@@ -16,12 +18,50 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{REDIS_PORT, child_meta, redis_name, selector_labels};
-use crate::crd::{ManagedRedisSpec, RealtimeCluster};
+use crate::crd::{ManagedRedisSpec, RealtimeCluster, SecretKeyRef};
 
-/// The Redis server arguments: AOF with the chosen fsync policy when persistent, no
-/// persistence at all otherwise.
+/// Key of the generated Redis Secret that holds the password.
+pub const PASSWORD_KEY: &str = "password";
+/// Key of the generated Redis Secret that holds the URL the servers connect with.
+pub const URL_KEY: &str = "url";
+
+/// Name of the Secret with the managed Redis's password (`<name>-redis-auth`).
+pub fn password_secret_name(rtc: &RealtimeCluster) -> String {
+    format!("{}-auth", redis_name(rtc))
+}
+
+/// The server's `REDIS_URL`, password included, when the Redis is managed.
+pub fn url_secret_ref(rtc: &RealtimeCluster) -> Option<SecretKeyRef> {
+    rtc.spec.managed_redis()?;
+    Some(SecretKeyRef { name: password_secret_name(rtc), key: URL_KEY.into() })
+}
+
+/// A new `<name>-redis-auth` Secret, when the Redis is managed: 32 random bytes as 64 hex
+/// characters, and the URL with them. Redis needs a password even behind its NetworkPolicy:
+/// not every network plugin enforces policies, and any pod that reaches an open Redis can
+/// read every message and run any command. Like the JWT Secret, created once and never
+/// rewritten (a new password would cut every server off until it restarted).
+pub fn generated_password_secret(rtc: &RealtimeCluster) -> Option<Secret> {
+    rtc.spec.managed_redis()?;
+    let bytes: [u8; 32] = rand::random();
+    let password: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let url = format!("redis://:{password}@{}:{REDIS_PORT}", redis_name(rtc));
+    Some(Secret {
+        metadata: child_meta(rtc, password_secret_name(rtc), "redis"),
+        string_data: Some(BTreeMap::from([(PASSWORD_KEY.to_string(), password), (URL_KEY.to_string(), url)])),
+        type_: Some("Opaque".into()),
+        ..Secret::default()
+    })
+}
+
+/// The Redis server arguments: the password from the environment (the kubelet expands
+/// `$(REDIS_PASSWORD)`, so it is not in the pod spec), AOF with the chosen fsync policy when
+/// persistent, no persistence at all otherwise.
 pub fn redis_args(managed: &ManagedRedisSpec) -> Vec<String> {
-    let mut args: Vec<String> = vec!["redis-server".into(), "--port".into(), REDIS_PORT.to_string()];
+    let mut args: Vec<String> =
+        ["redis-server", "--port", &REDIS_PORT.to_string(), "--requirepass", "$(REDIS_PASSWORD)"]
+            .map(String::from)
+            .to_vec();
     if managed.persistence.enabled {
         args.extend(
             ["--appendonly", "yes", "--appendfsync", managed.persistence.append_fsync.as_str(), "--dir", "/data"]
@@ -58,6 +98,23 @@ pub fn statefulset(rtc: &RealtimeCluster) -> Option<StatefulSet> {
         image: Some(managed.image.clone()),
         image_pull_policy: Some(rtc.spec.image_pull_policy.as_str().into()),
         args: Some(redis_args(&managed)),
+        // REDISCLI_AUTH: the readiness probe's redis-cli authenticates with it.
+        env: Some(
+            ["REDIS_PASSWORD", "REDISCLI_AUTH"]
+                .map(|name| EnvVar {
+                    name: name.into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: password_secret_name(rtc),
+                            key: PASSWORD_KEY.into(),
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .to_vec(),
+        ),
         ports: Some(vec![ContainerPort {
             name: Some("redis".into()),
             container_port: REDIS_PORT,
@@ -161,9 +218,10 @@ pub fn service(rtc: &RealtimeCluster) -> Option<Service> {
 }
 
 /// The NetworkPolicy of the managed Redis: only this cluster's server pods may connect, and
-/// only to the Redis port. Redis holds the chat state and has no password, so no other pod
-/// in the cluster should reach it. Enforced by the cluster's network plugin (most enforce
-/// NetworkPolicy; with one that does not, the object has no effect).
+/// only to the Redis port. Redis holds the chat state, so no other pod in the cluster should
+/// reach it, password or not. Enforced by the cluster's network plugin (most enforce
+/// NetworkPolicy; with one that does not, the object has no effect and the password is what
+/// keeps others out).
 pub fn network_policy(rtc: &RealtimeCluster) -> Option<NetworkPolicy> {
     rtc.spec.managed_redis()?;
     Some(NetworkPolicy {
@@ -220,6 +278,28 @@ mod tests {
     }
 
     #[test]
+    fn redis_requires_the_generated_password_and_its_probe_uses_it() {
+        let r = rtc("chat");
+        let secret = generated_password_secret(&r).unwrap();
+        assert_eq!(secret.metadata.name.as_deref(), Some("chat-redis-auth"));
+        let data = secret.string_data.unwrap();
+        let password = &data[PASSWORD_KEY];
+        assert_eq!(password.len(), 64);
+        assert_ne!(password, &generated_password_secret(&r).unwrap().string_data.unwrap()[PASSWORD_KEY], "random");
+        assert_eq!(data[URL_KEY], format!("redis://:{password}@chat-redis:6379"));
+        let container = &statefulset(&r).unwrap().spec.unwrap().template.spec.unwrap().containers[0];
+        let args = container.args.clone().unwrap().join(" ");
+        assert!(args.contains("--requirepass $(REDIS_PASSWORD)"), "{args}");
+        for var in container.env.as_ref().unwrap() {
+            let sel = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+            assert_eq!((sel.name.as_str(), sel.key.as_str()), ("chat-redis-auth", PASSWORD_KEY), "{}", var.name);
+        }
+        let names: Vec<_> = container.env.as_ref().unwrap().iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["REDIS_PASSWORD", "REDISCLI_AUTH"]);
+        assert_eq!(url_secret_ref(&r).map(|s| (s.name, s.key)), Some(("chat-redis-auth".into(), URL_KEY.into())));
+    }
+
+    #[test]
     fn only_the_server_pods_reach_redis() {
         let r = rtc("chat");
         let spec = network_policy(&r).unwrap().spec.unwrap();
@@ -258,5 +338,7 @@ mod tests {
         assert!(statefulset(&r).is_none());
         assert!(service(&r).is_none());
         assert!(network_policy(&r).is_none());
+        assert!(generated_password_secret(&r).is_none());
+        assert!(url_secret_ref(&r).is_none());
     }
 }

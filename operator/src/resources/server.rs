@@ -201,6 +201,9 @@ fn secret_env(rtc: &RealtimeCluster) -> Vec<EnvVar> {
     if let Some(ext) = spec.external_redis() {
         from_secret("REDIS_URL", &ext.secret_ref);
     }
+    if let Some(managed) = super::redis::url_secret_ref(rtc) {
+        from_secret("REDIS_URL", &managed);
+    }
     if let Some(generated) = super::auth::generated_secret_ref(rtc) {
         from_secret("JWT_SECRET", &generated);
     }
@@ -410,9 +413,10 @@ mod tests {
         let d = deployment(&r, "h");
         let env = pod(&d).containers[0].env.clone().unwrap();
         let names: Vec<_> = env.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names, ["JWT_SECRET", "SERVICE_API_KEYS", "EXTRA"]);
-        let sel = env[0].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
-        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("jwt", "secret"));
+        assert_eq!(names, ["REDIS_URL", "JWT_SECRET", "SERVICE_API_KEYS", "EXTRA"]);
+        let sel = |i: usize| env[i].value_from.as_ref().unwrap().secret_key_ref.clone().unwrap();
+        assert_eq!((sel(0).name, sel(0).key), ("chat-redis-auth".into(), "url".into()));
+        assert_eq!((sel(1).name, sel(1).key), ("jwt".into(), "secret".into()));
     }
 
     #[test]

@@ -53,9 +53,6 @@ image_redis() {
     install -D -m 0755 "$bin" "$root/usr/local/bin/$(basename "$bin")"
     for lib in $(ldd "$bin" | grep -oE '/[^ ]+\.so[^ ]*'); do install -D -m 0755 "$lib" "$root$lib"; done
   done
-  mkdir -p "$root/usr/local/lib/redis"
-  mv "$root/usr/local/bin/redis-server" "$root/usr/local/lib/redis/redis-server"
-  go_static "$IMAGES_DIR/redis-server" "$root/usr/local/bin/redis-server"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nredis:x:999:999:redis:/data:/sbin/nologin\n' | install -D -m 0644 /dev/stdin "$root/etc/passwd"
   printf 'root:x:0:\nredis:x:999:\n' | install -D -m 0644 /dev/stdin "$root/etc/group"
   install -d -m 0777 "$root/data"

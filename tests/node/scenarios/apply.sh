@@ -65,6 +65,12 @@ scenario_apply() {
   mapfile -t ips < <(pod_ips default "$(server_sel hello)")
   node_client chat.mjs SY_SECRET="$secret" SY_URL_A="http://${ips[0]}:3001" SY_URL_B="http://${ips[1]}:3001" ||
     die "chat across pods ${ips[0]} -> ${ips[1]} failed"
+  # The servers reach Redis with the generated password (chat across pods went through it);
+  # without it Redis refuses.
+  local refused
+  refused="$(kubectl exec hello-redis-0 -- redis-cli --no-auth-warning --pass wrong-password ping 2>&1 || true)"
+  [[ "$refused" == *WRONGPASS* ]] || die "the managed Redis answered a wrong password with: $refused"
+  ok "the managed Redis refuses a wrong password: $refused"
 
   # --- the full example: its Secret first, as the example's header says ---
   kubectl create namespace full >/dev/null

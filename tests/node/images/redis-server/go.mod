@@ -1,3 +1,0 @@
-module switchyard.dev/node-test/redis-server
-
-go 1.22
