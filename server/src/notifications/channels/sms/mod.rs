@@ -106,7 +106,7 @@ impl Sms {
                 let id = receipt.message_id.clone();
                 match receipts.receipt(receipt).await {
                     Ok(Some(job)) => tracing::info!(job = %job, message = %id, "SMS receipt recorded"),
-                    Ok(None) => tracing::debug!(message = %id, "SMS receipt for a message not (yet) known"),
+                    Ok(None) => tracing::warn!(message = %id, "SMS receipt for a message id no job has"),
                     Err(e) => tracing::error!(message = %id, error = %e, "SMS receipt not recorded"),
                 }
             });

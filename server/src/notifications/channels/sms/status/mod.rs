@@ -10,11 +10,12 @@
 mod memory;
 mod redis;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 use super::receipt::{Receipt, ReceiptState};
 use crate::error::StoreResult;
@@ -22,9 +23,14 @@ use crate::error::StoreResult;
 pub use memory::MemoryDeliveries;
 pub use redis::RedisDeliveries;
 
-/// Receipts kept for message ids not yet recorded (a receipt can overtake the
-/// `submit_sm_resp` it belongs to on the way through the process).
+/// Receipts waiting at once for their message id to be recorded; more are dropped.
 const EARLY_RECEIPTS: usize = 10_000;
+/// The first wait of a receipt whose message id is not recorded yet; it doubles up to
+/// [`EARLY_WAIT_MAX`]. A receipt can overtake the `submit_sm_resp` it belongs to, on the
+/// way through the submitting process or, sent on another node's bind, through another.
+const EARLY_WAIT: Duration = Duration::from_millis(50);
+/// The longest of those waits (about 6 s in all), after which the receipt is given up.
+const EARLY_WAIT_MAX: Duration = Duration::from_millis(3200);
 
 /// Where an SMS job stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -187,8 +193,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
 /// Every SMS job's status, on a [`DeliveryStore`].
 pub struct Deliveries {
     store: Arc<dyn DeliveryStore>,
-    /// Receipts whose message id is not recorded yet, in this process.
-    early: Mutex<HashMap<String, Receipt>>,
+    /// Bounds the receipts waiting for their message id (see [`EARLY_WAIT`]).
+    early: Semaphore,
     on_outcome: OnOutcome,
 }
 
@@ -196,12 +202,7 @@ impl Deliveries {
     /// Statuses in `store`; `on_outcome` sees each job's final receipt outcome once (for
     /// metrics and dead letters).
     pub fn new(store: Arc<dyn DeliveryStore>, on_outcome: OnOutcome) -> Self {
-        Self { store, early: Mutex::default(), on_outcome }
-    }
-
-    fn early(&self) -> std::sync::MutexGuard<'_, HashMap<String, Receipt>> {
-        // Every change is one step, so the data behind a poisoned lock is consistent.
-        self.early.lock().unwrap_or_else(|p| p.into_inner())
+        Self { store, early: Semaphore::new(EARLY_RECEIPTS), on_outcome }
     }
 
     /// Starts (or resumes) job `job_id` of `parts` parts; returns the message ids of the
@@ -227,12 +228,7 @@ impl Deliveries {
 
     /// Part `index` of `job_id` was accepted as `message_id`.
     pub async fn accepted(&self, job_id: &str, index: usize, message_id: &str) -> StoreResult<()> {
-        self.store.accept(job_id, index, message_id).await?;
-        let early = self.early().remove(message_id);
-        if let Some(early) = early {
-            self.receipt(early).await?;
-        }
-        Ok(())
+        self.store.accept(job_id, index, message_id).await
     }
 
     /// `job_id` to `to` failed for good with `error` (also before any part was made).
@@ -240,15 +236,20 @@ impl Deliveries {
         self.store.fail(&DeliveryStatus::failed(job_id, to, error)).await
     }
 
-    /// Records a receipt; returns the job it belongs to, `None` when its message id is
-    /// unknown (kept a while in case its `submit_sm_resp` is still on the way).
+    /// Records a receipt; returns the job it belongs to, `None` when its message id stays
+    /// unknown for the [`EARLY_WAIT`]s (in case its `submit_sm_resp` is still on the way).
     pub async fn receipt(&self, receipt: Receipt) -> StoreResult<Option<String>> {
-        let Some((job_id, index)) = self.store.part_of(&receipt.message_id).await? else {
-            let mut early = self.early();
-            if early.len() < EARLY_RECEIPTS {
-                early.insert(receipt.message_id.clone(), receipt);
+        let mut wait = EARLY_WAIT;
+        let (job_id, index) = loop {
+            if let Some(found) = self.store.part_of(&receipt.message_id).await? {
+                break found;
             }
-            return Ok(None);
+            if wait > EARLY_WAIT_MAX {
+                return Ok(None);
+            }
+            let Ok(_waiting) = self.early.try_acquire() else { return Ok(None) };
+            tokio::time::sleep(wait).await;
+            wait *= 2;
         };
         let Some(status) = self.store.receive(&job_id, index, &receipt).await? else { return Ok(None) };
         // A receipt for a job that had failed on its own (the SMSC said no to a later part)
@@ -295,9 +296,10 @@ mod tests {
         d.accepted("j", 0, "m0").await.unwrap();
         assert_eq!(state("j").await, DeliveryState::Submitting);
         assert_eq!(d.begin("j", TO, "gsm7", 2, Value::Null).await.unwrap(), [Some("m0".into()), None]);
-        // The receipt of part 1 overtakes its submit_sm_resp.
-        assert_eq!(d.receipt(receipt("m1", ReceiptState::Delivered)).await.unwrap(), None);
-        d.accepted("j", 1, "m1").await.unwrap();
+        // The receipt of part 1 overtakes its submit_sm_resp: it waits for it.
+        let (early, accepted) =
+            tokio::join!(d.receipt(receipt("m1", ReceiptState::Delivered)), d.accepted("j", 1, "m1"));
+        assert_eq!((early.unwrap(), accepted.unwrap()), (Some("j".into()), ()));
         assert_eq!(state("j").await, DeliveryState::Submitted);
         assert_eq!(d.receipt(receipt("m0", ReceiptState::Pending)).await.unwrap(), Some("j".into()));
         assert_eq!(state("j").await, DeliveryState::Submitted);
