@@ -260,7 +260,7 @@ impl<S: Send + Sync + 'static> Io<S> {
         let late = session.state().ping_sent.is_some_and(|sent| sent.elapsed() > self.0.config.ping_timeout);
         if late {
             session.close(DisconnectReason::HeartbeatTimeout);
-            tokio::spawn(finish(self.0.clone(), session));
+            retire(&self.0, session);
             return Err(EngineError::UnknownSid);
         }
         Ok(session)
@@ -312,7 +312,7 @@ impl<S: Send + Sync + 'static> Io<S> {
             if state.polling {
                 drop(state);
                 session.close(DisconnectReason::MultipleHttpPolling);
-                tokio::spawn(finish(self.0.clone(), session));
+                retire(&self.0, session);
                 return Err(EngineError::BadRequest);
             }
             state.polling = true;
@@ -338,7 +338,7 @@ impl<S: Send + Sync + 'static> Io<S> {
                         // the server tells the client with a close packet.
                         let answer = if state.reason == Some(DisconnectReason::TransportClose) { "6" } else { "1" };
                         drop(state);
-                        tokio::spawn(finish(self.0.clone(), session.clone()));
+                        retire(&self.0, session.clone());
                         return Ok(text(answer.into()));
                     }
                     // The client pauses polling to upgrade: release its last GET.
@@ -375,7 +375,7 @@ impl<S: Send + Sync + 'static> Io<S> {
             session.close(DisconnectReason::TransportError);
         }
         if session.state().transport == Transport::Closed {
-            tokio::spawn(finish(self.0.clone(), session));
+            retire(&self.0, session);
         }
         handled.map(|()| text("ok".into())).map_err(|_| EngineError::BadRequest)
     }
@@ -744,6 +744,15 @@ async fn finish<S: Send + Sync + 'static>(shared: Arc<Shared<S>>, session: Arc<S
     }
 }
 
+/// Takes a closed session out of the map now, so that the next request for it finds it gone
+/// (a GET right after a refused POST is answered 400, as in Node, not with the close packet
+/// of a session still on its way out), and runs its disconnect handlers in the background.
+fn retire<S: Send + Sync + 'static>(shared: &Arc<Shared<S>>, session: Arc<Session<S>>) {
+    if shared.sessions.remove(&session.id).is_some() {
+        tokio::spawn(end_sockets(session));
+    }
+}
+
 /// Runs the disconnect handlers of a closed session that was taken out of the map.
 async fn end_sockets<S: Send + Sync + 'static>(session: Arc<Session<S>>) {
     session.shutdown();
@@ -807,7 +816,7 @@ async fn heartbeat<S: Send + Sync + 'static>(shared: Weak<Shared<S>>) {
         }
         for session in late {
             session.close(DisconnectReason::HeartbeatTimeout);
-            tokio::spawn(finish(shared.clone(), session));
+            retire(&shared, session);
         }
     }
 }

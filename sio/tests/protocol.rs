@@ -1475,7 +1475,11 @@ async fn a_client_that_never_reads_is_closed(request: &[u8]) {
         match tokio::time::timeout(WAIT, raw.stream.write_all(&batch)).await {
             Ok(Ok(())) => written += batch.len(),
             Ok(Err(_)) => break,
-            Err(_) => panic!("the server stopped reading without closing, after {written} bytes"),
+            Err(_) => panic!(
+                "the server stopped reading without closing, after {written} bytes ({} unsent, {} sessions)",
+                server.io.unsent_bytes(),
+                server.io.sessions()
+            ),
         }
         assert!(written < 64 << 20, "64 MB sent and the connection is still open ({peak} bytes unsent at most)");
     }
