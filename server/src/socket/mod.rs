@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+mod admin;
 mod chat;
 mod notifications;
 
@@ -38,9 +39,13 @@ use crate::protocol::static_ns;
 use crate::ratelimit::{EventClass, Verdict};
 use crate::state::AppState;
 
-/// Every namespace, for the server's builder.
+/// Every namespace, for the server's builder: `/admin` too when the Admin UI is on.
 pub fn namespaces(app: &AppState) -> Vec<NamespaceBuilder<Conn>> {
-    vec![chat::namespace(app), notifications::namespace(app)]
+    let mut namespaces = vec![chat::namespace(app), notifications::namespace(app)];
+    if let Some(admin) = app.admin() {
+        namespaces.push(admin::namespace(admin));
+    }
+    namespaces
 }
 
 /// A namespace joined with [`authenticate`], then `setup` (joining rooms before the client
@@ -51,7 +56,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (on_join, on_leave) = (app.clone(), app.clone());
-    NamespaceBuilder::new(ns, move |socket: Arc<Socket>, auth: Option<Value>| {
+    let builder = NamespaceBuilder::new(ns, move |socket: Arc<Socket>, auth: Option<Value>| {
         let app = on_join.clone();
         async move {
             authenticate(&socket, auth, &app).await.map_err(|failure| failure.to_string())?;
@@ -62,7 +67,18 @@ where
     .on_disconnect(move |socket, reason| on_disconnect(socket, reason, on_leave.clone()))
     // With recovery on (`RECOVERY_WINDOW_MS`), a dropped socket is restored only to a join
     // authenticated as the same user: a `pid` is no credential.
-    .recovery_owner(|conn: &Conn| conn.identity.user_id.clone())
+    .recovery_owner(|conn: &Conn| conn.identity.user_id.clone());
+    // The Admin UI hears of sockets and their rooms; without it, no hook and no cost.
+    match app.admin() {
+        Some(admin) => {
+            let (rooms, connected) = (admin.clone(), admin.clone());
+            builder.on_room(move |socket, room, change| rooms.room(socket, room, change)).on_connected(move |socket| {
+                connected.connected(&socket);
+                std::future::ready(())
+            })
+        }
+        None => builder,
+    }
 }
 
 /// Verifies the JWT from `auth.token` (or `Authorization: Bearer`) and stores the
@@ -113,7 +129,7 @@ async fn authenticate(socket: &Arc<Socket>, auth: Option<Value>, app: &AppState)
             app.presence().connected(&identity.user_id, &presence_key(socket)).await;
             span.record("auth.status", "success");
             let trace = span.context().span().span_context().clone();
-            let _ = socket.set_state(Conn { identity, trace });
+            let _ = socket.set_state(Conn { identity, trace, since_ms: crate::protocol::epoch_ms() });
             socket.join([crate::delivery::EVERYONE]);
             app.metrics().connected(ns);
             Ok(())
@@ -136,6 +152,9 @@ async fn on_disconnect(socket: Arc<Socket>, reason: DisconnectReason, app: AppSt
     let ns = static_ns(socket.ns());
     app.metrics().disconnected(ns, reason);
     app.metrics().gone(ns);
+    if let Some(admin) = app.admin() {
+        admin.disconnected(&socket, reason);
+    }
     if let Ok(user) = identity(&socket) {
         app.presence().disconnected(&user.user_id, &presence_key(&socket)).await;
     }
