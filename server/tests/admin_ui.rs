@@ -109,6 +109,13 @@ async fn a_signed_in_ui_sees_the_sockets_and_their_changes_and_disconnects_one()
     assert_eq!(connected["data"]["userId"], "bob");
     drop(bob);
     assert_eq!(ui.next_event("socket_disconnected").await, json!("/chat"));
+    let carol = Client::connect(server.addr, "/notifications", Some(&support::token("carol"))).await.unwrap();
+    let connected = ui.next_event("socket_connected").await;
+    assert_eq!(
+        (connected["nsp"].as_str(), connected["data"]["userId"].as_str()),
+        (Some("/notifications"), Some("carol"))
+    );
+    drop(carol);
 
     // Actions: a join and a disconnect by socket id; the ack says how many sockets here.
     let id = listed["id"].as_str().unwrap();

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use switchyard_sio::{DisconnectReason, RoomChange, To};
+use switchyard_sio::{DisconnectReason, Payload, RoomChange, To};
 use tokio::sync::mpsc;
 
 use crate::config::AdminUiConfig;
@@ -151,6 +151,19 @@ struct Fleet {
     /// Server ids and when their stats last came.
     servers: HashMap<String, Instant>,
     pending: HashMap<u64, Pending>,
+    /// UIs whose listing went out, for answers that come later (from a node this one had
+    /// not heard of yet): those sockets follow as `socket_connected`.
+    finished: HashMap<u64, (Arc<Socket>, Instant)>,
+}
+
+/// What a node's answer to a listing request means here.
+enum Answer {
+    /// The last one awaited: the listing can go out.
+    Last,
+    /// For a listing that went out already: its sockets follow one by one.
+    Late(Arc<Socket>, Vec<Value>),
+    /// Others are still awaited (or the request is not this node's).
+    Waiting,
 }
 
 /// A signed-in UI waiting for every node's sockets.
@@ -238,9 +251,10 @@ impl Admin {
         self.local_uis.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Greets a signed-in UI socket: its session id and the features, then every socket of
-    /// the fleet once each node answered (or [`SNAPSHOT_TIMEOUT`] passed), and this node's
-    /// stats at once rather than at the next tick.
+    /// Greets a signed-in UI socket: its session id, the features and this node's stats at
+    /// once, then every socket of the fleet once each node it knows of (from their stats)
+    /// answered, or [`SNAPSHOT_TIMEOUT`] passed. Answers after that, from nodes this one had
+    /// not heard of yet (it just started, say), follow as `socket_connected` events.
     pub async fn welcome(self: &Arc<Self>, socket: Arc<Socket>) {
         let _ = socket.emit("session", &self.credentials.session());
         let _ = socket.emit("config", &json!({ "supportedFeatures": self.features() }));
@@ -259,9 +273,12 @@ impl Admin {
             fleet.pending.insert(request, pending);
             waiting
         };
-        if waiting.is_empty() || !self.io.has_bus() {
+        if !self.io.has_bus() {
             self.finish(request);
             return;
+        }
+        if waiting.is_empty() {
+            self.finish(request);
         }
         self.publish(Message::Snapshot { request }).await;
         let weak = Arc::downgrade(self);
@@ -275,10 +292,18 @@ impl Admin {
 
     /// Sends a gathered listing to its UI (once: later calls find it gone).
     fn finish(&self, request: u64) {
-        let pending = self.fleet.lock().unwrap_or_else(|p| p.into_inner()).pending.remove(&request);
+        let pending = {
+            let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
+            let pending = fleet.pending.remove(&request);
+            fleet.finished.retain(|_, (_, at)| at.elapsed() < 2 * SNAPSHOT_TIMEOUT);
+            if let Some(pending) = &pending {
+                fleet.finished.insert(request, (pending.socket.clone(), Instant::now()));
+            }
+            pending
+        };
         if let Some(Pending { socket, sockets, waiting }) = pending {
             if !waiting.is_empty() {
-                tracing::warn!(missing = ?waiting, "admin UI listing sent without these servers' sockets");
+                tracing::warn!(missing = ?waiting, "admin UI listing sent before these servers answered");
             }
             let _ = socket.emit("all_sockets", &sockets);
         }
@@ -354,15 +379,28 @@ impl Admin {
                 tokio::spawn(async move { admin.publish(answer).await });
             }
             Message::Sockets { request, server, sockets } => {
-                let done = {
+                let answer = {
                     let mut fleet = self.fleet.lock().unwrap_or_else(|p| p.into_inner());
-                    let Some(pending) = fleet.pending.get_mut(&request) else { return };
-                    pending.sockets.extend(sockets);
-                    pending.waiting.remove(&server);
-                    pending.waiting.is_empty()
+                    match fleet.pending.get_mut(&request) {
+                        Some(pending) => {
+                            pending.sockets.extend(sockets);
+                            pending.waiting.remove(&server);
+                            if pending.waiting.is_empty() { Answer::Last } else { Answer::Waiting }
+                        }
+                        None => match fleet.finished.get(&request) {
+                            Some((ui, _)) => Answer::Late(ui.clone(), sockets),
+                            None => Answer::Waiting,
+                        },
+                    }
                 };
-                if done {
-                    self.finish(request);
+                match answer {
+                    Answer::Last => self.finish(request),
+                    Answer::Late(ui, sockets) => {
+                        for socket in sockets {
+                            let _ = ui.emit_payload("socket_connected", &Payload::new(vec![socket, now()]));
+                        }
+                    }
+                    Answer::Waiting => {}
                 }
             }
             Message::Act { action } => {

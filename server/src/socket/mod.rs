@@ -49,13 +49,16 @@ pub fn namespaces(app: &AppState) -> Vec<NamespaceBuilder<Conn>> {
 }
 
 /// A namespace joined with [`authenticate`], then `setup` (joining rooms before the client
-/// hears it is connected), counted out by [`on_disconnect`].
-fn connect<F, Fut>(ns: &'static str, app: &AppState, setup: F) -> NamespaceBuilder<Conn>
+/// hears it is connected), then `connected` (once the client knows), counted out by
+/// [`on_disconnect`]. The Admin UI, when on, hears of the socket and its rooms.
+fn connect<F, Fut, G, GFut>(ns: &'static str, app: &AppState, setup: F, connected: G) -> NamespaceBuilder<Conn>
 where
     F: Fn(Arc<Socket>, AppState) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = ()> + Send + 'static,
+    G: Fn(Arc<Socket>, AppState) -> GFut + Send + Sync + Copy + 'static,
+    GFut: Future<Output = ()> + Send + 'static,
 {
-    let (on_join, on_leave) = (app.clone(), app.clone());
+    let (on_join, on_joined, on_leave) = (app.clone(), app.clone(), app.clone());
     let builder = NamespaceBuilder::new(ns, move |socket: Arc<Socket>, auth: Option<Value>| {
         let app = on_join.clone();
         async move {
@@ -64,18 +67,24 @@ where
             Ok(())
         }
     })
+    .on_connected(move |socket| {
+        let app = on_joined.clone();
+        async move {
+            if let Some(admin) = app.admin() {
+                admin.connected(&socket);
+            }
+            connected(socket, app).await;
+        }
+    })
     .on_disconnect(move |socket, reason| on_disconnect(socket, reason, on_leave.clone()))
     // With recovery on (`RECOVERY_WINDOW_MS`), a dropped socket is restored only to a join
     // authenticated as the same user: a `pid` is no credential.
     .recovery_owner(|conn: &Conn| conn.identity.user_id.clone());
-    // The Admin UI hears of sockets and their rooms; without it, no hook and no cost.
+    // The Admin UI hears of room changes; without it, no hook and no cost.
     match app.admin() {
         Some(admin) => {
-            let (rooms, connected) = (admin.clone(), admin.clone());
-            builder.on_room(move |socket, room, change| rooms.room(socket, room, change)).on_connected(move |socket| {
-                connected.connected(&socket);
-                std::future::ready(())
-            })
+            let admin = admin.clone();
+            builder.on_room(move |socket, room, change| admin.room(socket, room, change))
         }
         None => builder,
     }
