@@ -1,11 +1,18 @@
 //! The Admin UI's side on one node, with a raw Socket.IO client in the UI's place: off by
 //! default (no `/admin` namespace, no page), the sign-in and its exact refusal, what a
 //! signed-in UI hears, its actions, read-only mode, and a bad setting stopping start-up.
-//! The official UI in Chromium against two nodes on Redis is `tests/browser/admin_ui.test.js`.
+//! Then two nodes on a real `redis-server`: a UI signed in to one sees both servers and the
+//! sockets of both, hears the other node's connections and room changes, and its actions
+//! reach sockets on the other node. The official UI in Chromium against two nodes is
+//! `tests/browser/admin_ui.test.js`.
 
+mod notifications_support;
 mod support;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
+
+use notifications_support::RedisServer;
 
 use serde_json::{Value, json};
 use support::{Client, Server};
@@ -160,4 +167,55 @@ fn a_bad_hash_stops_start_up_naming_the_setting() {
         stderr.trim(),
         "error: invalid value for ADMIN_UI_PASSWORD_HASH: not a bcrypt hash (such as $2b$10$ followed by 53 characters)"
     );
+}
+
+/// Events a UI gets until `done` holds for one of `event` (the stats of both nodes, say).
+async fn until_event(ui: &mut Client, event: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = ui.next_event(event).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "no {event} matching before the deadline; last {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_ui_sees_and_acts_on_two_nodes_through_redis() {
+    let redis = RedisServer::start().await;
+    let node = |redis: &RedisServer| {
+        let url = redis.url();
+        async move {
+            Server::start(&["--redis-url", &url, "--admin-ui-username", "ops", "--admin-ui-password-hash", HASH]).await
+        }
+    };
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = b.chat("alice").await;
+    let mut ui = sign_in(&a, credentials()).await.expect("signs in");
+
+    // Both servers report, each with its own id (host:port).
+    let b_id = format!(":{}", b.addr.port());
+    until_event(&mut ui, "server_stats", |s| s["serverId"].as_str().unwrap().ends_with(&b_id)).await;
+    // Alice (on b) is listed: in the listing, or just after it when a had not heard of b yet.
+    let sockets = ui.next_event("all_sockets").await;
+    let on_b = sockets.as_array().unwrap().iter().find(|s| s["data"]["userId"] == "alice").cloned();
+    let listed = match on_b {
+        Some(socket) => socket,
+        None => until_event(&mut ui, "socket_connected", |s| s["data"]["userId"] == "alice").await,
+    };
+    let id = listed["id"].as_str().unwrap().to_owned();
+
+    // b's sockets are heard of as they come and change rooms.
+    let bob = b.chat("bob").await;
+    until_event(&mut ui, "socket_connected", |s| s["data"]["userId"] == "bob").await;
+    drop(bob);
+    ui.next_event("socket_disconnected").await;
+
+    // Actions sent to a reach alice on b: a join (heard back as room_joined), a disconnect.
+    let ack = ui.call_raw(&json!(["join", "/chat", "vip", id]).to_string()).await;
+    assert_eq!(Client::data_of(&ack), json!({ "affected": 0 }), "no socket of a was touched");
+    until_event(&mut ui, "room_joined", |nsp| nsp == "/chat").await;
+    ui.call_raw(&json!(["_disconnect", "/chat", false, "vip"]).to_string()).await;
+    alice.disconnected().await;
 }

@@ -95,7 +95,7 @@ test("signed in to one node, the official UI shows both servers and their socket
 
     // Servers: each node by its own stats (its pid), both healthy.
     await page.goto(`${nodes[0].url}/admin/#/servers`);
-    for (const node of nodes) await row(page, `#${node.child.pid}`).waitFor();
+    for (const node of nodes) await row(page, `:${node.port}`).waitFor();
     assert.equal(await page.locator("tbody tr").count(), 2);
     await page.locator("tbody tr .v-chip", { hasText: "Healthy" }).nth(1).waitFor();
     await shot(page, "servers");

@@ -174,9 +174,9 @@ struct Pending {
 }
 
 impl Admin {
-    /// The Admin UI side for `config` (which must be enabled), delivering through `io`.
-    /// Starts the task that publishes live events in order.
-    pub fn new(config: &AdminUiConfig, io: Arc<IoHandle>) -> Arc<Self> {
+    /// The Admin UI side for `config` (which must be enabled) of the server listening on
+    /// `port`, delivering through `io`. Starts the task that publishes live events in order.
+    pub fn new(config: &AdminUiConfig, port: u16, io: Arc<IoHandle>) -> Arc<Self> {
         let username = config.admin_ui_username.as_deref().unwrap_or_default();
         let hash = config.admin_ui_password_hash.as_deref().unwrap_or_default();
         let hostname = hostname();
@@ -185,7 +185,11 @@ impl Admin {
             credentials: Credentials::new(username, hash),
             readonly: config.admin_ui_readonly,
             io,
-            server_id: format!("{hostname}#{}", std::process::id()),
+            // Host and port: unique in a fleet (pods have their own names; processes on one
+            // host their own ports), and it says where the node is. Node's `hostname#pid`
+            // would repeat for every pod (pid 1) if hosts shared names, and for nodes in one
+            // process (the tests).
+            server_id: format!("{hostname}:{port}"),
             hostname,
             started: Instant::now(),
             local_uis: AtomicI64::new(0),
@@ -213,11 +217,6 @@ impl Admin {
     /// True in read-only mode: actions are refused.
     pub fn readonly(&self) -> bool {
         self.readonly
-    }
-
-    /// This node's server id (`hostname#pid`), as the UI lists it.
-    pub fn server_id(&self) -> &str {
-        &self.server_id
     }
 
     /// The features the UI may offer.

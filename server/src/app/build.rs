@@ -110,7 +110,7 @@ async fn build_with(
     let notifications =
         Notifications::start(&config, backend.notification_store, backend.queue, emitter.clone(), metrics.clone())?;
     let presence = Presence::new(backend.presence, emitter.clone());
-    let admin = config.admin_ui.enabled().then(|| Admin::new(&config.admin_ui, io_handle.clone()));
+    let admin = config.admin_ui.enabled().then(|| Admin::new(&config.admin_ui, config.port, io_handle.clone()));
     let state = AppState::new(Handles {
         verifier,
         chat,
