@@ -114,6 +114,13 @@ test("signed in to one node, the official UI shows both servers and their socket
     assert.match(await bobRow.textContent(), /127\.0\.0\.1.*HTTP long-polling/);
     await shot(page, "sockets");
 
+    // Live from the other node: a client connecting there appears, and leaving, goes.
+    const carolSocket = await connect(nodes[1].url, "/chat", token(uid("carol")));
+    const carolRow = row(page, carolSocket.id);
+    await carolRow.waitFor();
+    carolSocket.close();
+    await carolRow.waitFor({ state: "detached" });
+
     // The disconnect button of Bob's row (Bob is on the other node); the click also opens the
     // row's details, as any click on a row does in this UI.
     const gone = next(bobSocket, "disconnect", () => true, 20000);
