@@ -117,7 +117,8 @@ test("signed in to one node, the official UI shows both servers and their socket
     // Live from the other node: a client connecting there appears, and leaving, goes.
     const carolSocket = await connect(nodes[1].url, "/chat", token(uid("carol")));
     const carolRow = row(page, carolSocket.id);
-    await carolRow.waitFor();
+    // Its client joins over long-polling and upgrades: the row ends on WebSocket.
+    await carolRow.filter({ hasText: "WebSocket" }).waitFor();
     carolSocket.close();
     await carolRow.waitFor({ state: "detached" });
 
