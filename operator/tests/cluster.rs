@@ -419,6 +419,16 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
             &["spec.redis.managed.image", "image reference"][..],
         ),
         (
+            "admin-ui-without-secret",
+            "adminUi:\n  enabled: true",
+            &["spec.adminUi", "credentialsSecret is required"][..],
+        ),
+        (
+            "bad-admin-ui-path",
+            "adminUi:\n  enabled: true\n  credentialsSecret: admin-ui\n  path: admin",
+            &["spec.adminUi.path", "a path such as /admin/"][..],
+        ),
+        (
             "two-routes",
             "routing:\n  host: chat.example.com\n  ingress: {}\n  gateway:\n    parentRef: {name: gw}",
             &["spec.routing", "mutually exclusive"][..],
@@ -441,7 +451,7 @@ async fn invalid_specs_are_rejected_with_the_field_named() {
     assert_eq!(longest.len(), 46);
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", longest, fsync)));
     // The pod extensions are admitted as Kubernetes types.
-    let extras = "envFrom: [{secretRef: {name: team-env}}]\nvolumes: [{name: certs, secret: {secretName: ca}}]\nvolumeMounts: [{name: certs, mountPath: /etc/ssl/extra, readOnly: true}]\nsidecars: [{name: shipper, image: example.com/shipper:1}]\nprobes:\n  liveness: {tcpSocket: {port: 3001}, periodSeconds: 30}\nnotificationRules: {name: rules, key: rules.yaml}\npaused: true";
+    let extras = "envFrom: [{secretRef: {name: team-env}}]\nvolumes: [{name: certs, secret: {secretName: ca}}]\nvolumeMounts: [{name: certs, mountPath: /etc/ssl/extra, readOnly: true}]\nsidecars: [{name: shipper, image: example.com/shipper:1}]\nprobes:\n  liveness: {tcpSocket: {port: 3001}, periodSeconds: 30}\nnotificationRules: {name: rules, key: rules.yaml}\npaused: true\nadminUi: {enabled: true, readOnly: true, credentialsSecret: admin-ui, path: /ops/admin/}";
     kubectl_ok(&["apply", "--dry-run=server", "-f", "-"], Some(&rtc_yaml("invalid", "extras", extras)));
     // Every shipped example is valid against the CRD.
     let mut examples = 0;

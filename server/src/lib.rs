@@ -15,13 +15,14 @@
 //!    admission gate (identify, rate limit, parse) both sides pass.
 //! 4. features, each a service that knows no transport, its payloads, and its backends as
 //!    a trait with `memory` and `redis`: [`chat`], [`notifications`], [`presence`],
-//!    [`ratelimit`].
+//!    [`ratelimit`]; and [`admin`], the Socket.IO Admin UI's side across the fleet.
 //! 5. [`delivery`] — per-socket state, room names, the emitter and the cross-node bus.
 //! 6. [`redis`] — the shared connection and the bus's pub/sub driver.
 //! 7. ground floor: [`config`], [`error`], [`metrics`], [`telemetry`], [`protocol`] (the
 //!    contract's common rules: namespaces, payload parsing, ids, clocks) and [`auth`]
 //!    (token verification; the identity every floor above passes around).
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod chat;

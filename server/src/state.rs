@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use crate::admin::Admin;
 use crate::auth::Verifier;
 use crate::chat::Chat;
 use crate::config::Config;
@@ -36,6 +37,8 @@ pub struct Handles {
     pub io: Arc<dyn Emitter>,
     /// The Prometheus metrics.
     pub metrics: Metrics,
+    /// The Admin UI's side, when it is on.
+    pub admin: Option<Arc<Admin>>,
 }
 
 struct Inner {
@@ -110,6 +113,11 @@ impl AppState {
     /// Delivery to the sockets.
     pub fn io(&self) -> &dyn Emitter {
         self.0.handles.io.as_ref()
+    }
+
+    /// The Admin UI's side, when it is on.
+    pub fn admin(&self) -> Option<&Arc<Admin>> {
+        self.0.handles.admin.as_ref()
     }
 
     /// True once SIGTERM started the drain.

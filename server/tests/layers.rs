@@ -16,7 +16,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("app", &["app"]),
     ("transport", &["socket", "http"]),
     ("state", &["state", "gate"]),
-    ("features", &["chat", "notifications", "presence", "ratelimit"]),
+    ("features", &["chat", "notifications", "presence", "ratelimit", "admin"]),
     ("delivery", &["delivery"]),
     ("redis", &["redis"]),
     ("ground", &["config", "error", "metrics", "telemetry", "protocol", "auth"]),

@@ -46,4 +46,4 @@ pub use recovery::Recovery;
 pub use serve::{HEAD_TIMEOUT, serve};
 pub use server::{Builder, CONNECT_TIMEOUT, Config, Engine, EngineError, EngineMessage, Io};
 pub use sid::Sid;
-pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, Socket, To};
+pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, RoomChange, Socket, To};

@@ -1,16 +1,20 @@
 //! The accept loop: like `axum::serve` (HTTP/1.1 and HTTP/2, upgrades, graceful shutdown),
 //! plus a request-head read timeout, which axum's loop does not offer. Without one, a
 //! client can open connections and trickle their request heads (or send none) and hold
-//! them for ever.
+//! them for ever. Every request carries its connection's peer address as axum's
+//! [`ConnectInfo`], which a session keeps (an admin view shows where a client is).
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt as _;
 
 /// Node's `server.headersTimeout`: how long a client may take to send a request head.
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,9 +34,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait rather than spin.
                     tracing::warn!(error = %e, "accept failed");
@@ -43,7 +47,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(router.clone().map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                request
+            },
+        ));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

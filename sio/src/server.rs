@@ -2,11 +2,12 @@
 //! every packet a client sends, and the heartbeat.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -67,9 +68,11 @@ pub struct Builder<S> {
     namespaces: Vec<NamespaceBuilder<S>>,
     connect_timeout: Duration,
     engine_hook: Option<EngineHook<S>>,
+    upgrade_hook: Option<UpgradeHook<S>>,
 }
 
 type EngineHook<S> = Box<dyn Fn(&Engine<'_, S>, EngineMessage<'_>) + Send + Sync>;
+type UpgradeHook<S> = Box<dyn Fn(&Arc<Socket<S>>) + Send + Sync>;
 
 /// An Engine.IO message from a client, for [`Builder::on_engine_message`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +133,13 @@ impl<S: Send + Sync + 'static> Builder<S> {
         self
     }
 
+    /// Runs `hook` for each socket of a session whose transport became WebSocket (an
+    /// upgrade from long-polling), on the connection's task: keep it short.
+    pub fn on_upgrade(mut self, hook: impl Fn(&Arc<Socket<S>>) + Send + Sync + 'static) -> Self {
+        self.upgrade_hook = Some(Box::new(hook));
+        self
+    }
+
     /// Adds a namespace.
     pub fn ns(mut self, ns: NamespaceBuilder<S>) -> Self {
         self.namespaces.push(ns);
@@ -153,6 +163,7 @@ impl<S: Send + Sync + 'static> Builder<S> {
             config: self.config,
             connect_timeout: self.connect_timeout,
             engine_hook: self.engine_hook,
+            upgrade_hook: self.upgrade_hook,
             namespaces,
             sessions: DashMap::new(),
             lanes,
@@ -175,6 +186,7 @@ struct Shared<S> {
     config: Config,
     connect_timeout: Duration,
     engine_hook: Option<EngineHook<S>>,
+    upgrade_hook: Option<UpgradeHook<S>>,
     namespaces: HashMap<String, Arc<Namespace<S>>>,
     sessions: DashMap<Sid, Arc<Session<S>>>,
     lanes: Arc<Lanes<S>>,
@@ -189,7 +201,13 @@ impl<S> Drop for Shared<S> {
 impl<S: Send + Sync + 'static> Io<S> {
     /// A server with `config`; add namespaces, then [`Builder::build`].
     pub fn builder(config: Config) -> Builder<S> {
-        Builder { config, namespaces: Vec::new(), connect_timeout: CONNECT_TIMEOUT, engine_hook: None }
+        Builder {
+            config,
+            namespaces: Vec::new(),
+            connect_timeout: CONNECT_TIMEOUT,
+            engine_hook: None,
+            upgrade_hook: None,
+        }
     }
 
     /// Namespace `name`.
@@ -205,6 +223,17 @@ impl<S: Send + Sync + 'static> Io<S> {
     /// Open Engine.IO sessions on this node.
     pub fn sessions(&self) -> usize {
         self.0.sessions.len()
+    }
+
+    /// Every socket on this node that joined its namespace, across namespaces. A walk over
+    /// every session, for occasional listings (an admin view): no index of sockets is kept
+    /// beside the rooms, which would cost every connection memory.
+    pub fn sockets(&self) -> Vec<Arc<Socket<S>>> {
+        let mut sockets = Vec::new();
+        for session in self.0.sessions.iter() {
+            sockets.extend(session.value().state().sockets.iter().filter(|s| s.connected()).cloned());
+        }
+        sockets
     }
 
     /// Bytes written to this node's sessions that their clients have not taken yet (the
@@ -242,7 +271,7 @@ impl<S: Send + Sync + 'static> Io<S> {
         match (query.transport, request.method()) {
             (TransportKind::WebSocket, &Method::GET) => self.websocket(request, query.sid),
             (TransportKind::Polling, &Method::GET) => match query.sid {
-                None => Ok(self.open_polling(request.headers())),
+                None => Ok(self.open_polling(&request)),
                 Some(sid) => self.poll(self.session(sid)?).await,
             },
             (TransportKind::Polling, &Method::POST) => {
@@ -266,7 +295,9 @@ impl<S: Send + Sync + 'static> Io<S> {
         Ok(session)
     }
 
-    fn new_session(&self, headers: &HeaderMap, transport: Transport) -> Arc<Session<S>> {
+    fn new_session(&self, request: &Request, transport: Transport) -> Arc<Session<S>> {
+        let headers = request.headers();
+        let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0);
         let kept = self
             .0
             .config
@@ -279,7 +310,7 @@ impl<S: Send + Sync + 'static> Io<S> {
         let now = Instant::now();
         let next_ping = now + self.0.config.ping_interval;
         let connect_by = self.0.engine_hook.is_none().then(|| now + self.0.connect_timeout);
-        let session = Arc::new(Session::new(kept, transport, self.0.lanes.clone(), next_ping, connect_by));
+        let session = Arc::new(Session::new(kept, peer, transport, self.0.lanes.clone(), next_ping, connect_by));
         self.0.sessions.insert(session.id, session.clone());
         session
     }
@@ -296,8 +327,8 @@ impl<S: Send + Sync + 'static> Io<S> {
         format!("0{open}")
     }
 
-    fn open_polling(&self, headers: &HeaderMap) -> Response {
-        let session = self.new_session(headers, Transport::Polling);
+    fn open_polling(&self, request: &Request) -> Response {
+        let session = self.new_session(request, Transport::Polling);
         text(self.open_packet(session.id, &["websocket"]))
     }
 
@@ -383,7 +414,6 @@ impl<S: Send + Sync + 'static> Io<S> {
     /// A WebSocket handshake: a new session, or the upgrade of a long-polling one.
     fn websocket(&self, mut request: Request, sid: Option<Sid>) -> Result<Response, EngineError> {
         let accept = handshake_accept(&request)?;
-        let headers = request.headers();
         let session = match sid {
             Some(sid) => {
                 let session = self.session(sid)?;
@@ -395,7 +425,7 @@ impl<S: Send + Sync + 'static> Io<S> {
                 session
             }
             None => {
-                let session = self.new_session(headers, Transport::WebSocket);
+                let session = self.new_session(&request, Transport::WebSocket);
                 // Queued now, so the open packet goes first whatever the heartbeat adds
                 // before the connection is handed over; written once it is.
                 let _ = session.send(&self.open_packet(session.id, &[]), usize::MAX);
@@ -442,7 +472,8 @@ impl<S: Send + Sync + 'static> Io<S> {
         };
         // Not in the session map: no heartbeat, no connect timeout.
         let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
-        let session = Arc::new(Session::new(HeaderMap::new(), Transport::WebSocket, io.0.lanes.clone(), far, None));
+        let session =
+            Arc::new(Session::new(HeaderMap::new(), None, Transport::WebSocket, io.0.lanes.clone(), far, None));
         let on_upgrade = hyper::upgrade::on(&mut request);
         tokio::spawn(async move {
             let Ok(Ok(parts)) =
@@ -557,6 +588,10 @@ impl<S: Send + Sync + 'static> Io<S> {
             EnginePacket::Upgrade => {
                 if session.upgraded() {
                     session.poll_wake.notify_one();
+                    if let Some(hook) = &self.0.upgrade_hook {
+                        let sockets = session.state().sockets.clone();
+                        sockets.iter().for_each(hook);
+                    }
                 }
             }
             EnginePacket::Close => session.close(DisconnectReason::TransportClose),

@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -96,6 +97,8 @@ pub struct Session<S> {
     pub id: Sid,
     /// The handshake request's headers the server was configured to keep.
     pub headers: HeaderMap,
+    /// The address the handshake came from (a proxy's, behind one), when known.
+    pub peer: Option<SocketAddr>,
     lanes: Arc<Lanes<S>>,
     /// Its flusher lane.
     lane: usize,
@@ -111,6 +114,7 @@ pub struct Session<S> {
 impl<S> Session<S> {
     pub(crate) fn new(
         headers: HeaderMap,
+        peer: Option<SocketAddr>,
         transport: Transport,
         lanes: Arc<Lanes<S>>,
         next_ping: Instant,
@@ -120,6 +124,7 @@ impl<S> Session<S> {
         Self {
             id,
             headers,
+            peer,
             lane: id.spread() % lanes.count(),
             lanes,
             stream: std::sync::OnceLock::new(),

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -16,7 +17,7 @@ use crate::error::SendError;
 use crate::packet::{self, DataError};
 use crate::payload::Payload;
 use crate::recovery::{Claim, Log, Recovery};
-use crate::session::{Lanes, Session, SharedFrame};
+use crate::session::{Lanes, Session, SharedFrame, Transport};
 use crate::sid::Sid;
 
 /// A boxed, sendable future.
@@ -27,6 +28,16 @@ type ConnectedFn<S> = Box<dyn Fn(Arc<Socket<S>>) -> BoxFuture<()> + Send + Sync>
 type EventFn<S> = Box<dyn Fn(Arc<Socket<S>>, Result<Payload, DataError>, Ack<S>) -> BoxFuture<()> + Send + Sync>;
 type DisconnectFn<S> = Box<dyn Fn(Arc<Socket<S>>, DisconnectReason) -> BoxFuture<()> + Send + Sync>;
 type OwnerFn<S> = Box<dyn Fn(&S) -> String + Send + Sync>;
+type RoomFn<S> = Box<dyn Fn(&Socket<S>, &str, RoomChange) + Send + Sync>;
+
+/// What happened to a socket's membership of a room, for [`NamespaceBuilder::on_room`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomChange {
+    /// It joined.
+    Join,
+    /// It left (also when the socket leaves its namespace).
+    Leave,
+}
 
 /// Why a socket left its namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +82,7 @@ pub struct NamespaceBuilder<S> {
     events: HashMap<String, EventFn<S>>,
     disconnect: Option<DisconnectFn<S>>,
     owner: Option<OwnerFn<S>>,
+    room: Option<RoomFn<S>>,
 }
 
 impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
@@ -89,6 +101,7 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
             events: HashMap::new(),
             disconnect: None,
             owner: None,
+            room: None,
         }
     }
 
@@ -134,6 +147,14 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
         self
     }
 
+    /// Runs `hook` whenever a socket joins or leaves a room (leaving its namespace leaves
+    /// every room), under the socket's room list lock: keep it short, and neither join, leave
+    /// nor read the socket's rooms from it.
+    pub fn on_room(mut self, hook: impl Fn(&Socket<S>, &str, RoomChange) + Send + Sync + 'static) -> Self {
+        self.room = Some(Box::new(hook));
+        self
+    }
+
     /// Runs when a socket that joined leaves, for whatever reason.
     pub fn on_disconnect<F, Fut>(mut self, handler: F) -> Self
     where
@@ -148,6 +169,7 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
         Namespace {
             log: recovery.map(Log::new),
             owner: self.owner,
+            room: self.room,
             name: self.name.into(),
             connect: self.connect,
             connected: self.connected,
@@ -195,6 +217,7 @@ pub struct Namespace<S> {
     /// Connection state recovery, when on.
     log: Option<Log>,
     owner: Option<OwnerFn<S>>,
+    room: Option<RoomFn<S>>,
 }
 
 impl<S: Send + Sync + 'static> Namespace<S> {
@@ -212,6 +235,11 @@ impl<S: Send + Sync + 'static> Namespace<S> {
     /// [`Namespace::broadcast_encoded`] here and on other nodes.
     pub fn encode(&self, event: &str, data: &impl Serialize) -> Result<String, SendError> {
         packet::encode_event(&self.name, event, data).map_err(|_| SendError::Serialize)
+    }
+
+    /// `event` with several arguments (no binary ones), as [`Namespace::encode`] encodes one.
+    pub fn encode_args(&self, event: &str, args: Vec<Value>) -> String {
+        packet::encode_event_payload(&self.name, event, &Payload::new(args))
     }
 
     /// Writes an encoded Engine.IO packet (`42/chat,[…]`) to `to`'s sockets on this node.
@@ -274,22 +302,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
     /// reconnect), the session stays, and the disconnect handler runs with
     /// [`DisconnectReason::ServerNamespaceDisconnect`]. Returns how many sockets left.
     pub fn disconnect_room(&self, room: &str) -> usize {
-        let sockets = self.sockets(room);
-        let mut left = 0;
-        for socket in sockets {
-            let removed = {
-                let mut state = socket.session.state();
-                let before = state.sockets.len();
-                state.sockets.retain(|s| !Arc::ptr_eq(s, &socket));
-                state.sockets.len() < before
-            };
-            if removed {
-                left += 1;
-                let _ = socket.session.send(&packet::encode_disconnect(&self.name), self.limit);
-                tokio::spawn(socket.end(DisconnectReason::ServerNamespaceDisconnect));
-            }
-        }
-        left
+        self.sockets(room).iter().filter(|socket| socket.disconnect()).count()
     }
 
     /// The rooms with members on this node, and how many sockets each has.
@@ -430,6 +443,51 @@ impl<S: Send + Sync + 'static> Socket<S> {
         &self.session.headers
     }
 
+    /// The id of its Engine.IO session (Node's `socket.conn.id`), shared by the client's
+    /// sockets in other namespaces.
+    pub fn client_id(&self) -> Sid {
+        self.session.id
+    }
+
+    /// The address the client's handshake came from (a proxy's, behind one), when known.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.session.peer
+    }
+
+    /// The transport it is on now: `"websocket"` or `"polling"` (also while an upgrade is
+    /// being probed).
+    pub fn transport(&self) -> &'static str {
+        match self.session.state().transport {
+            Transport::WebSocket => "websocket",
+            _ => "polling",
+        }
+    }
+
+    /// Takes it out of its namespace, as Node's `socket.disconnect()`: the client gets a
+    /// disconnect packet (and does not reconnect), the session stays, and the disconnect
+    /// handler runs with [`DisconnectReason::ServerNamespaceDisconnect`]. False when it had
+    /// left already.
+    pub fn disconnect(self: &Arc<Self>) -> bool {
+        let removed = {
+            let mut state = self.session.state();
+            let before = state.sockets.len();
+            state.sockets.retain(|s| !Arc::ptr_eq(s, self));
+            state.sockets.len() < before
+        };
+        if removed {
+            let _ = self.session.send(&packet::encode_disconnect(&self.ns.name), self.ns.limit);
+            tokio::spawn(self.clone().end(DisconnectReason::ServerNamespaceDisconnect));
+        }
+        removed
+    }
+
+    /// Every socket of its client (its session), in every namespace, this one included:
+    /// disconnecting them all ends the client's connection, since `socket.io-client` closes
+    /// it when its last socket leaves (Node's `socket.disconnect(true)`).
+    pub fn client_sockets(&self) -> Vec<Arc<Socket<S>>> {
+        self.session.state().sockets.clone()
+    }
+
     /// The state the connect handler set.
     pub fn state(&self) -> Option<&S> {
         self.state.get()
@@ -477,6 +535,10 @@ impl<S: Send + Sync + 'static> Socket<S> {
             let mut entry = self.ns.rooms.entry(Arc::from(room)).or_default();
             entry.insert(self.id, self.clone());
             mine.push(entry.key().clone());
+            drop(entry);
+            if let Some(hook) = &self.ns.room {
+                hook(self, room, RoomChange::Join);
+            }
         }
     }
 
@@ -488,6 +550,9 @@ impl<S: Send + Sync + 'static> Socket<S> {
             if let Some(at) = mine.iter().position(|r| &**r == room) {
                 let room = mine.swap_remove(at);
                 self.ns.remove_member(&room, self.id);
+                if let Some(hook) = &self.ns.room {
+                    hook(self, &room, RoomChange::Leave);
+                }
             }
         }
     }
@@ -544,6 +609,9 @@ impl<S: Send + Sync + 'static> Socket<S> {
         let rooms = std::mem::take(&mut *self.rooms.lock().unwrap_or_else(|p| p.into_inner()));
         for room in rooms {
             self.ns.remove_member(&room, self.id);
+            if let Some(hook) = &self.ns.room {
+                hook(self, &room, RoomChange::Leave);
+            }
         }
     }
 

@@ -1882,3 +1882,71 @@ async fn the_engine_io_hook_gets_every_message() {
     }
     assert_eq!(packets, ["4hi", "bAQID"]);
 }
+
+/// What an admin view reads and hears: every socket of the node with its client (session)
+/// id, peer address and transport; room changes as they happen (leaving the namespace
+/// leaves every room); the upgrade to WebSocket; and a server-side disconnect of one socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_view_lists_sockets_and_hears_rooms_and_upgrades() {
+    let (tx, mut heard) = mpsc::unbounded_channel::<String>();
+    let (on_room, on_upgrade, on_disconnect) = (tx.clone(), tx.clone(), tx);
+    let chat = NamespaceBuilder::new("/chat", |socket: Arc<Socket<()>>, _auth: Option<Value>| async move {
+        socket.join(["all"]);
+        Ok(())
+    })
+    .on_room(move |socket, room, change| {
+        let _ = on_room.send(format!("{change:?} {room} {}", socket.id));
+    })
+    .on_disconnect(move |socket, reason| {
+        let tx = on_disconnect.clone();
+        async move {
+            let _ = tx.send(format!("gone {} {reason:?}", socket.id));
+        }
+    });
+    let io = Io::<()>::builder(config())
+        .on_upgrade(move |socket| {
+            let _ = on_upgrade.send(format!("upgraded {} {}", socket.id, socket.transport()));
+        })
+        .ns(chat)
+        .build();
+    let app = axum::Router::new().route("/socket.io/", axum::routing::any(Io::handle)).with_state(io.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(switchyard_sio::serve(listener, app, Duration::from_secs(10), std::future::pending()));
+    let mut next = async || within("a hook", heard.recv()).await.unwrap();
+
+    let (polling, sid) = Polling::join(addr).await;
+    let session = polling.url.rsplit_once("sid=").unwrap().1.to_owned();
+    assert_eq!(next().await, format!("Join all {sid}"));
+    let sockets = io.sockets();
+    assert_eq!(sockets.len(), 1);
+    let socket = sockets[0].clone();
+    assert_eq!(socket.id.to_string(), sid);
+    assert_eq!(socket.client_id().to_string(), session);
+    assert_eq!(socket.peer().map(|p| p.ip().to_string()).as_deref(), Some("127.0.0.1"));
+    assert_eq!(socket.transport(), "polling");
+    assert_eq!(socket.client_sockets().len(), 1);
+
+    let waiting = tokio::spawn({
+        let polling = polling.clone();
+        async move { polling.get().await }
+    });
+    let mut ws = Ws::probe(addr, &session).await;
+    assert_eq!(within("the long-poll", waiting).await.unwrap(), "6");
+    ws.send("5").await;
+    assert_eq!(next().await, format!("upgraded {sid} websocket"));
+    assert_eq!(socket.transport(), "websocket");
+
+    socket.join(["red"]);
+    socket.leave(["red", "never-joined"]);
+    assert_eq!(next().await, format!("Join red {sid}"));
+    assert_eq!(next().await, format!("Leave red {sid}"));
+
+    assert!(socket.disconnect());
+    assert_eq!(ws.text().await, "41/chat,");
+    assert_eq!(next().await, format!("Leave all {sid}"));
+    assert_eq!(next().await, format!("gone {sid} ServerNamespaceDisconnect"));
+    assert!(!socket.disconnect(), "a socket leaves once");
+    assert!(io.sockets().is_empty());
+    assert_eq!(io.sessions(), 1, "the session stays for the client to close");
+}

@@ -234,6 +234,11 @@ pub struct RealtimeClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sms: Option<SmsSpec>,
 
+    /// The official Socket.IO Admin UI across the cluster's pods; its credentials come from
+    /// a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_ui: Option<AdminUiSpec>,
+
     /// Scheduling and metadata settings of the server pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodSpecOverrides>,

@@ -9,6 +9,34 @@ use serde::{Deserialize, Serialize};
 
 use super::*;
 
+/// The official Socket.IO Admin UI (ADMIN_UI_* settings of the server): the `/admin`
+/// namespace and the UI's page, off unless enabled with credentials from a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("!self.enabled || has(self.credentialsSecret)").message("adminUi.credentialsSecret is required when adminUi.enabled is true"))]
+#[serde(rename_all = "camelCase")]
+pub struct AdminUiSpec {
+    /// Serve the Admin UI. Off by default; without it no pod has the `/admin` namespace.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Read-only Admin UI: it shows the fleet and refuses disconnect, join and leave
+    /// (ADMIN_UI_READONLY).
+    #[serde(default)]
+    pub read_only: bool,
+
+    /// Name of a Secret in this namespace with the keys `username` (ADMIN_UI_USERNAME) and
+    /// `passwordHash`, a bcrypt hash such as `$2b$10$...` (ADMIN_UI_PASSWORD_HASH).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: Option<String>,
+
+    /// Path of the UI's page (ADMIN_UI_PATH), `/admin/` by default.
+    #[x_kube(validation = Rule::new("self.matches('^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]/?$')").message("adminUi.path must be a path such as /admin/"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 256))]
+    pub path: Option<String>,
+}
+
 /// Server process settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

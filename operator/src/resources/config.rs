@@ -75,6 +75,12 @@ pub fn server_env(rtc: &RealtimeCluster) -> BTreeMap<String, String> {
             set("SMPP_MAX_PARTS", parts.to_string());
         }
     }
+    if let Some(admin) = spec.admin_ui.as_ref().filter(|a| a.enabled) {
+        set("ADMIN_UI_READONLY", admin.read_only.to_string());
+        if let Some(path) = &admin.path {
+            set("ADMIN_UI_PATH", path.clone());
+        }
+    }
     if let Some(tr) = &spec.tracing {
         if let Some(ep) = &tr.otlp_endpoint {
             set("OTEL_EXPORTER_OTLP_ENDPOINT", ep.clone());
@@ -231,6 +237,31 @@ mod tests {
         pod.insert("SMPP_SYSTEM_ID".into(), "switchyard".into());
         pod.insert("SMPP_PASSWORD".into(), "s3cret".into());
         assert_eq!(server_accepts(&pod), Ok(()));
+    }
+
+    #[test]
+    fn the_admin_ui_settings_reach_the_server_and_its_credentials_stay_out_of_the_config_map() {
+        let mut r = rtc("admin");
+        r.spec.admin_ui = Some(crate::crd::AdminUiSpec {
+            enabled: true,
+            read_only: true,
+            credentials_secret: Some("admin-ui".into()),
+            path: Some("/ops/socket-admin/".into()),
+        });
+        let env = server_env(&r);
+        assert_eq!((env["ADMIN_UI_READONLY"].as_str(), env["ADMIN_UI_PATH"].as_str()), ("true", "/ops/socket-admin/"));
+        assert!(!env.contains_key("ADMIN_UI_USERNAME") && !env.contains_key("ADMIN_UI_PASSWORD_HASH"), "{env:?}");
+        // The Deployment adds both from the Secret.
+        let mut pod = pod_env(&r);
+        pod.insert("ADMIN_UI_USERNAME".into(), "ops".into());
+        pod.insert(
+            "ADMIN_UI_PASSWORD_HASH".into(),
+            "$2a$04$oym0iiYp3Twzqv/qxOnWOu3QndxG2rznJh.0/QxWu00AoD07bcdoa".into(),
+        );
+        assert_eq!(server_accepts(&pod), Ok(()));
+        // Disabled, nothing of it reaches the server.
+        r.spec.admin_ui.as_mut().unwrap().enabled = false;
+        assert!(server_env(&r).keys().all(|k| !k.starts_with("ADMIN_UI_")));
     }
 
     #[test]

@@ -222,6 +222,10 @@ fn secret_env(rtc: &RealtimeCluster) -> Vec<EnvVar> {
         from_secret("SMPP_SYSTEM_ID", &sms.system_id_secret_ref);
         from_secret("SMPP_PASSWORD", &sms.password_secret_ref);
     }
+    if let Some(secret) = spec.admin_ui.as_ref().filter(|a| a.enabled).and_then(|a| a.credentials_secret.as_ref()) {
+        from_secret("ADMIN_UI_USERNAME", &SecretKeyRef { name: secret.clone(), key: "username".into() });
+        from_secret("ADMIN_UI_PASSWORD_HASH", &SecretKeyRef { name: secret.clone(), key: "passwordHash".into() });
+    }
     // Not secret, but a path inside the pod: it belongs with the volume, not in the ConfigMap.
     if spec.notification_rules.is_some() {
         env.push(EnvVar {
@@ -439,6 +443,27 @@ mod tests {
             let sel = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
             assert_eq!((sel.name.as_str(), sel.key.as_str()), ("smpp", key));
         }
+    }
+
+    #[test]
+    fn the_admin_ui_credentials_come_from_their_secret_only_when_enabled() {
+        let mut r = rtc("chat");
+        let admin = crate::crd::AdminUiSpec {
+            enabled: true,
+            credentials_secret: Some("admin-ui".into()),
+            ..Default::default()
+        };
+        r.spec.admin_ui = Some(admin.clone());
+        let env = pod(&deployment(&r, "h")).containers[0].env.clone().unwrap();
+        for (name, key) in [("ADMIN_UI_USERNAME", "username"), ("ADMIN_UI_PASSWORD_HASH", "passwordHash")] {
+            let var = env.iter().find(|e| e.name == name).unwrap_or_else(|| panic!("{name} missing"));
+            assert_eq!(var.value, None);
+            let sel = var.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+            assert_eq!((sel.name.as_str(), sel.key.as_str()), ("admin-ui", key));
+        }
+        r.spec.admin_ui = Some(crate::crd::AdminUiSpec { enabled: false, ..admin });
+        let env = pod(&deployment(&r, "h")).containers[0].env.clone().unwrap();
+        assert!(env.iter().all(|e| !e.name.starts_with("ADMIN_UI_")), "disabled: no credentials");
     }
 
     #[test]

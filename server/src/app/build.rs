@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use switchyard_sio::Io;
 
+use crate::admin::Admin;
 use crate::auth::Verifier;
 use crate::chat::Chat;
 use crate::chat::overload::Overload;
@@ -119,6 +120,7 @@ async fn build_with(
         metrics.clone(),
     )?;
     let presence = Presence::new(backend.presence, emitter.clone());
+    let admin = config.admin_ui.enabled().then(|| Admin::new(&config.admin_ui, config.port, io_handle.clone()));
     let state = AppState::new(Handles {
         verifier,
         chat,
@@ -127,6 +129,7 @@ async fn build_with(
         limiter: backend.limiter,
         io: io_handle.clone(),
         metrics,
+        admin,
         config,
     });
     state.presence().listen(Arc::new(super::lifecycle::Lifecycle(state.downgrade())));
@@ -136,20 +139,49 @@ async fn build_with(
         ping_timeout: Duration::from_millis(config.socket.ping_timeout_ms),
         max_payload: config.limits.engine_max_payload() as usize,
         max_buffered: config.limits.send_buffer_bytes() as usize,
-        // What the connect handlers read: the bearer token and the trace context.
-        keep_headers: vec![
+        // What the connect handlers read: the bearer token and the trace context; and for
+        // the Admin UI, the client's address behind a proxy.
+        keep_headers: [
             axum::http::header::AUTHORIZATION,
             crate::telemetry::TRACEPARENT.clone(),
             crate::telemetry::TRACESTATE.clone(),
-        ],
+        ]
+        .into_iter()
+        .chain(state.admin().map(|_| axum::http::HeaderName::from_static("x-forwarded-for")))
+        .collect(),
         recovery: config.socket.recovery(),
     };
-    let io = crate::socket::namespaces(&state).into_iter().fold(Io::builder(engine), |io, ns| io.ns(ns)).build();
+    let mut builder = Io::builder(engine);
+    if let Some(admin) = state.admin() {
+        let admin = admin.clone();
+        builder = builder.on_upgrade(move |socket| admin.upgraded(socket));
+    }
+    let io = crate::socket::namespaces(&state).into_iter().fold(builder, |io, ns| io.ns(ns)).build();
     let census = io.clone();
     state.metrics().set_census(move || crate::delivery::local_rooms_and_users(&census));
     io_handle.set(io.clone());
     if let Some(inbox) = inbox {
-        io_handle.listen(inbox);
+        let admin = state.admin().map(Arc::downgrade);
+        io_handle.listen(
+            inbox,
+            Box::new(move |message| {
+                if let Some(admin) = admin.as_ref().and_then(std::sync::Weak::upgrade) {
+                    admin.receive(message);
+                }
+            }),
+        );
+    }
+    if state.admin().is_some() {
+        tracing::info!(
+            path = %config.admin_ui.admin_ui_path,
+            readonly = config.admin_ui.admin_ui_readonly,
+            "Admin UI on: namespace /admin"
+        );
+        spawn_periodic(&state, crate::admin::STATS_INTERVAL, |state| async move {
+            if let Some(admin) = state.admin() {
+                admin.tick().await;
+            }
+        });
     }
     spawn_store_probe(&state);
     spawn_presence_upkeep(&state);

@@ -1,9 +1,11 @@
 //! Start-up configuration: every setting comes from a flag or its environment variable,
 //! is parsed once in `main`, and is validated before anything binds a port.
 
+mod admin_ui;
 pub mod redis_url;
 mod smpp;
 
+pub use admin_ui::AdminUiConfig;
 pub use smpp::{BindMode, SmppConfig};
 
 use std::net::IpAddr;
@@ -83,6 +85,10 @@ pub struct Config {
     /// The SMS channel (SMPP).
     #[command(flatten)]
     pub smpp: SmppConfig,
+
+    /// The Socket.IO Admin UI.
+    #[command(flatten)]
+    pub admin_ui: AdminUiConfig,
 
     /// Seconds a SIGTERM drain may take before the process exits.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -548,10 +554,16 @@ impl Config {
             &mut config.auth.jwt_issuer,
             &mut config.auth.jwt_audience,
             &mut config.tracing.otlp_endpoint,
+            &mut config.admin_ui.admin_ui_username,
+            &mut config.admin_ui.admin_ui_password_hash,
         ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
+        }
+        // A hash from a mounted Secret often ends with a newline.
+        if let Some(hash) = &mut config.admin_ui.admin_ui_password_hash {
+            *hash = hash.trim().to_owned();
         }
         config.validate().map_err(|e| format!("error: {e}"))?;
         Ok(config)
@@ -615,6 +627,7 @@ impl Config {
         if self.tracing.service_name.trim().is_empty() {
             return Err(ConfigError { setting: "OTEL_SERVICE_NAME", reason: "must not be empty".into() });
         }
+        self.admin_ui.validate()?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.log_level).is_err() {
             return Err(ConfigError {
                 setting: "LOG_LEVEL",
@@ -693,5 +706,54 @@ mod tests {
         assert_eq!(socket("0").recovery(), None, "0 turns recovery off");
         let on = socket("120000").recovery().unwrap();
         assert_eq!((on.max_disconnection, on.max_packets), (Duration::from_secs(120), 10_000));
+    }
+
+    /// `changeit` at cost 4.
+    const HASH: &str = "$2a$04$oym0iiYp3Twzqv/qxOnWOu3QndxG2rznJh.0/QxWu00AoD07bcdoa";
+
+    #[test]
+    fn the_admin_ui_is_off_without_credentials_and_checked_with_them() {
+        let admin = |args: &[&str]| Config::load_from(["s"].iter().chain(args)).map(|c| c.admin_ui);
+        assert!(!admin(&[]).unwrap().enabled());
+        // Empty values count as unset, and a Secret's trailing newline is dropped.
+        assert!(!admin(&["--admin-ui-username", "", "--admin-ui-password-hash", " "]).unwrap().enabled());
+        let on = admin(&["--admin-ui-username", "ops", "--admin-ui-password-hash", &format!("{HASH}\n")]).unwrap();
+        assert!(on.enabled());
+        assert_eq!(on.admin_ui_password_hash.as_deref(), Some(HASH));
+        assert_eq!((on.base_path(), on.admin_ui_readonly), ("/admin", false));
+        for (args, message) in [
+            (vec!["--admin-ui-username", "ops"], "ADMIN_UI_PASSWORD_HASH: required with ADMIN_UI_USERNAME"),
+            (vec!["--admin-ui-password-hash", HASH], "ADMIN_UI_USERNAME: required with ADMIN_UI_PASSWORD_HASH"),
+            (
+                vec!["--admin-ui-username", "ops", "--admin-ui-password-hash", "changeit"],
+                "ADMIN_UI_PASSWORD_HASH: not a bcrypt hash (such as $2b$10$ followed by 53 characters)",
+            ),
+            (
+                vec!["--admin-ui-username", "a\tb", "--admin-ui-password-hash", HASH],
+                "ADMIN_UI_USERNAME: 1 to 64 characters, no control characters",
+            ),
+            (
+                vec!["--admin-ui-path", "admin"],
+                "ADMIN_UI_PATH: a path such as /admin/: letters, digits, - _ . ~ and /, not the root",
+            ),
+            (
+                vec!["--admin-ui-path", "/"],
+                "ADMIN_UI_PATH: a path such as /admin/: letters, digits, - _ . ~ and /, not the root",
+            ),
+            (
+                vec!["--admin-ui-path", "/a/../b/"],
+                "ADMIN_UI_PATH: a path such as /admin/: letters, digits, - _ . ~ and /, not the root",
+            ),
+            (
+                vec!["--admin-ui-path", "/api/admin/"],
+                "ADMIN_UI_PATH: must not be under a route the server has (/socket.io, /api, /app, /health, /ready, /metrics, /dev, /favicon.ico)",
+            ),
+        ] {
+            assert_eq!(admin(&args).unwrap_err(), format!("error: invalid value for {message}"), "{args:?}");
+        }
+        let err = admin(&["--admin-ui-readonly", "maybe"]).unwrap_err();
+        assert!(err.contains("ADMIN_UI_READONLY"), "{err}");
+        let custom = admin(&["--admin-ui-path", "/ops/socket-admin"]).unwrap();
+        assert_eq!(custom.base_path(), "/ops/socket-admin");
     }
 }

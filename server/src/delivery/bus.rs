@@ -5,7 +5,8 @@
 //! - a message: an optional trace frame, then a JSON envelope. The frame carries the
 //!   publisher's `traceparent` (the magic `\0syt`, one length byte, the header value), so a
 //!   broadcast from one pod and its receipt on another are one trace. The envelope is
-//!   `{"node": <sender>, "op": "emit" | "join" | "disconnect", ...}` ([`Op`]).
+//!   `{"node": <sender>, "op": "emit" | "join" | "disconnect" | "admin", ...}` ([`Op`]);
+//!   an `admin` message's body is the Admin UI's own (`admin::Message`, documented there).
 //!
 //! A broadcast is encoded once where it starts and travels as the finished Engine.IO packet,
 //! so the receiving nodes only write it out. Each node skips its own messages (it delivered
@@ -51,6 +52,11 @@ pub enum Op {
     Disconnect {
         /// Room whose sockets leave (a `user:U` room).
         room: String,
+    },
+    /// A message between the nodes' Admin UI sides (stats, socket listings, actions).
+    Admin {
+        /// Its body, which only the `admin` module reads.
+        message: serde_json::Value,
     },
 }
 
@@ -130,8 +136,8 @@ impl Bus {
     }
 }
 
-/// Applies one message to this node's sockets.
-pub fn apply(io: &Io<Conn>, op: Op) {
+/// Applies one message to this node's sockets; an `admin` one goes to `admin`.
+pub fn apply(io: &Io<Conn>, op: Op, admin: &(dyn Fn(serde_json::Value) + Send + Sync)) {
     match op {
         Op::Emit { ns, room, except, packet } => {
             if let Some(ns) = io.of(&ns) {
@@ -146,6 +152,7 @@ pub fn apply(io: &Io<Conn>, op: Op) {
         Op::Disconnect { room } => {
             disconnect_local(io, &room);
         }
+        Op::Admin { message } => admin(message),
     }
 }
 
@@ -193,6 +200,9 @@ mod tests {
         assert_eq!(text, r#"{"node":1,"op":"join","ns":"/chat","members":"user:u","room":"room:r"}"#);
         let gone = serde_json::to_string(&Envelope { node: 2, op: Op::Disconnect { room: "user:u".into() } }).unwrap();
         assert_eq!(gone, r#"{"node":2,"op":"disconnect","room":"user:u"}"#);
+        let admin =
+            serde_json::to_string(&Envelope { node: 3, op: Op::Admin { message: serde_json::json!({ "a": 1 }) } });
+        assert_eq!(admin.unwrap(), r#"{"node":3,"op":"admin","message":{"a":1}}"#);
     }
 
     #[test]

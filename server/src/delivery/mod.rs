@@ -98,18 +98,46 @@ impl IoHandle {
 
     /// Applies what the other nodes publish on the bus (`inbox`, from [`Bus::connect`]) for
     /// as long as this handle lives: one task reads the subscription's channel, decodes and
-    /// writes to the local sockets.
-    pub fn listen(self: &Arc<Self>, mut inbox: bus::Inbox) {
+    /// writes to the local sockets; the Admin UI's messages go to `admin`.
+    pub fn listen(self: &Arc<Self>, mut inbox: bus::Inbox, admin: Box<dyn Fn(Value) + Send + Sync>) {
         let handle = Arc::downgrade(self);
         tokio::spawn(async move {
             while let Some(message) = inbox.recv().await {
                 let Some(handle) = handle.upgrade() else { return };
                 let Some(bus) = &handle.bus else { return };
                 if let (Some(op), Some(io)) = (bus.receive(message), handle.get()) {
-                    bus::apply(io, op);
+                    bus::apply(io, op, &*admin);
                 }
             }
         });
+    }
+
+    /// Writes `packet` (encoded for `ns`) to the sockets of `room` on every node. For the
+    /// Admin UI's events, which are not the contract's and are not counted as its messages.
+    pub async fn broadcast_packet(&self, ns: &str, room: &str, packet: String) {
+        let Some(namespace) = self.get().and_then(|io| io.of(ns)) else { return };
+        let to = To { room, except: None, skip: None };
+        match &self.bus {
+            Some(bus) => {
+                namespace.broadcast_encoded(to, packet.clone());
+                bus.publish(Op::Emit { ns: ns.into(), room: room.into(), except: None, packet }).await;
+            }
+            None => {
+                namespace.broadcast_encoded(to, packet);
+            }
+        }
+    }
+
+    /// Sends an Admin UI message to the other nodes (nothing without Redis: there are none).
+    pub async fn publish_admin(&self, message: Value) {
+        if let Some(bus) = &self.bus {
+            bus.publish(Op::Admin { message }).await;
+        }
+    }
+
+    /// True when other nodes may exist (a bus connects this one to them).
+    pub fn has_bus(&self) -> bool {
+        self.bus.is_some()
     }
 }
 

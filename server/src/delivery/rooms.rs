@@ -7,13 +7,15 @@ use switchyard_sio::Io;
 use crate::auth::Identity;
 use crate::protocol::CHAT;
 
-/// What the server keeps about a connected socket: who it is, and its handshake's span
-/// (event spans link to it).
+/// What the server keeps about a connected socket: who it is, its handshake's span (event
+/// spans link to it) and when it joined (the Admin UI shows it).
 pub struct Conn {
     /// The authenticated user.
     pub identity: Identity,
     /// The handshake's span.
     pub trace: SpanContext,
+    /// When it joined its namespace, in milliseconds since the Unix epoch.
+    pub since_ms: u64,
 }
 
 /// A socket of this server.

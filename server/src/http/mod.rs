@@ -9,7 +9,11 @@
 //!   delivery status.
 //! - `webapp` — the web app at `/`, embedded in the binary.
 //! - `server_api` — the server API for backends under `/api/server/`.
+//! - `admin_ui` — the official Socket.IO Admin UI at `ADMIN_UI_PATH`, when it is on.
+//! - `assets` — the files those two embed, served with ETags.
 
+mod admin_ui;
+mod assets;
 mod chat;
 mod health;
 mod notifications;
@@ -34,6 +38,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(notifications::routes())
         .merge(server_api::routes())
         .merge(webapp::routes())
+        .merge(admin_ui::routes(state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.config().limits.engine_max_payload() as usize))
 }

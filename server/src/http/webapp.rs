@@ -9,32 +9,20 @@
 //! byte for byte, which `tests/browser/assets.test.js` checks against the version locked in
 //! `tests/browser/package-lock.json`. To upgrade, bump it there and copy the file over.
 
-use std::sync::LazyLock;
-
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use sha2::{Digest, Sha256};
 
+use super::assets::{Asset, Bundle, JS};
 use crate::error::ApiError;
-
-/// One embedded file.
-struct Asset {
-    /// Path under `/app/`.
-    path: &'static str,
-    content_type: &'static str,
-    body: &'static [u8],
-}
 
 macro_rules! asset {
     ($path:literal, $type:expr) => {
         Asset { path: $path, content_type: $type, body: include_bytes!(concat!("../../webapp/", $path)) }
     };
 }
-
-const JS: &str = "text/javascript; charset=utf-8";
 
 /// Every file of the app. `index.html` is served at `/`, the rest under `/app/`.
 const ASSETS: &[Asset] = &[
@@ -47,17 +35,7 @@ const ASSETS: &[Asset] = &[
     asset!("vendor/socket.io.esm.min.js", JS),
 ];
 
-/// Strong ETags (a hash of each file), computed once on first use.
-static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
-    ASSETS
-        .iter()
-        .map(|a| {
-            let digest = Sha256::digest(a.body);
-            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            HeaderValue::from_str(&format!("\"{hex}\"")).expect("hex is a valid header value")
-        })
-        .collect()
-});
+static APP: Bundle = Bundle::new(ASSETS, "index.html", CSP);
 
 /// Everything the app loads comes from this origin; sockets go to this origin too.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -69,7 +47,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
 }
 
 async fn index(headers: HeaderMap) -> Response {
-    serve("index.html", &headers)
+    APP.serve("index.html", &headers)
 }
 
 async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
@@ -77,30 +55,7 @@ async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     if path == "index.html" {
         return ApiError::not_found("no such route").into_response();
     }
-    serve(&path, &headers)
-}
-
-fn serve(path: &str, headers: &HeaderMap) -> Response {
-    let Some(i) = ASSETS.iter().position(|a| a.path == path) else {
-        return ApiError::not_found("no such route").into_response();
-    };
-    let (asset, etag) = (&ASSETS[i], &ETAGS[i]);
-    // `no-cache` = revalidate every time: a new server version takes effect on reload, and
-    // an unchanged file costs a 304.
-    let mut response = if headers.get(header::IF_NONE_MATCH) == Some(etag) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        ([(header::CONTENT_TYPE, asset.content_type)], asset.body).into_response()
-    };
-    let h = response.headers_mut();
-    h.insert(header::ETAG, etag.clone());
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if path == "index.html" {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    }
-    response
+    APP.serve(&path, &headers)
 }
 
 #[cfg(test)]
@@ -109,20 +64,9 @@ mod tests {
 
     #[test]
     fn every_asset_is_referenced_by_a_unique_path() {
-        let mut paths: Vec<_> = ASSETS.iter().map(|a| a.path).collect();
+        let mut paths = APP.paths();
         paths.sort_unstable();
         paths.dedup();
         assert_eq!(paths.len(), ASSETS.len());
-        assert_eq!(ETAGS.len(), ASSETS.len());
-    }
-
-    #[test]
-    fn unknown_paths_are_404_and_etags_give_304() {
-        assert_eq!(serve("nope.js", &HeaderMap::new()).status(), StatusCode::NOT_FOUND);
-        let first = serve("app.js", &HeaderMap::new());
-        assert_eq!(first.status(), StatusCode::OK);
-        let mut headers = HeaderMap::new();
-        headers.insert(header::IF_NONE_MATCH, first.headers()[header::ETAG].clone());
-        assert_eq!(serve("app.js", &headers).status(), StatusCode::NOT_MODIFIED);
     }
 }

@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 /// The namespace and its handlers.
 pub fn namespace(app: &AppState) -> NamespaceBuilder<Conn> {
-    connect(CHAT, app, setup)
+    connect(CHAT, app, setup, |_, _| std::future::ready(()))
         .event(app, "getOrCreateRoom", EventClass::Room, get_or_create_room)
         .event(app, "sendMessage", EventClass::Message, send_message)
         .event(app, "getMessages", EventClass::Query, get_messages)

@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+mod admin;
 mod chat;
 mod notifications;
 
@@ -38,20 +39,27 @@ use crate::protocol::static_ns;
 use crate::ratelimit::{EventClass, Verdict};
 use crate::state::AppState;
 
-/// Every namespace, for the server's builder.
+/// Every namespace, for the server's builder: `/admin` too when the Admin UI is on.
 pub fn namespaces(app: &AppState) -> Vec<NamespaceBuilder<Conn>> {
-    vec![chat::namespace(app), notifications::namespace(app)]
+    let mut namespaces = vec![chat::namespace(app), notifications::namespace(app)];
+    if let Some(admin) = app.admin() {
+        namespaces.push(admin::namespace(admin));
+    }
+    namespaces
 }
 
 /// A namespace joined with [`authenticate`], then `setup` (joining rooms before the client
-/// hears it is connected), counted out by [`on_disconnect`].
-fn connect<F, Fut>(ns: &'static str, app: &AppState, setup: F) -> NamespaceBuilder<Conn>
+/// hears it is connected), then `connected` (once the client knows), counted out by
+/// [`on_disconnect`]. The Admin UI, when on, hears of the socket and its rooms.
+fn connect<F, Fut, G, GFut>(ns: &'static str, app: &AppState, setup: F, connected: G) -> NamespaceBuilder<Conn>
 where
     F: Fn(Arc<Socket>, AppState) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = ()> + Send + 'static,
+    G: Fn(Arc<Socket>, AppState) -> GFut + Send + Sync + Copy + 'static,
+    GFut: Future<Output = ()> + Send + 'static,
 {
-    let (on_join, on_leave) = (app.clone(), app.clone());
-    NamespaceBuilder::new(ns, move |socket: Arc<Socket>, auth: Option<Value>| {
+    let (on_join, on_joined, on_leave) = (app.clone(), app.clone(), app.clone());
+    let builder = NamespaceBuilder::new(ns, move |socket: Arc<Socket>, auth: Option<Value>| {
         let app = on_join.clone();
         async move {
             authenticate(&socket, auth, &app).await.map_err(|failure| failure.to_string())?;
@@ -59,10 +67,27 @@ where
             Ok(())
         }
     })
+    .on_connected(move |socket| {
+        let app = on_joined.clone();
+        async move {
+            if let Some(admin) = app.admin() {
+                admin.connected(&socket);
+            }
+            connected(socket, app).await;
+        }
+    })
     .on_disconnect(move |socket, reason| on_disconnect(socket, reason, on_leave.clone()))
     // With recovery on (`RECOVERY_WINDOW_MS`), a dropped socket is restored only to a join
     // authenticated as the same user: a `pid` is no credential.
-    .recovery_owner(|conn: &Conn| conn.identity.user_id.clone())
+    .recovery_owner(|conn: &Conn| conn.identity.user_id.clone());
+    // The Admin UI hears of room changes; without it, no hook and no cost.
+    match app.admin() {
+        Some(admin) => {
+            let admin = admin.clone();
+            builder.on_room(move |socket, room, change| admin.room(socket, room, change))
+        }
+        None => builder,
+    }
 }
 
 /// Verifies the JWT from `auth.token` (or `Authorization: Bearer`) and stores the
@@ -113,7 +138,7 @@ async fn authenticate(socket: &Arc<Socket>, auth: Option<Value>, app: &AppState)
             app.presence().connected(&identity.user_id, &presence_key(socket)).await;
             span.record("auth.status", "success");
             let trace = span.context().span().span_context().clone();
-            let _ = socket.set_state(Conn { identity, trace });
+            let _ = socket.set_state(Conn { identity, trace, since_ms: crate::protocol::epoch_ms() });
             socket.join([crate::delivery::EVERYONE]);
             app.metrics().connected(ns);
             Ok(())
@@ -136,6 +161,9 @@ async fn on_disconnect(socket: Arc<Socket>, reason: DisconnectReason, app: AppSt
     let ns = static_ns(socket.ns());
     app.metrics().disconnected(ns, reason);
     app.metrics().gone(ns);
+    if let Some(admin) = app.admin() {
+        admin.disconnected(&socket, reason);
+    }
     if let Ok(user) = identity(&socket) {
         app.presence().disconnected(&user.user_id, &presence_key(&socket)).await;
     }

@@ -17,9 +17,7 @@ use crate::state::AppState;
 
 /// The namespace and its handlers.
 pub fn namespace(app: &AppState) -> NamespaceBuilder<Conn> {
-    let connected = app.clone();
-    connect(NOTIFICATIONS, app, setup)
-        .on_connected(move |socket| send_unread_count(socket, connected.clone()))
+    connect(NOTIFICATIONS, app, setup, send_unread_count)
         .event(app, "getNotifications", EventClass::Query, get_notifications)
         .event(app, "markNotificationsRead", EventClass::Read, mark_notifications_read)
         .event(app, "subscribePresence", EventClass::Query, subscribe_presence)
