@@ -81,7 +81,7 @@ async fn main() -> anyhow::Result<()> {
     // One shutdown signal, observable by both the lease wait and the controller.
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        sigterm::wait().await;
         let _ = stop_tx.send(true);
     });
     let stopped = move || {
@@ -165,19 +165,4 @@ async fn ready(State(probes): State<Probes>) -> (axum::http::StatusCode, String)
 fn default_identity() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "switchyard-operator".into());
     format!("{host}-{}", std::process::id())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

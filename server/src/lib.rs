@@ -41,5 +41,5 @@ pub mod socket;
 pub mod state;
 pub mod telemetry;
 
-pub use app::{serve, shutdown_signal};
+pub use app::serve;
 pub use config::Config;

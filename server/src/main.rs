@@ -14,5 +14,6 @@ async fn main() -> anyhow::Result<()> {
     };
     let _telemetry = switchyard_server::telemetry::init(&config.log, &config.tracing)?;
     let listener = tokio::net::TcpListener::bind((config.host, config.port)).await?;
-    switchyard_server::serve(listener, config, switchyard_server::shutdown_signal()).await
+    // SIGTERM (Kubernetes) or Ctrl-C.
+    switchyard_server::serve(listener, config, sigterm::wait()).await
 }
