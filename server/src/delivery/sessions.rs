@@ -1,0 +1,200 @@
+//! Recovery sessions in Redis: the transport's [`SessionStore`] when recovery is on with
+//! `REDIS_URL`, so a client recovers on whichever node it reconnects to, also after the node
+//! that held its socket was killed.
+//!
+//! A session is the hash `<prefix>:recovery:<ns>:<pid>` with `owner` (the user) and `s`
+//! (`{"socket": <sid>, "rooms": [...]}`). It is written when its socket joins and whenever its
+//! rooms change, and while the socket is connected it lives `window × 1.5`, re-written by
+//! its node every half window: a node killed with SIGKILL writes nothing more, so its
+//! sessions stay between one and one and a half windows. A socket whose connection
+//! dropped gets `window` more; one whose client left is deleted. Restoring takes the hash
+//! (a script: only for its owner, and once). The broadcasts come from the bus's stream
+//! ([`super::stream`]).
+//!
+//! Writes never hold a socket up: they go through a queue to one task, which pipelines them.
+//! A write lost to a Redis outage is made good by the next re-write of the live sessions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use switchyard_sio::{BoxFuture, Kept, Offset, Session, SessionStore, Sid};
+use tokio::sync::mpsc;
+
+use super::bus::{self, Op};
+use super::stream;
+use crate::redis::Redis;
+
+/// Takes a session for its owner only, once.
+const TAKE: &str = r"
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if owner ~= ARGV[1] then return false end
+local session = redis.call('HGET', KEYS[1], 's')
+redis.call('DEL', KEYS[1])
+return session
+";
+
+/// The stored form of a session.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    socket: String,
+    rooms: Vec<String>,
+}
+
+enum Write {
+    Save { key: String, owner: String, session: String },
+    End { key: String, keep: bool },
+}
+
+/// Sessions in Redis, broadcasts in the bus's stream.
+pub struct RedisSessions {
+    redis: Redis,
+    stream: String,
+    max_len: usize,
+    writes: mpsc::UnboundedSender<Write>,
+    take: redis::Script,
+}
+
+impl RedisSessions {
+    /// Sessions kept for `window` after their socket dropped, next to the stream `stream`
+    /// of at most `max_len` entries.
+    pub fn start(redis: Redis, stream: String, max_len: usize, window: Duration) -> Arc<Self> {
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write(redis.clone(), window, queue));
+        Arc::new(Self { redis, stream, max_len, writes, take: redis::Script::new(TAKE) })
+    }
+
+    fn key(&self, ns: &str, pid: Sid) -> String {
+        self.redis.key(&["recovery", ns, &pid.to_string()])
+    }
+}
+
+impl SessionStore for RedisSessions {
+    fn save(&self, ns: &str, pid: Sid, owner: &str, session: Session) {
+        let stored = Stored {
+            socket: session.socket.to_string(),
+            rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
+        };
+        let Ok(session) = serde_json::to_string(&stored) else { return };
+        let _ = self.writes.send(Write::Save { key: self.key(ns, pid), owner: owner.to_owned(), session });
+    }
+
+    fn end(&self, ns: &str, pid: Sid, keep: bool) {
+        let _ = self.writes.send(Write::End { key: self.key(ns, pid), keep });
+    }
+
+    fn take(&self, ns: &str, pid: Sid, owner: &str) -> BoxFuture<Option<Session>> {
+        let key = self.key(ns, pid);
+        let (redis, script, owner) = (self.redis.clone(), self.take.clone(), owner.to_owned());
+        Box::pin(async move {
+            let mut conn = redis.conn();
+            let mut call = script.key(&key);
+            call.arg(&owner);
+            let stored: Option<String> = match redis.run(call.invoke_async(&mut conn)).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recovery: cannot read the session; the client joins as new");
+                    return None;
+                }
+            };
+            let stored: Stored = serde_json::from_str(&stored?).ok()?;
+            Some(Session { socket: stored.socket.parse().ok()?, rooms: stored.rooms.into_iter().map(Into::into).collect() })
+        })
+    }
+
+    fn after(&self, ns: &str, offset: Offset) -> BoxFuture<Option<Vec<Kept>>> {
+        let (redis, key, ns, max_len) = (self.redis.clone(), self.stream.clone(), ns.to_owned(), self.max_len);
+        Box::pin(async move {
+            let id = offset.to_string();
+            let mut pipe = redis::pipe();
+            // The claimed entry itself, then what follows it.
+            pipe.cmd("XRANGE").arg(&key).arg(&id).arg(&id);
+            pipe.cmd("XRANGE").arg(&key).arg(format!("({id}")).arg("+").arg("COUNT").arg(max_len);
+            let mut conn = redis.conn();
+            let (own, rest): (redis::Value, redis::Value) = match redis.run(pipe.query_async(&mut conn)).await {
+                Ok(replies) => replies,
+                Err(e) => {
+                    tracing::warn!(error = %e, "recovery: cannot read the bus stream; the client joins as new");
+                    return None;
+                }
+            };
+            if stream::range_entries(own).is_empty() {
+                return None;
+            }
+            let mut seen = HashMap::new();
+            let kept = stream::range_entries(rest)
+                .into_iter()
+                .filter(|entry| stream::fresh(&mut seen, entry))
+                .filter_map(|entry| match bus::decode(&entry.message)? {
+                    Op::Emit { ns: of, room, except, origin, packet } if of == ns => Some(Kept {
+                        offset: entry.offset,
+                        room,
+                        except,
+                        skip: origin.and_then(|o| o.parse().ok()),
+                        text: packet,
+                    }),
+                    _ => None,
+                })
+                .collect();
+            Some(kept)
+        })
+    }
+}
+
+/// Applies the queued writes, pipelined, and re-writes the live sessions every half window.
+async fn write(redis: Redis, window: Duration, mut queue: mpsc::UnboundedReceiver<Write>) {
+    let refresh = window / 2;
+    let live_ttl = (window + refresh).as_millis() as u64;
+    let window_ms = window.as_millis() as u64;
+    // Each live session's last state, for the re-writes.
+    let mut live: HashMap<String, (String, String)> = HashMap::new();
+    let mut tick = tokio::time::interval(refresh.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let mut pipe = redis::pipe();
+        let save = |pipe: &mut redis::Pipeline, key: &str, owner: &str, session: &str| {
+            pipe.cmd("HSET").arg(key).arg("owner").arg(owner).arg("s").arg(session).ignore();
+            pipe.cmd("PEXPIRE").arg(key).arg(live_ttl).ignore();
+        };
+        tokio::select! {
+            write = queue.recv() => {
+                let Some(first) = write else { return };
+                let mut next = Some(first);
+                let mut count = 0;
+                while let Some(write) = next.take() {
+                    match write {
+                        Write::Save { key, owner, session } => {
+                            save(&mut pipe, &key, &owner, &session);
+                            live.insert(key, (owner, session));
+                        }
+                        Write::End { key, keep } => {
+                            if keep {
+                                pipe.cmd("PEXPIRE").arg(&key).arg(window_ms).ignore();
+                            } else {
+                                pipe.cmd("DEL").arg(&key).ignore();
+                            }
+                            live.remove(&key);
+                        }
+                    }
+                    count += 1;
+                    if count < 512 {
+                        next = queue.try_recv().ok();
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if live.is_empty() {
+                    continue;
+                }
+                for (key, (owner, session)) in &live {
+                    save(&mut pipe, key, owner, session);
+                }
+            }
+        }
+        let mut conn = redis.conn();
+        if let Err(e) = redis.run(pipe.query_async::<()>(&mut conn)).await {
+            tracing::warn!(error = %e, "recovery: cannot write sessions; the next re-write retries");
+        }
+    }
+}
