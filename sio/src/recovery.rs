@@ -204,7 +204,9 @@ impl LogGuard<'_> {
             let missed: Vec<Arc<str>> = inner
                 .packets
                 .iter()
-                .filter(|p| p.offset > offset && missed_by(&parked.rooms, parked.socket, &p.room, p.except.as_deref(), p.skip))
+                .filter(|p| {
+                    p.offset > offset && missed_by(&parked.rooms, parked.socket, &p.room, p.except.as_deref(), p.skip)
+                })
                 .map(|p| p.text.clone())
                 .collect();
             if missed.iter().map(|t| t.len()).sum::<usize>() > limit {
@@ -338,7 +340,11 @@ mod tests {
         let pid = guard.join(old, None, None, usize::MAX).pid;
         guard.record(to("a"), r#"42["m"]"#.into());
         guard.leave(old, DisconnectReason::ClientNamespaceDisconnect, Some((vec!["a".into()], None)));
-        assert!(!guard.join(Sid::random(), Some(Claim { pid, offset: Offset { ms: 0, seq: 0 } }), None, usize::MAX).recovered);
+        assert!(
+            !guard
+                .join(Sid::random(), Some(Claim { pid, offset: Offset { ms: 0, seq: 0 } }), None, usize::MAX)
+                .recovered
+        );
     }
 
     #[test]
@@ -352,6 +358,10 @@ mod tests {
         for _ in 0..3 {
             guard.record(to("a"), r#"42["m"]"#.into());
         }
-        assert!(!guard.join(Sid::random(), Some(Claim { pid, offset: Offset { ms: 0, seq: 0 } }), None, usize::MAX).recovered);
+        assert!(
+            !guard
+                .join(Sid::random(), Some(Claim { pid, offset: Offset { ms: 0, seq: 0 } }), None, usize::MAX)
+                .recovered
+        );
     }
 }

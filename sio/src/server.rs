@@ -157,7 +157,12 @@ impl<S: Send + Sync + 'static> Builder<S> {
             .namespaces
             .into_iter()
             .map(|ns| {
-                let ns = Arc::new(ns.build(lanes.clone(), self.config.max_buffered, self.config.recovery, self.store.clone()));
+                let ns = Arc::new(ns.build(
+                    lanes.clone(),
+                    self.config.max_buffered,
+                    self.config.recovery,
+                    self.store.clone(),
+                ));
                 (ns.name().to_owned(), ns)
             })
             .collect();

@@ -426,7 +426,8 @@ impl<S: Send + Sync + 'static> Namespace<S> {
             Some((pid, missed, cursor)) => {
                 // Answered under the cursor's lock `restore` returns: no broadcast is
                 // delivered live between the replayed ones and the answer.
-                let _ = socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid.to_string())), self.limit);
+                let _ =
+                    socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid.to_string())), self.limit);
                 for text in &missed {
                     let _ = socket.session.send(text, usize::MAX);
                 }
@@ -435,7 +436,8 @@ impl<S: Send + Sync + 'static> Namespace<S> {
             }
             None => {
                 let pid = Sid::random();
-                let _ = socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid.to_string())), self.limit);
+                let _ =
+                    socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid.to_string())), self.limit);
                 (pid, 0)
             }
         };

@@ -149,7 +149,13 @@ mod tests {
     use super::*;
 
     fn kept(seq: u64, room: &str) -> Kept {
-        Kept { offset: Offset { ms: 5, seq }, room: room.into(), except: None, skip: None, text: format!("42[\"m\",{seq}]") }
+        Kept {
+            offset: Offset { ms: 5, seq },
+            room: room.into(),
+            except: None,
+            skip: None,
+            text: format!("42[\"m\",{seq}]"),
+        }
     }
 
     #[test]

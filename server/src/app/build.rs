@@ -59,8 +59,10 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
     let (redis, bus) = match config.socket.recovery() {
         None => {
             // At once, so start-up waits for an unreachable Redis one REDIS_STARTUP_TIMEOUT_MS, not two.
-            let (redis, driver) =
-                tokio::try_join!(Redis::connect(&config.redis, metrics.clone()), ManagedDriver::connect(&config.redis))?;
+            let (redis, driver) = tokio::try_join!(
+                Redis::connect(&config.redis, metrics.clone()),
+                ManagedDriver::connect(&config.redis)
+            )?;
             let (bus, inbox) = Bus::connect(
                 driver,
                 metrics.clone(),

@@ -94,8 +94,8 @@ enum Transport {
 pub enum Inbox {
     /// Pub/sub messages, with their channel.
     PubSub(mpsc::Receiver<ChanItem>),
-    /// Stream entries, in the stream's order, each once.
-    Stream(mpsc::Receiver<Entry>),
+    /// Stream entries, in the stream's order, each once, and the stream's key.
+    Stream(mpsc::Receiver<Entry>, String),
 }
 
 /// One message from the bus: where it came from, its offset on the stream, its bytes.
@@ -110,11 +110,9 @@ impl Inbox {
     pub async fn recv(&mut self) -> Option<Incoming> {
         match self {
             Self::PubSub(rx) => rx.recv().await.map(|(source, message)| Incoming { source, offset: None, message }),
-            Self::Stream(rx) => rx.recv().await.map(|e| Incoming {
-                source: "stream".to_owned(),
-                offset: Some(e.offset),
-                message: e.message,
-            }),
+            Self::Stream(rx, key) => {
+                rx.recv().await.map(|e| Incoming { source: key.clone(), offset: Some(e.offset), message: e.message })
+            }
         }
     }
 }
@@ -141,8 +139,9 @@ impl Bus {
         config: StreamConfig,
     ) -> redis::RedisResult<(Self, Inbox, Offset)> {
         let node = rand::random();
+        let key = config.key.clone();
         let (stream, entries, start) = Stream::start(redis, reader, node, config).await?;
-        Ok((Self { transport: Transport::Stream(stream), metrics, node }, Inbox::Stream(entries), start))
+        Ok((Self { transport: Transport::Stream(stream), metrics, node }, Inbox::Stream(entries, key), start))
     }
 
     /// True on the stream: emits are delivered from it, this node's too.

@@ -72,10 +72,8 @@ impl RedisSessions {
 
 impl SessionStore for RedisSessions {
     fn save(&self, ns: &str, pid: Sid, owner: &str, session: Session) {
-        let stored = Stored {
-            socket: session.socket.to_string(),
-            rooms: session.rooms.iter().map(|r| r.to_string()).collect(),
-        };
+        let stored =
+            Stored { socket: session.socket.to_string(), rooms: session.rooms.iter().map(|r| r.to_string()).collect() };
         let Ok(session) = serde_json::to_string(&stored) else { return };
         let _ = self.writes.send(Write::Save { key: self.key(ns, pid), owner: owner.to_owned(), session });
     }
@@ -99,7 +97,10 @@ impl SessionStore for RedisSessions {
                 }
             };
             let stored: Stored = serde_json::from_str(&stored?).ok()?;
-            Some(Session { socket: stored.socket.parse().ok()?, rooms: stored.rooms.into_iter().map(Into::into).collect() })
+            Some(Session {
+                socket: stored.socket.parse().ok()?,
+                rooms: stored.rooms.into_iter().map(Into::into).collect(),
+            })
         })
     }
 
@@ -184,17 +185,28 @@ async fn write(redis: Redis, window: Duration, mut queue: mpsc::UnboundedReceive
                 }
             }
             _ = tick.tick() => {
-                if live.is_empty() {
-                    continue;
+                // In pipelines of a bounded size: a node may hold many thousand sessions.
+                let sessions: Vec<_> = live.iter().collect();
+                for chunk in sessions.chunks(REWRITE_BATCH) {
+                    let mut pipe = redis::pipe();
+                    for (key, (owner, session)) in chunk {
+                        save(&mut pipe, key, owner, session);
+                    }
+                    run(&redis, pipe).await;
                 }
-                for (key, (owner, session)) in &live {
-                    save(&mut pipe, key, owner, session);
-                }
+                continue;
             }
         }
-        let mut conn = redis.conn();
-        if let Err(e) = redis.run(pipe.query_async::<()>(&mut conn)).await {
-            tracing::warn!(error = %e, "recovery: cannot write sessions; the next re-write retries");
-        }
+        run(&redis, pipe).await;
+    }
+}
+
+/// Sessions re-written per round trip.
+const REWRITE_BATCH: usize = 1_000;
+
+async fn run(redis: &Redis, pipe: redis::Pipeline) {
+    let mut conn = redis.conn();
+    if let Err(e) = redis.run(pipe.query_async::<()>(&mut conn)).await {
+        tracing::warn!(error = %e, "recovery: cannot write sessions; the next re-write retries");
     }
 }

@@ -48,8 +48,6 @@ pub struct Entry {
 pub struct Stream {
     outbox: mpsc::UnboundedSender<(Instant, u64, Vec<u8>)>,
     seq: AtomicU64,
-    /// The stream's key.
-    pub key: String,
 }
 
 /// The stream's settings.
@@ -84,7 +82,7 @@ impl Stream {
         let (inbox, entries) = mpsc::channel(config.buffer);
         tokio::spawn(append(redis, config.clone(), node, pending));
         tokio::spawn(read(reader, config.clone(), start, inbox));
-        Ok((Self { outbox, seq: AtomicU64::new(0), key: config.key }, entries, start))
+        Ok((Self { outbox, seq: AtomicU64::new(0) }, entries, start))
     }
 
     /// Queues `message` for the stream.
@@ -125,7 +123,10 @@ async fn append(
         }
         let stale = batch.iter().take_while(|(at, _, _)| at.elapsed() > config.window).count();
         if stale > 0 {
-            tracing::warn!(dropped = stale, "bus messages older than the recovery window dropped: Redis was away longer");
+            tracing::warn!(
+                dropped = stale,
+                "bus messages older than the recovery window dropped: Redis was away longer"
+            );
             batch.drain(..stale);
             continue;
         }
@@ -264,4 +265,50 @@ fn entry(value: Value) -> Option<Entry> {
         }
     }
     Some(Entry { offset, node: node?, seq: seq?, message: message? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn raw(id: &str, node: &str, seq: &str, message: &str) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(vec![bulk("n"), bulk(node), bulk("s"), bulk(seq), bulk("m"), bulk(message)]),
+        ])
+    }
+
+    fn decoded(ms: u64, node: u64, seq: u64, message: &str) -> Entry {
+        Entry { offset: Offset { ms, seq: 0 }, node, seq, message: message.as_bytes().to_vec() }
+    }
+
+    #[test]
+    fn reads_ranges_and_both_protocols_xread_replies() {
+        let list = || Value::Array(vec![raw("7-0", "1", "1", "a"), raw("8-0", "1", "2", "b")]);
+        let want = vec![decoded(7, 1, 1, "a"), decoded(8, 1, 2, "b")];
+        assert_eq!(range_entries(list()), want);
+        assert_eq!(read_entries(Value::Map(vec![(bulk("sy-sio-stream"), list())])), want);
+        assert_eq!(read_entries(Value::Array(vec![Value::Array(vec![bulk("sy-sio-stream"), list()])])), want);
+        // A read that timed out.
+        assert_eq!(read_entries(Value::Nil), vec![]);
+        // Entries that are not ours are skipped.
+        let odd = Value::Array(vec![raw("9-0", "x", "1", "c"), Value::Array(vec![bulk("10-0"), Value::Array(vec![])])]);
+        assert_eq!(range_entries(odd), vec![]);
+    }
+
+    #[test]
+    fn an_entry_appended_again_is_applied_once() {
+        let mut applied = HashMap::new();
+        assert!(fresh(&mut applied, &decoded(1, 1, 1, "a")));
+        assert!(fresh(&mut applied, &decoded(2, 2, 1, "b")), "another node's numbering");
+        assert!(fresh(&mut applied, &decoded(3, 1, 2, "c")));
+        // The batch 1..=2 of node 1 appended again after a lost reply.
+        assert!(!fresh(&mut applied, &decoded(4, 1, 1, "a")));
+        assert!(!fresh(&mut applied, &decoded(5, 1, 2, "c")));
+        assert!(fresh(&mut applied, &decoded(6, 1, 3, "d")));
+    }
 }
