@@ -723,7 +723,7 @@ impl<S: Send + Sync + 'static> Socket<S> {
             // Under the rooms' lock: see `save_rooms`.
             let _rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
             let keep = recoverable(reason) && self.ns.owner_of(&self).is_some();
-            fleet.store.end(&self.ns.name, pid, keep);
+            fleet.store.end(&self.ns.name, pid, self.id, keep);
         }
         self.leave_all();
         if was == CONNECTED {

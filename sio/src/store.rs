@@ -54,9 +54,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// its rooms changed): keep it for as long as its node lives, and the window after.
     fn save(&self, ns: &str, pid: Sid, owner: &str, session: Session);
 
-    /// The socket of session `pid` left: keep the session for the window when `keep` (its
-    /// connection dropped), forget it otherwise (the client left).
-    fn end(&self, ns: &str, pid: Sid, keep: bool);
+    /// Socket `socket` of session `pid` left: keep the session for the window when `keep`
+    /// (its connection dropped), forget it otherwise (the client left). A session saved by a
+    /// later socket since (the same `pid`, restored while this one was still thought
+    /// connected) is left as it is.
+    fn end(&self, ns: &str, pid: Sid, socket: Sid, keep: bool);
 
     /// Takes the session `pid` if it is kept and belongs to `owner` (once: a second take finds
     /// nothing). A session of another owner is left as it is.

@@ -2,8 +2,8 @@
 //! `REDIS_URL`, so a client recovers on whichever node it reconnects to, also after the node
 //! that held its socket was killed.
 //!
-//! A session is the hash `<prefix>:recovery:<ns>:<pid>` with `owner` (the user) and `s`
-//! (`{"socket": <sid>, "rooms": [...]}`). It is written when its socket joins and whenever its
+//! A session is the hash `<prefix>:recovery:<ns>:<pid>` with `owner` (the user), `sock` (the
+//! socket id) and `s` (`{"socket": <sid>, "rooms": [...]}`). It is written when its socket joins and whenever its
 //! rooms change, and while the socket is connected it lives `window × 1.5`, re-written by
 //! its node every half window: a node killed with SIGKILL writes nothing more, so its
 //! sessions stay between one and one and a half windows. A socket whose connection
@@ -35,6 +35,15 @@ redis.call('DEL', KEYS[1])
 return session
 ";
 
+/// Ends a session (`ARGV[2]`: keep it this many ms; 0: delete it), unless a later socket
+/// of the same `pid` saved it since: a socket restored while the old one was still thought
+/// connected must not lose its session when the old one's end is noticed.
+const END: &str = r"
+if redis.call('HGET', KEYS[1], 'sock') ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then return redis.call('DEL', KEYS[1]) end
+return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+";
+
 /// The stored form of a session.
 #[derive(Serialize, Deserialize)]
 struct Stored {
@@ -43,8 +52,15 @@ struct Stored {
 }
 
 enum Write {
-    Save { key: String, owner: String, session: String },
-    End { key: String, keep: bool },
+    Save { key: String, socket: String, owner: String, session: String },
+    End { key: String, socket: String, keep: bool },
+}
+
+/// A live session as its node keeps it for the re-writes.
+struct Live {
+    socket: String,
+    owner: String,
+    session: String,
 }
 
 /// Sessions in Redis, broadcasts in the bus's stream.
@@ -75,11 +91,12 @@ impl SessionStore for RedisSessions {
         let stored =
             Stored { socket: session.socket.to_string(), rooms: session.rooms.iter().map(|r| r.to_string()).collect() };
         let Ok(session) = serde_json::to_string(&stored) else { return };
-        let _ = self.writes.send(Write::Save { key: self.key(ns, pid), owner: owner.to_owned(), session });
+        let (key, socket, owner) = (self.key(ns, pid), stored.socket, owner.to_owned());
+        let _ = self.writes.send(Write::Save { key, socket, owner, session });
     }
 
-    fn end(&self, ns: &str, pid: Sid, keep: bool) {
-        let _ = self.writes.send(Write::End { key: self.key(ns, pid), keep });
+    fn end(&self, ns: &str, pid: Sid, socket: Sid, keep: bool) {
+        let _ = self.writes.send(Write::End { key: self.key(ns, pid), socket: socket.to_string(), keep });
     }
 
     fn take(&self, ns: &str, pid: Sid, owner: &str) -> BoxFuture<Option<Session>> {
@@ -149,13 +166,14 @@ async fn write(redis: Redis, window: Duration, mut queue: mpsc::UnboundedReceive
     let live_ttl = (window + refresh).as_millis() as u64;
     let window_ms = window.as_millis() as u64;
     // Each live session's last state, for the re-writes.
-    let mut live: HashMap<String, (String, String)> = HashMap::new();
+    let mut live: HashMap<String, Live> = HashMap::new();
     let mut tick = tokio::time::interval(refresh.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut pipe = redis::pipe();
-        let save = |pipe: &mut redis::Pipeline, key: &str, owner: &str, session: &str| {
-            pipe.cmd("HSET").arg(key).arg("owner").arg(owner).arg("s").arg(session).ignore();
+        let save = |pipe: &mut redis::Pipeline, key: &str, live: &Live| {
+            let Live { socket, owner, session } = live;
+            pipe.cmd("HSET").arg(key).arg("sock").arg(socket).arg("owner").arg(owner).arg("s").arg(session).ignore();
             pipe.cmd("PEXPIRE").arg(key).arg(live_ttl).ignore();
         };
         tokio::select! {
@@ -165,17 +183,17 @@ async fn write(redis: Redis, window: Duration, mut queue: mpsc::UnboundedReceive
                 let mut count = 0;
                 while let Some(write) = next.take() {
                     match write {
-                        Write::Save { key, owner, session } => {
-                            save(&mut pipe, &key, &owner, &session);
-                            live.insert(key, (owner, session));
+                        Write::Save { key, socket, owner, session } => {
+                            let session = Live { socket, owner, session };
+                            save(&mut pipe, &key, &session);
+                            live.insert(key, session);
                         }
-                        Write::End { key, keep } => {
-                            if keep {
-                                pipe.cmd("PEXPIRE").arg(&key).arg(window_ms).ignore();
-                            } else {
-                                pipe.cmd("DEL").arg(&key).ignore();
+                        Write::End { key, socket, keep } => {
+                            let ms = if keep { window_ms } else { 0 };
+                            pipe.cmd("EVAL").arg(END).arg(1).arg(&key).arg(&socket).arg(ms).ignore();
+                            if live.get(&key).is_some_and(|l| l.socket == socket) {
+                                live.remove(&key);
                             }
-                            live.remove(&key);
                         }
                     }
                     count += 1;
@@ -189,8 +207,8 @@ async fn write(redis: Redis, window: Duration, mut queue: mpsc::UnboundedReceive
                 let sessions: Vec<_> = live.iter().collect();
                 for chunk in sessions.chunks(REWRITE_BATCH) {
                     let mut pipe = redis::pipe();
-                    for (key, (owner, session)) in chunk {
-                        save(&mut pipe, key, owner, session);
+                    for (key, session) in chunk {
+                        save(&mut pipe, key, session);
                     }
                     run(&redis, pipe).await;
                 }
