@@ -49,4 +49,4 @@ pub use serve::{HEAD_TIMEOUT, serve};
 pub use server::{Builder, CONNECT_TIMEOUT, Config, Engine, EngineError, EngineMessage, Io};
 pub use sid::Sid;
 pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, Socket, To};
-pub use store::{Kept, Session, SessionStore};
+pub use store::{Kept, Missed, Session, SessionStore};

@@ -463,10 +463,11 @@ impl<S: Send + Sync + 'static> Namespace<S> {
             return None;
         };
         let deadline = std::time::Instant::now() + store::CATCH_UP;
-        let mut fetched: Vec<store::Kept> = Vec::new();
+        let mut fetched = store::Missed { kept: Vec::new(), through: claim.offset };
         loop {
-            let from = fetched.last().map_or(claim.offset, |k| k.offset);
-            fetched.extend(fleet.store.after(&self.name, from).await?);
+            let more = fleet.store.after(&self.name, fetched.through).await?;
+            fetched.kept.extend(more.kept);
+            fetched.through = more.through.max(fetched.through);
             {
                 let cursor = fleet.cursor.lock().unwrap_or_else(|p| p.into_inner());
                 match store::cover(&fetched, claim.offset, *cursor, &session) {
@@ -478,8 +479,9 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                         socket.join(&session.rooms);
                         return Some((claim.pid, missed, cursor));
                     }
+                    // However it goes, the store and the bus are given `CATCH_UP` to agree.
+                    _ if std::time::Instant::now() > deadline => return None,
                     Cover::More => continue,
-                    Cover::Behind if std::time::Instant::now() > deadline => return None,
                     Cover::Behind => {}
                 }
             }

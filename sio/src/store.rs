@@ -67,7 +67,17 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The broadcasts of `ns` after `offset`, oldest first, as far as the store has them;
     /// `None` when `offset` itself is no longer kept (trimmed: some after it may be gone too)
     /// or the store cannot answer.
-    fn after(&self, ns: &str, offset: Offset) -> BoxFuture<Option<Vec<Kept>>>;
+    fn after(&self, ns: &str, offset: Offset) -> BoxFuture<Option<Missed>>;
+}
+
+/// What a store has after an offset ([`SessionStore::after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Missed {
+    /// The namespace's broadcasts, oldest first.
+    pub kept: Vec<Kept>,
+    /// How far the store looked: the offset of the last entry it read, of whatever namespace
+    /// (the offset asked about when there was none). Asked again, it continues from here.
+    pub through: Offset,
 }
 
 /// How long a restore waits for this node's bus reader to reach the offset the client
@@ -120,16 +130,16 @@ pub(crate) enum Cover {
     Behind,
 }
 
-/// Of `fetched` (every broadcast after the claimed offset the store gave so far), those that
-/// `session` missed up to `cursor`, with their offsets, or where to fetch from when the
-/// cursor is past them.
-pub(crate) fn cover(fetched: &[Kept], claimed: Offset, cursor: Option<Offset>, session: &Session) -> Cover {
+/// Of `fetched` (every broadcast after the claimed offset the store gave so far, which looked
+/// up to `through`), those that `session` missed up to `cursor`, with their offsets, or what
+/// to do when that is not known yet.
+pub(crate) fn cover(fetched: &Missed, claimed: Offset, cursor: Option<Offset>, session: &Session) -> Cover {
     let Some(cursor) = cursor.filter(|c| *c >= claimed) else { return Cover::Behind };
-    let last = fetched.last().map_or(claimed, |k| k.offset);
-    if cursor > last {
+    if cursor > fetched.through {
         return Cover::More;
     }
     let missed = fetched
+        .kept
         .iter()
         .filter(|k| k.offset <= cursor)
         .filter(|k| missed_by(&session.rooms, session.socket, &k.room, k.except.as_deref(), k.skip))
@@ -160,13 +170,19 @@ mod tests {
         }
     }
 
+    /// `kept`, as a store that read up to the last of them gives them.
+    fn missed(kept: Vec<Kept>) -> Missed {
+        let through = kept.last().map_or(Offset { ms: 5, seq: 0 }, |k| k.offset);
+        Missed { kept, through }
+    }
+
     #[test]
     fn replays_up_to_the_cursor_what_the_session_missed() {
         let socket = Sid::random();
         let session = Session { socket, rooms: vec!["a".into()] };
         let mut skipped = kept(3, "a");
         skipped.skip = Some(socket);
-        let fetched = [kept(1, "a"), kept(2, "b"), skipped, kept(4, "a"), kept(5, "a")];
+        let fetched = missed(vec![kept(1, "a"), kept(2, "b"), skipped, kept(4, "a"), kept(5, "a")]);
         let Cover::Done(missed) = cover(&fetched, Offset { ms: 5, seq: 0 }, Some(Offset { ms: 5, seq: 4 }), &session)
         else {
             panic!("the store gave enough");
@@ -177,9 +193,12 @@ mod tests {
     #[test]
     fn asks_for_more_when_the_node_delivered_past_the_store() {
         let session = Session { socket: Sid::random(), rooms: vec!["a".into()] };
-        let fetched = [kept(1, "a")];
-        let cover = cover(&fetched, Offset { ms: 5, seq: 0 }, Some(Offset { ms: 5, seq: 3 }), &session);
-        assert!(matches!(cover, Cover::More));
+        let claimed = Offset { ms: 5, seq: 0 };
+        let fetched = missed(vec![kept(1, "a")]);
+        assert!(matches!(cover(&fetched, claimed, Some(Offset { ms: 5, seq: 3 }), &session), Cover::More));
+        // The store read past entries of another namespace: its own last one does not matter.
+        let through = Missed { kept: vec![kept(1, "a")], through: Offset { ms: 5, seq: 3 } };
+        assert!(matches!(cover(&through, claimed, Some(Offset { ms: 5, seq: 3 }), &session), Cover::Done(_)));
     }
 
     #[test]
@@ -187,9 +206,10 @@ mod tests {
         // Live delivery would repeat what the client had from the node it left.
         let session = Session { socket: Sid::random(), rooms: vec!["a".into()] };
         let claimed = Offset { ms: 5, seq: 2 };
-        assert!(matches!(cover(&[kept(3, "a")], claimed, None, &session), Cover::Behind));
-        assert!(matches!(cover(&[kept(3, "a")], claimed, Some(Offset { ms: 5, seq: 1 }), &session), Cover::Behind));
-        let Cover::Done(missed) = cover(&[kept(3, "a")], claimed, Some(claimed), &session) else {
+        let fetched = missed(vec![kept(3, "a")]);
+        assert!(matches!(cover(&fetched, claimed, None, &session), Cover::Behind));
+        assert!(matches!(cover(&fetched, claimed, Some(Offset { ms: 5, seq: 1 }), &session), Cover::Behind));
+        let Cover::Done(missed) = cover(&fetched, claimed, Some(claimed), &session) else {
             panic!("caught up");
         };
         assert!(missed.is_empty(), "offset 3 comes live");

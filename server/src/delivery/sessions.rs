@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use switchyard_sio::{BoxFuture, Kept, Offset, Session, SessionStore, Sid};
+use switchyard_sio::{BoxFuture, Kept, Missed, Offset, Session, SessionStore, Sid};
 use tokio::sync::mpsc;
 
 use super::bus::{self, Op};
@@ -121,7 +121,7 @@ impl SessionStore for RedisSessions {
         })
     }
 
-    fn after(&self, ns: &str, offset: Offset) -> BoxFuture<Option<Vec<Kept>>> {
+    fn after(&self, ns: &str, offset: Offset) -> BoxFuture<Option<Missed>> {
         let (redis, key, ns, max_len) = (self.redis.clone(), self.stream.clone(), ns.to_owned(), self.max_len);
         Box::pin(async move {
             let id = offset.to_string();
@@ -140,8 +140,10 @@ impl SessionStore for RedisSessions {
             if stream::range_entries(own).is_empty() {
                 return None;
             }
+            let entries = stream::range_entries(rest);
+            let through = entries.last().map_or(offset, |e| e.offset);
             let mut seen = HashMap::new();
-            let kept = stream::range_entries(rest)
+            let kept = entries
                 .into_iter()
                 .filter(|entry| stream::fresh(&mut seen, entry))
                 .filter_map(|entry| match bus::decode(&entry.message)? {
@@ -155,7 +157,7 @@ impl SessionStore for RedisSessions {
                     _ => None,
                 })
                 .collect();
-            Some(kept)
+            Some(Missed { kept, through })
         })
     }
 }
