@@ -8,7 +8,7 @@
 // a Redis restart loses no event, and another user's pid recovers nothing there either.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, startRedis, startNginx, token, connect, call, next, record, sleep, uid, http, until, chatSockets } from "./helpers.js";
+import { startServer, startRedis, startRedisCluster, startSentinel, startNginx, token, connect, call, next, record, sleep, uid, http, until, chatSockets } from "./helpers.js";
 
 const LIMITS = { RATE_LIMIT_MESSAGE: "1000/1s", RATE_LIMIT_QUERY: "1000/1s" };
 const WINDOW_MS = 1000;
@@ -166,8 +166,8 @@ test("another user's pid recovers nothing and leaks nothing; its owner still rec
 const FLEET = { ...LIMITS, RECOVERY_WINDOW_MS: "120000", REDIS_TIMEOUT_MS: "500", REDIS_RECONNECT_MAX_MS: "300" };
 
 /** Redis and two nodes on it; `stop` ends them (a killed node is left as it is). */
-async function fleet(env = {}) {
-  const redis = await startRedis();
+async function fleet(env = {}, start = startRedis) {
+  const redis = await start();
   const nodes = await Promise.all([0, 1].map(() => startServer({ ...FLEET, REDIS_URL: redis.url, ...env })));
   return {
     redis,
@@ -190,46 +190,53 @@ test("across nodes: another user's pid recovers nothing and leaks nothing on the
   }
 });
 
-test("across nodes: the node holding the session is killed with SIGKILL; behind nginx the client recovers all 100 messages on another node, once, in order", async () => {
-  const f = await fleet();
-  const nginx = await startNginx(f.nodes);
-  let a;
-  try {
-    // Alice joins through nginx, which picks her node; Bob sends to the other one.
-    const placed = await aliceAndBob(nginx.url);
-    a = placed.a;
-    const counts = await Promise.all(f.nodes.map(chatSockets));
-    const victim = f.nodes[counts.indexOf(1)];
-    const survivor = f.nodes.find((n) => n !== victim);
-    assert.ok(victim && survivor, `Alice is on one node: ${counts}`);
-    const send = (content) => http(survivor.url, "POST", "/api/chat/messages", { token: token(placed.bob), body: { roomId: placed.room.id, content } });
+// On each kind of Redis deployment: the stream's reader and the session scripts run on all three.
+for (const [deployment, start] of [
+  ["single Redis", startRedis],
+  ["Redis Cluster", startRedisCluster],
+  ["Redis Sentinel", startSentinel],
+]) {
+  test(`across nodes (${deployment}): the node holding the session is killed with SIGKILL; behind nginx the client recovers all 100 messages on another node, once, in order`, async () => {
+    const f = await fleet({}, start);
+    const nginx = await startNginx(f.nodes);
+    let a;
+    try {
+      // Alice joins through nginx, which picks her node; Bob sends to the other one.
+      const placed = await aliceAndBob(nginx.url);
+      a = placed.a;
+      const counts = await Promise.all(f.nodes.map(chatSockets));
+      const victim = f.nodes[counts.indexOf(1)];
+      const survivor = f.nodes.find((n) => n !== victim);
+      assert.ok(victim && survivor, `Alice is on one node: ${counts}`);
+      const send = (content) => http(survivor.url, "POST", "/api/chat/messages", { token: token(placed.bob), body: { roomId: placed.room.id, content } });
 
-    const seen = record(a, "newMessage");
-    const gone = new Promise((resolve) => a.once("disconnect", resolve));
-    victim.child.kill("SIGKILL");
-    await victim.exited;
-    assert.equal(await gone, "transport close");
-    const cutAt = Date.now();
-    for (let i = 0; i < 100; i++) assert.equal((await send(`m${i}`)).status, 201);
-    await sleep(Math.max(0, 3000 - (Date.now() - cutAt)));
-    // Through nginx again: the dead node is skipped.
-    await reconnect(a);
-    assert.equal(await chatSockets(survivor), 1, "Alice is on the survivor now");
-    assert.equal(a.recovered, true);
-    await until("the 100 missed messages", async () => seen.length >= 100);
-    const live = next(a, "newMessage", (m) => m.content === "live");
-    await send("live");
-    await live;
-    assert.deepEqual(
-      seen.map((m) => m.content),
-      [...Array.from({ length: 100 }, (_, i) => `m${i}`), "live"],
-    );
-  } finally {
-    a?.close();
-    await nginx.stop();
-    await f.stop();
-  }
-});
+      const seen = record(a, "newMessage");
+      const gone = new Promise((resolve) => a.once("disconnect", resolve));
+      victim.child.kill("SIGKILL");
+      await victim.exited;
+      assert.equal(await gone, "transport close");
+      const cutAt = Date.now();
+      for (let i = 0; i < 100; i++) assert.equal((await send(`m${i}`)).status, 201);
+      await sleep(Math.max(0, 3000 - (Date.now() - cutAt)));
+      // Through nginx again: the dead node is skipped.
+      await reconnect(a);
+      assert.equal(await chatSockets(survivor), 1, "Alice is on the survivor now");
+      assert.equal(a.recovered, true);
+      await until("the 100 missed messages", async () => seen.length >= 100);
+      const live = next(a, "newMessage", (m) => m.content === "live");
+      await send("live");
+      await live;
+      assert.deepEqual(
+        seen.map((m) => m.content),
+        [...Array.from({ length: 100 }, (_, i) => `m${i}`), "live"],
+      );
+    } finally {
+      a?.close();
+      await nginx.stop();
+      await f.stop();
+    }
+  });
+}
 
 test("across nodes: Redis restarted within the window loses no event", async () => {
   // The typing timeout is what emits while Redis is away: it needs no Redis to fire.
