@@ -85,16 +85,23 @@ test("a client cut off for 3 s recovers its rooms and all 100 messages, once, in
   }
 });
 
-test("past the window the client is not recovered and catches up with getMessages {after}", async () => {
-  const { a, room, send, lastSeen } = await aliceAndBob(short.url);
+/**
+ * Alice, cut off from `home` (whose window is WINDOW_MS) for twice the window, comes back to
+ * `other` unrecovered and catches up with `getMessages {after}`.
+ */
+async function pastTheWindow(home, other) {
+  const { a, room, send, lastSeen } = await aliceAndBob(home.url, other.url);
   try {
     const seen = record(a, "newMessage");
     const cutAt = Date.now();
-    await cut(a, short);
+    await cut(a, home);
     for (let i = 0; i < 5; i++) assert.equal((await send(`gap${i}`)).status, 201);
     // The window is what this test is about: it must be over.
     await sleep(Math.max(0, 2 * WINDOW_MS - (Date.now() - cutAt)));
+    // The manager's address is where it reconnects to.
+    a.io.uri = other.url;
     await reconnect(a);
+    assert.equal(await chatSockets(other), 1, "Alice came back to `other`");
     assert.equal(a.recovered, false);
     // The app's fallback: history after the last message seen.
     const page = await call(a, "getMessages", { roomId: room.id, after: lastSeen });
@@ -110,6 +117,10 @@ test("past the window the client is not recovered and catches up with getMessage
   } finally {
     a.close();
   }
+}
+
+test("past the window the client is not recovered and catches up with getMessages {after}", async () => {
+  await pastTheWindow(short, short);
 });
 
 /**
@@ -237,6 +248,15 @@ for (const [deployment, start] of [
     }
   });
 }
+
+test("across nodes: past the window the client is not recovered on the other node and catches up with getMessages {after}", async () => {
+  const f = await fleet({ RECOVERY_WINDOW_MS: String(WINDOW_MS) });
+  try {
+    await pastTheWindow(f.nodes[0], f.nodes[1]);
+  } finally {
+    await f.stop();
+  }
+});
 
 test("across nodes: Redis restarted within the window loses no event", async () => {
   // The typing timeout is what emits while Redis is away: it needs no Redis to fire.
