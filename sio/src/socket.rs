@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::HeaderMap;
@@ -278,7 +278,9 @@ impl<S: Send + Sync + 'static> Namespace<S> {
         let Some(members) = self.rooms.get(to.room) else { return delivery };
         let mut flush = Vec::new();
         for (sid, socket) in members.iter() {
-            if Some(*sid) == to.skip || except.contains(sid) {
+            // A socket being restored gets what it missed, up to the restore, as a replay
+            // after its join's answer; live before that, it would get some twice.
+            if Some(*sid) == to.skip || except.contains(sid) || socket.restoring.load(Ordering::Acquire) {
                 continue;
             }
             match socket.session.send_shared(&frame, self.limit) {
@@ -341,6 +343,12 @@ impl<S: Send + Sync + 'static> Namespace<S> {
     pub(crate) async fn connect(self: Arc<Self>, socket: Arc<Socket<S>>, auth: Option<Value>) {
         let recovering = self.log.is_some() || self.fleet.is_some();
         let claim = recovering.then(|| Claim::from_auth(auth.as_ref())).flatten();
+        // Nothing live until the restore is decided: the rooms the connect handler joins
+        // would otherwise deliver broadcasts that the replay repeats, and before the answer
+        // (which the client puts first). Cleared under the recovery lock with the answer.
+        if claim.is_some() {
+            socket.restoring.store(true, Ordering::Release);
+        }
         match (self.connect)(socket.clone(), auth).await {
             Ok(()) => {
                 if socket.phase.compare_exchange(CONNECTING, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -400,6 +408,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
         for text in &restored.missed {
             let _ = socket.session.send(text, usize::MAX);
         }
+        socket.restoring.store(false, Ordering::Release);
     }
 
     /// Who `socket` belongs to for recovery: `None` when an owner is checked and the socket
@@ -431,6 +440,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                 for text in &missed {
                     let _ = socket.session.send(text, usize::MAX);
                 }
+                socket.restoring.store(false, Ordering::Release);
                 drop(cursor);
                 (pid, missed.len())
             }
@@ -438,6 +448,7 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                 let pid = Sid::random();
                 let _ =
                     socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid.to_string())), self.limit);
+                socket.restoring.store(false, Ordering::Release);
                 (pid, 0)
             }
         };
@@ -445,6 +456,11 @@ impl<S: Send + Sync + 'static> Namespace<S> {
             tracing::debug!(ns = %self.name, recovered, missed, "recovery claimed");
         }
         fleet.live(socket.id, pid);
+        // The session closed meanwhile and `end` found no `pid` to end: not kept.
+        if !socket.connected() {
+            fleet.gone(socket.id);
+            return;
+        }
         socket.save_session();
     }
 
@@ -503,6 +519,8 @@ pub struct Socket<S> {
     state: OnceLock<S>,
     rooms: Mutex<Vec<Arc<str>>>,
     phase: AtomicU8,
+    /// Claimed a recovery session that is not decided yet: skipped by broadcasts.
+    restoring: AtomicBool,
     inbox: Mutex<Inbox>,
 }
 
@@ -542,6 +560,7 @@ impl<S: Send + Sync + 'static> Socket<S> {
             state: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
             phase: AtomicU8::new(CONNECTING),
+            restoring: AtomicBool::new(false),
             inbox: Mutex::new(Inbox::default()),
         }
     }

@@ -258,6 +258,42 @@ test("across nodes: past the window the client is not recovered on the other nod
   }
 });
 
+test("across nodes: messages sent while the client comes back on the other node arrive once, in order", async () => {
+  const f = await fleet();
+  const [home, other] = f.nodes;
+  let a;
+  try {
+    const placed = await aliceAndBob(home.url, other.url);
+    a = placed.a;
+    const seen = record(a, "newMessage");
+    await cut(a, home);
+    const acked = [];
+    for (let i = 0; i < 10; i++) {
+      assert.equal((await placed.send(`gap${i}`)).status, 201);
+      acked.push(`gap${i}`);
+    }
+    // Bob keeps sending while Alice's join is being restored on the other node.
+    let sending = true;
+    const sender = (async () => {
+      for (let i = 0; sending; i++) {
+        assert.equal((await placed.send(`flow${i}`)).status, 201);
+        acked.push(`flow${i}`);
+      }
+    })();
+    a.io.uri = other.url;
+    await reconnect(a);
+    assert.equal(a.recovered, true);
+    await until("messages after the restore", async () => seen.length >= acked.length && acked.length > 20);
+    sending = false;
+    await sender;
+    await until("every acknowledged message", async () => seen.length >= acked.length);
+    assert.deepEqual(seen.map((m) => m.content), acked, "each once, in order");
+  } finally {
+    a?.close();
+    await f.stop();
+  }
+});
+
 test("across nodes: Redis restarted within the window loses no event", async () => {
   // The typing timeout is what emits while Redis is away: it needs no Redis to fire.
   const f = await fleet({ TYPING_TIMEOUT_MS: "1000" });
