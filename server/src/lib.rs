@@ -16,7 +16,8 @@
 //! 4. features, each a service that knows no transport, its payloads, and its backends as
 //!    a trait with `memory` and `redis`: [`chat`], [`notifications`], [`presence`],
 //!    [`ratelimit`]; and [`admin`], the Socket.IO Admin UI's side across the fleet.
-//! 5. [`delivery`] — per-socket state, room names, the emitter and the cross-node bus.
+//! 5. [`delivery`] — per-socket state, room names, the emitter, the cross-node bus and the
+//!    connection state recovery sessions kept in Redis.
 //! 6. [`redis`] — the shared connection and the bus's pub/sub driver.
 //! 7. ground floor: [`config`], [`error`], [`metrics`], [`telemetry`], [`protocol`] (the
 //!    contract's common rules: namespaces, payload parsing, ids, clocks) and [`auth`]

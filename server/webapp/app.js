@@ -164,7 +164,7 @@ function start(token) {
   const conn = (S.conn = new Connection(token));
   conn.addEventListener("state", (e) => renderConnection(e.detail));
   conn.addEventListener("auth-error", (e) => signOut(`Your session ended (${e.detail.reason}). Sign in again.`));
-  conn.addEventListener("resync", () => resync());
+  conn.addEventListener("resync", (e) => resync(e.detail));
 
   conn.on("chat", "connect", () => loadRooms());
   conn.on("chat", "newMessage", onNewMessage);
@@ -222,9 +222,13 @@ function renderConnection({ state, transport }) {
   renderComposerState();
 }
 
-/** After a reconnect: rooms and unread counts again, and what each loaded room missed. */
-async function resync() {
-  await loadRooms();
+/**
+ * After a reconnect: what each loaded room missed, with `getMessages { after }`, unless the
+ * server recovered the connection (it replayed the missed events itself). The rooms and
+ * unread counts are reloaded on every connect either way.
+ */
+async function resync({ recovered }) {
+  if (recovered) return;
   for (const roomId of S.messages.keys()) await catchUp(roomId);
 }
 

@@ -83,7 +83,11 @@ export class Connection extends EventTarget {
       this.#setState("connected");
       // The engine changes when it reconnects: follow each one's upgrade (polling → websocket).
       manager.engine.once("upgrade", () => this.#setState("connected"));
-      if (resync) this.#emit("resync", {});
+      // With connection state recovery on the server (RECOVERY_WINDOW_MS), a socket back
+      // within the window is `recovered`: its rooms are restored and the events it missed
+      // were replayed right after this, so there is nothing to fetch. Otherwise (recovery
+      // off, the window over, or the session lost) the app catches up from history.
+      if (resync) this.#emit("resync", { recovered: this.chat.recovered === true });
     });
     this.chat.on("disconnect", (reason) => {
       if (reason === "io client disconnect") return;

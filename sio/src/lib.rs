@@ -15,7 +15,8 @@
 //! handshake keys, close codes), `packet` (Engine.IO and Socket.IO packet text), `payload`
 //! (every argument and binary attachment), `socket` (namespaces, sockets, their in-order
 //! inbox, rooms, broadcasts, acks), `recovery` (connection state recovery: `pid`s, offsets,
-//! the broadcasts a dropped socket missed), `serve` (the accept loop with a head timeout), `sid` and
+//! the broadcasts a dropped socket missed, on one node), `store` (recovery across nodes: the
+//! [`SessionStore`] seam and the replay from it), `serve` (the accept loop with a head timeout), `sid` and
 //! `error`. What it implements and its limits: `sio/README.md`.
 //!
 //! ```ignore
@@ -37,13 +38,15 @@ mod server;
 mod session;
 mod sid;
 mod socket;
+mod store;
 mod ws;
 
 pub use error::{PacketError, SendError, WsError};
 pub use packet::DataError;
 pub use payload::Payload;
-pub use recovery::Recovery;
+pub use recovery::{Offset, Recovery};
 pub use serve::{HEAD_TIMEOUT, serve};
 pub use server::{Builder, CONNECT_TIMEOUT, Config, Engine, EngineError, EngineMessage, Io};
 pub use sid::Sid;
 pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, RoomChange, Socket, To};
+pub use store::{Kept, Missed, Session, SessionStore};

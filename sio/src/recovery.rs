@@ -37,12 +37,47 @@ impl Default for Recovery {
     }
 }
 
+/// Where a broadcast stands in the order a namespace's broadcasts are delivered in: the
+/// offset a client gets with each one and sends back to recover. On one node it is a counter
+/// (`7`); across nodes it is the id the bus gave the broadcast (a Redis stream id,
+/// `1733400000000-3`). Ordered as the broadcasts are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Offset {
+    /// The high part (a stream id's milliseconds; 0 for a counter).
+    pub ms: u64,
+    /// The low part (a stream id's sequence; the counter itself).
+    pub seq: u64,
+}
+
+impl std::fmt::Display for Offset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ms {
+            0 => write!(f, "{}", self.seq),
+            ms => write!(f, "{ms}-{}", self.seq),
+        }
+    }
+}
+
+impl std::str::FromStr for Offset {
+    type Err = std::num::ParseIntError;
+
+    /// `7` or `1733400000000-3`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.split_once('-') {
+            Some((ms, seq)) => Ok(Self { ms: ms.parse()?, seq: seq.parse()? }),
+            None => Ok(Self { ms: 0, seq: text.parse()? }),
+        }
+    }
+}
+
 /// What a client claims in its join's auth: the `pid` it was given and the offset of the last
 /// broadcast it received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Claim {
-    pid: Sid,
-    offset: u64,
+    /// The session it claims.
+    pub pid: Sid,
+    /// The last broadcast it got.
+    pub offset: Offset,
 }
 
 impl Claim {
@@ -162,15 +197,16 @@ impl LogGuard<'_> {
             let first = inner.packets.front().map_or(inner.next, |p| p.offset);
             // The client's last offset must be one this node gave, and nothing after it
             // may have been trimmed.
-            if claim.offset >= inner.next || claim.offset + 1 < first {
+            let Offset { ms: 0, seq: offset } = claim.offset else { return None };
+            if offset >= inner.next || offset + 1 < first {
                 return None;
             }
             let missed: Vec<Arc<str>> = inner
                 .packets
                 .iter()
-                .filter(|p| p.offset > claim.offset && p.skip != Some(parked.socket))
-                .filter(|p| parked.rooms.contains(&p.room))
-                .filter(|p| !p.except.as_ref().is_some_and(|e| parked.rooms.contains(e)))
+                .filter(|p| {
+                    p.offset > offset && missed_by(&parked.rooms, parked.socket, &p.room, p.except.as_deref(), p.skip)
+                })
                 .map(|p| p.text.clone())
                 .collect();
             if missed.iter().map(|t| t.len()).sum::<usize>() > limit {
@@ -223,8 +259,16 @@ impl LogGuard<'_> {
     }
 }
 
+/// True when a broadcast to `room` (skipping the sockets of `except` and the socket `skip`)
+/// would have reached socket `socket`, a member of `rooms`.
+pub(crate) fn missed_by(rooms: &[Arc<str>], socket: Sid, room: &str, except: Option<&str>, skip: Option<Sid>) -> bool {
+    skip != Some(socket)
+        && rooms.iter().any(|r| &**r == room)
+        && !except.is_some_and(|e| rooms.iter().any(|r| &**r == e))
+}
+
 /// A connection that dropped is recoverable; a client that left its namespace is not.
-fn recoverable(reason: DisconnectReason) -> bool {
+pub(crate) fn recoverable(reason: DisconnectReason) -> bool {
     matches!(
         reason,
         DisconnectReason::TransportClose
@@ -256,7 +300,11 @@ mod tests {
     fn claims_need_a_pid_and_an_offset() {
         let pid = Sid::random();
         let claim = Claim::from_auth(Some(&json!({ "pid": pid.to_string(), "offset": "4", "token": "t" })));
-        assert_eq!(claim, Some(Claim { pid, offset: 4 }));
+        assert_eq!(claim, Some(Claim { pid, offset: Offset { ms: 0, seq: 4 } }));
+        let stream = Claim::from_auth(Some(&json!({ "pid": pid.to_string(), "offset": "1733400000000-3" })));
+        assert_eq!(stream.map(|c| c.offset), Some(Offset { ms: 1_733_400_000_000, seq: 3 }));
+        assert_eq!(stream.map(|c| c.offset.to_string()).as_deref(), Some("1733400000000-3"));
+        assert!(Offset { ms: 1, seq: 0 } > Offset { ms: 0, seq: 9 });
         assert_eq!(Claim::from_auth(Some(&json!({ "pid": pid.to_string() }))), None);
         assert_eq!(Claim::from_auth(Some(&json!({ "pid": "forged", "offset": "1" }))), None);
         assert_eq!(Claim::from_auth(None), None);
@@ -274,7 +322,7 @@ mod tests {
         guard.record(to("b"), r#"42["m",2]"#.into());
         guard.record(To { room: "a", except: None, skip: Some(old) }, r#"42["m",3]"#.into());
         // Another owner recovers nothing, and does not spend the session.
-        let claim = Some(Claim { pid, offset: 0 });
+        let claim = Some(Claim { pid, offset: Offset { ms: 0, seq: 0 } });
         assert!(!guard.join(Sid::random(), claim, Some("mallory"), usize::MAX).recovered);
         let restored = guard.join(new, claim, Some("alice"), usize::MAX);
         assert!(restored.recovered);
@@ -292,7 +340,11 @@ mod tests {
         let pid = guard.join(old, None, None, usize::MAX).pid;
         guard.record(to("a"), r#"42["m"]"#.into());
         guard.leave(old, DisconnectReason::ClientNamespaceDisconnect, Some((vec!["a".into()], None)));
-        assert!(!guard.join(Sid::random(), Some(Claim { pid, offset: 0 }), None, usize::MAX).recovered);
+        assert!(
+            !guard
+                .join(Sid::random(), Some(Claim { pid, offset: Offset { ms: 0, seq: 0 } }), None, usize::MAX)
+                .recovered
+        );
     }
 
     #[test]
@@ -306,6 +358,10 @@ mod tests {
         for _ in 0..3 {
             guard.record(to("a"), r#"42["m"]"#.into());
         }
-        assert!(!guard.join(Sid::random(), Some(Claim { pid, offset: 0 }), None, usize::MAX).recovered);
+        assert!(
+            !guard
+                .join(Sid::random(), Some(Claim { pid, offset: Offset { ms: 0, seq: 0 } }), None, usize::MAX)
+                .recovered
+        );
     }
 }

@@ -25,6 +25,7 @@ use crate::recovery::Recovery;
 use crate::session::{Lanes, Limits, Message, Partial, Session, Transport};
 use crate::sid::Sid;
 use crate::socket::{DisconnectReason, Event, Namespace, NamespaceBuilder, Socket};
+use crate::store::SessionStore;
 use crate::ws;
 
 /// Engine.IO settings.
@@ -69,6 +70,7 @@ pub struct Builder<S> {
     connect_timeout: Duration,
     engine_hook: Option<EngineHook<S>>,
     upgrade_hook: Option<UpgradeHook<S>>,
+    store: Option<Arc<dyn SessionStore>>,
 }
 
 type EngineHook<S> = Box<dyn Fn(&Engine<'_, S>, EngineMessage<'_>) + Send + Sync>;
@@ -140,6 +142,16 @@ impl<S: Send + Sync + 'static> Builder<S> {
         self
     }
 
+    /// With connection state recovery on ([`Config::recovery`]), keeps sessions and
+    /// broadcasts in `store`, shared by every node, instead of this node's memory: a client
+    /// then recovers on whichever node it reconnects to, and the broadcasts must be written
+    /// with [`Namespace::broadcast_at`] in the order of a bus every node reads (see
+    /// [`SessionStore`]).
+    pub fn session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Adds a namespace.
     pub fn ns(mut self, ns: NamespaceBuilder<S>) -> Self {
         self.namespaces.push(ns);
@@ -155,7 +167,12 @@ impl<S: Send + Sync + 'static> Builder<S> {
             .namespaces
             .into_iter()
             .map(|ns| {
-                let ns = Arc::new(ns.build(lanes.clone(), self.config.max_buffered, self.config.recovery));
+                let ns = Arc::new(ns.build(
+                    lanes.clone(),
+                    self.config.max_buffered,
+                    self.config.recovery,
+                    self.store.clone(),
+                ));
                 (ns.name().to_owned(), ns)
             })
             .collect();
@@ -207,6 +224,7 @@ impl<S: Send + Sync + 'static> Io<S> {
             connect_timeout: CONNECT_TIMEOUT,
             engine_hook: None,
             upgrade_hook: None,
+            store: None,
         }
     }
 

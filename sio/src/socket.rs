@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::http::HeaderMap;
@@ -16,9 +16,10 @@ use serde_json::Value;
 use crate::error::SendError;
 use crate::packet::{self, DataError};
 use crate::payload::Payload;
-use crate::recovery::{Claim, Log, Recovery};
+use crate::recovery::{Claim, Log, Offset, Recovery, recoverable};
 use crate::session::{Lanes, Session, SharedFrame, Transport};
 use crate::sid::Sid;
+use crate::store::{self, Cover, Fleet, SessionStore};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -165,9 +166,21 @@ impl<S: Send + Sync + 'static> NamespaceBuilder<S> {
         self
     }
 
-    pub(crate) fn build(self, lanes: Arc<Lanes<S>>, limit: usize, recovery: Option<Recovery>) -> Namespace<S> {
+    pub(crate) fn build(
+        self,
+        lanes: Arc<Lanes<S>>,
+        limit: usize,
+        recovery: Option<Recovery>,
+        store: Option<Arc<dyn SessionStore>>,
+    ) -> Namespace<S> {
+        let (log, fleet) = match (recovery, store) {
+            (None, _) => (None, None),
+            (Some(recovery), None) => (Some(Log::new(recovery)), None),
+            (Some(_), Some(store)) => (None, Some(Fleet::new(store))),
+        };
         Namespace {
-            log: recovery.map(Log::new),
+            log,
+            fleet,
             owner: self.owner,
             room: self.room,
             name: self.name.into(),
@@ -214,8 +227,10 @@ pub struct Namespace<S> {
     rooms: DashMap<Arc<str>, HashMap<Sid, Arc<Socket<S>>>>,
     lanes: Arc<Lanes<S>>,
     limit: usize,
-    /// Connection state recovery, when on.
+    /// Connection state recovery on this node alone, when on.
     log: Option<Log>,
+    /// Connection state recovery across nodes, when on with a shared store.
+    fleet: Option<Fleet>,
     owner: Option<OwnerFn<S>>,
     room: Option<RoomFn<S>>,
 }
@@ -243,8 +258,10 @@ impl<S: Send + Sync + 'static> Namespace<S> {
     }
 
     /// Writes an encoded Engine.IO packet (`42/chat,[…]`) to `to`'s sockets on this node.
-    /// With connection state recovery on, an event gets its offset as its last argument and
-    /// is kept for the window.
+    /// With connection state recovery on this node, an event gets its offset as its last
+    /// argument and is kept for the window. With recovery across nodes
+    /// ([`crate::Builder::session_store`]) broadcasts go through
+    /// [`Namespace::broadcast_at`]; one written here carries no offset and is not replayed.
     pub fn broadcast_encoded(&self, to: To<'_>, text: String) -> Delivery {
         match &self.log {
             None => self.deliver(to, SharedFrame::new(text)),
@@ -257,6 +274,29 @@ impl<S: Send + Sync + 'static> Namespace<S> {
         }
     }
 
+    /// Writes an encoded Engine.IO packet to `to`'s sockets on this node as the broadcast at
+    /// `offset` of the bus every node applies in one order (with recovery across nodes: the
+    /// event gets `offset` as its last argument, and a socket restored here gets every
+    /// broadcast once). Offsets must come in increasing order. Without recovery across nodes
+    /// this is [`Namespace::broadcast_encoded`].
+    pub fn broadcast_at(&self, to: To<'_>, text: String, offset: Offset) -> Delivery {
+        let Some(fleet) = &self.fleet else { return self.broadcast_encoded(to, text) };
+        // Held while writing: see the `store` module's header.
+        let mut cursor = fleet.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let delivery = self.deliver(to, SharedFrame::from_shared(store::with_offset(&text, offset)));
+        *cursor = (*cursor).max(Some(offset));
+        delivery
+    }
+
+    /// With recovery across nodes: every broadcast up to `offset` was delivered here or
+    /// never will be (where this node's bus reader starts), so a restore here replays them.
+    pub fn delivered_up_to(&self, offset: Offset) {
+        if let Some(fleet) = &self.fleet {
+            let mut cursor = fleet.cursor.lock().unwrap_or_else(|p| p.into_inner());
+            *cursor = (*cursor).max(Some(offset));
+        }
+    }
+
     fn deliver(&self, to: To<'_>, frame: SharedFrame) -> Delivery {
         let mut delivery = Delivery::default();
         let except: Vec<Sid> = match to.except {
@@ -266,7 +306,9 @@ impl<S: Send + Sync + 'static> Namespace<S> {
         let Some(members) = self.rooms.get(to.room) else { return delivery };
         let mut flush = Vec::new();
         for (sid, socket) in members.iter() {
-            if Some(*sid) == to.skip || except.contains(sid) {
+            // A socket being restored gets what it missed, up to the restore, as a replay
+            // after its join's answer; live before that, it would get some twice.
+            if Some(*sid) == to.skip || except.contains(sid) || socket.restoring.load(Ordering::Acquire) {
                 continue;
             }
             match socket.session.send_shared(&frame, self.limit) {
@@ -312,7 +354,14 @@ impl<S: Send + Sync + 'static> Namespace<S> {
 
     /// Joins `socket` to this namespace: runs the connect handler, then tells the client.
     pub(crate) async fn connect(self: Arc<Self>, socket: Arc<Socket<S>>, auth: Option<Value>) {
-        let claim = self.log.as_ref().and_then(|_| Claim::from_auth(auth.as_ref()));
+        let recovering = self.log.is_some() || self.fleet.is_some();
+        let claim = recovering.then(|| Claim::from_auth(auth.as_ref())).flatten();
+        // Nothing live until the restore is decided: the rooms the connect handler joins
+        // would otherwise deliver broadcasts that the replay repeats, and before the answer
+        // (which the client puts first). Cleared under the recovery lock with the answer.
+        if claim.is_some() {
+            socket.restoring.store(true, Ordering::Release);
+        }
         match (self.connect)(socket.clone(), auth).await {
             Ok(()) => {
                 if socket.phase.compare_exchange(CONNECTING, CONNECTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
@@ -324,7 +373,10 @@ impl<S: Send + Sync + 'static> Namespace<S> {
                     }
                     return;
                 }
-                self.answer_join(&socket, claim);
+                match &self.fleet {
+                    Some(fleet) => self.answer_fleet_join(&socket, claim, fleet).await,
+                    None => self.answer_join(&socket, claim),
+                }
                 if let Some(connected) = &self.connected {
                     connected(socket).await;
                 }
@@ -369,6 +421,101 @@ impl<S: Send + Sync + 'static> Namespace<S> {
         for text in &restored.missed {
             let _ = socket.session.send(text, usize::MAX);
         }
+        socket.restoring.store(false, Ordering::Release);
+    }
+
+    /// Who `socket` belongs to for recovery: `None` when an owner is checked and the socket
+    /// has no state to tell it (such a socket is neither kept nor restored).
+    fn owner_of(&self, socket: &Socket<S>) -> Option<String> {
+        match (&self.owner, socket.state()) {
+            (Some(owner), Some(state)) => Some(owner(state)),
+            (Some(_), None) => None,
+            (None, _) => Some(String::new()),
+        }
+    }
+
+    /// [`Namespace::answer_join`] with recovery across nodes: the session and the broadcasts
+    /// the socket missed come from the shared store (see the `store` module's header).
+    async fn answer_fleet_join(&self, socket: &Arc<Socket<S>>, claim: Option<Claim>, fleet: &Fleet) {
+        let owner = self.owner_of(socket);
+        let restored = match (claim, &owner) {
+            (Some(claim), Some(owner)) => self.restore(socket, claim, owner, fleet).await,
+            _ => None,
+        };
+        let recovered = restored.is_some();
+        let sid = socket.id.to_string();
+        let (pid, missed) = match restored {
+            Some((pid, missed, cursor)) => {
+                // Answered under the cursor's lock `restore` returns: no broadcast is
+                // delivered live between the replayed ones and the answer.
+                let _ =
+                    socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid.to_string())), self.limit);
+                for text in &missed {
+                    let _ = socket.session.send(text, usize::MAX);
+                }
+                socket.restoring.store(false, Ordering::Release);
+                drop(cursor);
+                (pid, missed.len())
+            }
+            None => {
+                let pid = Sid::random();
+                let _ =
+                    socket.session.reply(&packet::encode_connect(&self.name, &sid, Some(&pid.to_string())), self.limit);
+                socket.restoring.store(false, Ordering::Release);
+                (pid, 0)
+            }
+        };
+        if claim.is_some() {
+            tracing::debug!(ns = %self.name, recovered, missed, "recovery claimed");
+        }
+        fleet.live(socket.id, pid);
+        // The session closed meanwhile and `end` found no `pid` to end: not kept.
+        if !socket.connected() {
+            fleet.gone(socket.id);
+            return;
+        }
+        socket.save_session();
+    }
+
+    /// Restores the session `claim` names to `socket` if it is kept, belongs to `owner` and
+    /// every broadcast it missed is still kept and fits in the limit: joins its rooms and
+    /// gives its `pid`, the broadcasts to replay and the cursor's lock to answer under.
+    async fn restore<'f>(
+        &self,
+        socket: &Arc<Socket<S>>,
+        claim: Claim,
+        owner: &str,
+        fleet: &'f Fleet,
+    ) -> Option<(Sid, Vec<Arc<str>>, std::sync::MutexGuard<'f, Option<Offset>>)> {
+        let Some(session) = fleet.store.take(&self.name, claim.pid, owner).await else {
+            tracing::debug!(ns = %self.name, pid = %claim.pid, "recovery refused: no such session for this owner");
+            return None;
+        };
+        let deadline = std::time::Instant::now() + store::CATCH_UP;
+        let mut fetched = store::Missed { kept: Vec::new(), through: claim.offset };
+        loop {
+            let more = fleet.store.after(&self.name, fetched.through).await?;
+            fetched.kept.extend(more.kept);
+            fetched.through = more.through.max(fetched.through);
+            {
+                let cursor = fleet.cursor.lock().unwrap_or_else(|p| p.into_inner());
+                match store::cover(&fetched, claim.offset, *cursor, &session) {
+                    Cover::Done(missed) => {
+                        // Checked under the lock, as in `answer_join`.
+                        if !socket.connected() || missed.iter().map(|t| t.len()).sum::<usize>() > self.limit {
+                            return None;
+                        }
+                        socket.join(&session.rooms);
+                        return Some((claim.pid, missed, cursor));
+                    }
+                    // However it goes, the store and the bus are given `CATCH_UP` to agree.
+                    _ if std::time::Instant::now() > deadline => return None,
+                    Cover::More => continue,
+                    Cover::Behind => {}
+                }
+            }
+            tokio::time::sleep(store::CATCH_UP_PAUSE).await;
+        }
     }
 }
 
@@ -385,6 +532,8 @@ pub struct Socket<S> {
     state: OnceLock<S>,
     rooms: Mutex<Vec<Arc<str>>>,
     phase: AtomicU8,
+    /// Claimed a recovery session that is not decided yet: skipped by broadcasts.
+    restoring: AtomicBool,
     inbox: Mutex<Inbox>,
 }
 
@@ -424,6 +573,7 @@ impl<S: Send + Sync + 'static> Socket<S> {
             state: OnceLock::new(),
             rooms: Mutex::new(Vec::new()),
             phase: AtomicU8::new(CONNECTING),
+            restoring: AtomicBool::new(false),
             inbox: Mutex::new(Inbox::default()),
         }
     }
@@ -526,6 +676,7 @@ impl<S: Send + Sync + 'static> Socket<S> {
     /// Joins `rooms` (joining a room twice changes nothing).
     pub fn join<R: AsRef<str>>(self: &Arc<Self>, rooms: impl IntoIterator<Item = R>) {
         let mut mine = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let before = mine.len();
         for room in rooms {
             let room = room.as_ref();
             if mine.iter().any(|r| &**r == room) {
@@ -540,11 +691,15 @@ impl<S: Send + Sync + 'static> Socket<S> {
                 hook(self, room, RoomChange::Join);
             }
         }
+        if mine.len() != before {
+            self.save_rooms(&mine);
+        }
     }
 
     /// Leaves `rooms`.
     pub fn leave<R: AsRef<str>>(&self, rooms: impl IntoIterator<Item = R>) {
         let mut mine = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let before = mine.len();
         for room in rooms {
             let room = room.as_ref();
             if let Some(at) = mine.iter().position(|r| &**r == room) {
@@ -555,6 +710,26 @@ impl<S: Send + Sync + 'static> Socket<S> {
                 }
             }
         }
+        if mine.len() != before {
+            self.save_rooms(&mine);
+        }
+    }
+
+    /// With recovery across nodes, hands the session's current rooms to the store.
+    fn save_session(&self) {
+        let mine = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        self.save_rooms(&mine);
+    }
+
+    /// Called with the rooms' lock held, which `end` takes before it ends the session in the
+    /// store: a save never follows the end (it would keep a gone socket's session live).
+    fn save_rooms(&self, rooms: &[Arc<str>]) {
+        let Some(fleet) = &self.ns.fleet else { return };
+        if !self.connected() {
+            return;
+        }
+        let (Some(pid), Some(owner)) = (fleet.pid(self.id), self.ns.owner_of(self)) else { return };
+        fleet.store.save(&self.ns.name, pid, &owner, store::Session { socket: self.id, rooms: rooms.to_vec() });
     }
 
     /// Runs `event`'s handler after those of the events that came before it. False, and the
@@ -629,6 +804,15 @@ impl<S: Send + Sync + 'static> Socket<S> {
                 (Some(_), None) => log.lock().leave(self.id, reason, None),
                 (None, _) => log.lock().leave(self.id, reason, Some((self.rooms(), None))),
             }
+        }
+        if was == CONNECTED
+            && let Some(fleet) = &self.ns.fleet
+            && let Some(pid) = fleet.gone(self.id)
+        {
+            // Under the rooms' lock: see `save_rooms`.
+            let _rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+            let keep = recoverable(reason) && self.ns.owner_of(&self).is_some();
+            fleet.store.end(&self.ns.name, pid, self.id, keep);
         }
         self.leave_all();
         if was == CONNECTED {

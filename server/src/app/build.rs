@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use switchyard_sio::Io;
+use switchyard_sio::{Io, Offset};
 
 use crate::admin::Admin;
 use crate::auth::Verifier;
@@ -13,6 +13,8 @@ use crate::chat::Chat;
 use crate::chat::overload::Overload;
 use crate::chat::store::{ChatStore, MemoryStore, RedisStore};
 use crate::config::Config;
+use crate::delivery::sessions::RedisSessions;
+use crate::delivery::stream::StreamConfig;
 use crate::delivery::{Bus, Emitter, Instrumented, IoHandle, bus};
 use crate::metrics::Metrics;
 use crate::notifications::Notifications;
@@ -57,17 +59,45 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
         timeout_ms = config.redis.redis_startup_timeout_ms,
         "connecting to Redis"
     );
-    // At once, so start-up waits for an unreachable Redis one REDIS_STARTUP_TIMEOUT_MS, not two.
-    let (redis, driver) =
-        tokio::try_join!(Redis::connect(&config.redis, metrics.clone()), ManagedDriver::connect(&config.redis))?;
-    let bus = Bus::connect(
-        driver,
-        metrics.clone(),
-        &config.redis.redis_key_prefix,
-        config.redis.redis_stream_buffer as usize,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("could not subscribe to the cross-node bus: {e}"))?;
+    let (redis, bus) = match config.socket.recovery() {
+        None => {
+            // At once, so start-up waits for an unreachable Redis one REDIS_STARTUP_TIMEOUT_MS, not two.
+            let (redis, driver) = tokio::try_join!(
+                Redis::connect(&config.redis, metrics.clone()),
+                ManagedDriver::connect(&config.redis)
+            )?;
+            let (bus, inbox) = Bus::connect(
+                driver,
+                metrics.clone(),
+                &config.redis.redis_key_prefix,
+                config.redis.redis_stream_buffer as usize,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("could not subscribe to the cross-node bus: {e}"))?;
+            (redis, Shared { bus, inbox, recovery: None })
+        }
+        Some(recovery) => {
+            // The bus's reader holds a connection of its own (`XREAD BLOCK`).
+            let (redis, reader) = tokio::try_join!(
+                Redis::connect(&config.redis, metrics.clone()),
+                crate::redis::Conn::open(&config.redis, None)
+            )?;
+            let stream = StreamConfig {
+                key: format!("{}-sio-stream", config.redis.redis_key_prefix),
+                max_len: recovery.max_packets,
+                window: recovery.max_disconnection,
+                buffer: config.redis.redis_stream_buffer as usize,
+                pause: Duration::from_millis(config.redis.redis_reconnect_max_ms),
+                block: Duration::from_millis((config.redis.redis_timeout_ms / 2).max(1)),
+            };
+            let sessions = RedisSessions::start(redis.clone(), stream.key.clone(), stream.max_len, stream.window);
+            let (bus, inbox, start) = Bus::connect_stream(redis.clone(), reader, metrics.clone(), stream)
+                .await
+                .map_err(|e| anyhow::anyhow!("could not read the cross-node bus stream: {e}"))?;
+            tracing::info!("RECOVERY_WINDOW_MS set with REDIS_URL: the cross-node bus is a Redis stream");
+            (redis, Shared { bus, inbox, recovery: Some((sessions, start)) })
+        }
+    };
     let backend = Backend {
         store: Arc::new(RedisStore::new(redis.clone(), history)),
         notification_store: Arc::new(RedisNotificationStore::new(
@@ -81,6 +111,14 @@ pub async fn build(config: Config) -> anyhow::Result<(Router, AppState)> {
     };
     tracing::info!("REDIS_URL set: state, limits and broadcasts are shared through Redis");
     build_with(config, verifier, backend, metrics, Some(bus)).await
+}
+
+/// What the nodes share through Redis besides the backends: the bus and, with recovery on,
+/// the recovery sessions and where this node's bus reader starts.
+struct Shared {
+    bus: Bus,
+    inbox: bus::Inbox,
+    recovery: Option<(Arc<RedisSessions>, Offset)>,
 }
 
 /// The state implementations chosen by the configuration.
@@ -98,9 +136,12 @@ async fn build_with(
     verifier: Verifier,
     backend: Backend,
     metrics: Metrics,
-    bus: Option<(Bus, bus::Inbox)>,
+    shared: Option<Shared>,
 ) -> anyhow::Result<(Router, AppState)> {
-    let (bus, inbox) = bus.unzip();
+    let (bus, inbox, recovery) = match shared {
+        Some(Shared { bus, inbox, recovery }) => (Some(bus), Some(inbox), recovery),
+        None => (None, None, None),
+    };
     let io_handle = Arc::new(IoHandle::new(bus));
     // Domain code emits through the instrumented emitter: a span and a count per emit.
     let emitter: Arc<dyn Emitter> = Arc::new(Instrumented::new(io_handle.clone(), metrics.clone()));
@@ -156,7 +197,15 @@ async fn build_with(
         let admin = admin.clone();
         builder = builder.on_upgrade(move |socket| admin.upgraded(socket));
     }
+    if let Some((sessions, _)) = &recovery {
+        builder = builder.session_store(sessions.clone());
+    }
     let io = crate::socket::namespaces(&state).into_iter().fold(builder, |io, ns| io.ns(ns)).build();
+    if let Some((_, start)) = recovery {
+        for ns in io.namespaces() {
+            ns.delivered_up_to(start);
+        }
+    }
     let census = io.clone();
     state.metrics().set_census(move || crate::delivery::local_rooms_and_users(&census));
     io_handle.set(io.clone());

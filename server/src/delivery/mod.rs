@@ -4,10 +4,14 @@
 //! - [`rooms`]: the per-socket state ([`Conn`]) and the room names features deliver to.
 //! - this module: the [`Emitter`] trait, the server's [`IoHandle`] and the [`Instrumented`]
 //!   wrapper (a span and a count per emit).
-//! - [`bus`]: the cross-node bus and its whole wire format.
+//! - [`bus`]: the cross-node bus and its whole wire format; [`stream`]: the bus on a Redis
+//!   stream, when connection state recovery is on with Redis.
+//! - [`sessions`]: recovery sessions in Redis (the transport's session store).
 
 pub mod bus;
 pub mod rooms;
+pub mod sessions;
+pub mod stream;
 
 use std::sync::{Arc, OnceLock};
 
@@ -105,8 +109,8 @@ impl IoHandle {
             while let Some(message) = inbox.recv().await {
                 let Some(handle) = handle.upgrade() else { return };
                 let Some(bus) = &handle.bus else { return };
-                if let (Some(op), Some(io)) = (bus.receive(message), handle.get()) {
-                    bus::apply(io, op, &*admin);
+                if let (Some(received), Some(io)) = (bus.receive(message), handle.get()) {
+                    bus.apply(io, received, &*admin);
                 }
             }
         });
@@ -117,14 +121,12 @@ impl IoHandle {
     pub async fn broadcast_packet(&self, ns: &str, room: &str, packet: String) {
         let Some(namespace) = self.get().and_then(|io| io.of(ns)) else { return };
         let to = To { room, except: None, skip: None };
-        match &self.bus {
-            Some(bus) => {
-                namespace.broadcast_encoded(to, packet.clone());
-                bus.publish(Op::Emit { ns: ns.into(), room: room.into(), except: None, packet }).await;
-            }
-            None => {
-                namespace.broadcast_encoded(to, packet);
-            }
+        // On the stream this node delivers it as it reads it back, like its other emits.
+        if !self.bus.as_ref().is_some_and(|bus| bus.is_stream()) {
+            namespace.broadcast_encoded(to, packet.clone());
+        }
+        if let Some(bus) = &self.bus {
+            bus.publish(Op::Emit { ns: ns.into(), room: room.into(), except: None, origin: None, packet }).await;
         }
     }
 
@@ -153,12 +155,21 @@ impl IoHandle {
         };
         let to = To { room: target.room, except: target.except, skip: target.origin };
         let delivery = match &self.bus {
+            // On the stream this node delivers its own emits as it reads them, in the
+            // stream's order; the sockets they skip are counted then.
+            Some(bus) if bus.is_stream() => {
+                let origin = target.origin.map(|sid| sid.to_string());
+                let (ns, room, except) = (target.ns.into(), target.room.into(), target.except.map(Into::into));
+                bus.publish(Op::Emit { ns, room, except, origin, packet }).await;
+                return Skipped::default();
+            }
             Some(bus) => {
                 let delivery = ns.broadcast_encoded(to, packet.clone());
                 bus.publish(Op::Emit {
                     ns: target.ns.into(),
                     room: target.room.into(),
                     except: target.except.map(Into::into),
+                    origin: None,
                     packet,
                 })
                 .await;
