@@ -29,7 +29,14 @@ test("SIGTERM drains clients, exits 0, clients reconnect to the next process", a
     const reasons = sockets.map((s) => next(s, "disconnect", () => true, 20000));
     const t0 = Date.now();
     const exit = server.stop("SIGTERM");
-    for (const reason of await Promise.all(reasons)) {
+    const told = await Promise.allSettled(reasons);
+    if (told.some((r) => r.status === "rejected")) {
+      // Say which client was not told and what the server was doing, for the next reader.
+      const which = told.map((r, i) => `${["websocket", "polling"][i]}: ${r.status === "fulfilled" ? r.value : "no disconnect"}`);
+      const exited = server.child.exitCode ?? server.child.signalCode ?? "still running";
+      assert.fail(`not every client was told within 20 s (${which.join(", ")}); server exit: ${exited}; its last logs:\n${server.logs.slice(-15).join("\n")}`);
+    }
+    for (const reason of told.map((r) => r.value)) {
       // A transport-level end ("transport close", or "transport error" when the socket is
       // cut mid-write) makes socket.io-client reconnect; "io server disconnect" would not.
       assert.ok(["transport close", "transport error"].includes(reason), reason);
