@@ -100,6 +100,28 @@ impl AppState {
         &self.0.handles.notifications
     }
 
+    /// Submits the lifecycle event `kind` of `user_id` (`user.online`, `socket.connected`, …)
+    /// in the background, when a rule takes that type; without one nothing is built or
+    /// queued, so connections pay nothing for hooks nobody asked for. Off the connect and
+    /// disconnect paths: queueing waits on the queue's backend.
+    pub fn submit_lifecycle(&self, kind: &'static str, user_id: &str, data: impl FnOnce() -> serde_json::Value) {
+        if !self.notifications().has_rules(kind) {
+            return;
+        }
+        let event = crate::notifications::Event {
+            kind: kind.to_owned(),
+            user_id: user_id.to_owned(),
+            data: Some(data()),
+            event_id: None,
+        };
+        let app = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.notifications().submit(event).await {
+                tracing::warn!(error = %e, kind, "lifecycle event not queued");
+            }
+        });
+    }
+
     /// Presence tracking.
     pub fn presence(&self) -> &Presence {
         &self.0.handles.presence

@@ -2,7 +2,8 @@
 //! server instances sharing a real `redis-server`, against a real HTTP receiver. A user with
 //! sockets on both nodes gives one `user.online` and, when the last socket leaves, one
 //! `user.offline`, each signed; also when the node holding the last socket is killed with
-//! SIGKILL (the survivor's presence sweep finds it dead).
+//! SIGKILL (the survivor's presence sweep finds it dead). The optional per-socket events,
+//! `socket.connected` and `socket.disconnected`, arrive once per socket when rules ask.
 
 mod notifications_support;
 mod support;
@@ -131,4 +132,51 @@ async fn offline_arrives_once_when_the_users_node_is_killed() {
         ("user.online".into(), "dave".into()),
     ];
     assert_eq!(transitions(&hits), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_socket_connect_and_disconnect_arrive_when_rules_ask_for_them() {
+    let receiver = Receiver::start(|_| 200).await;
+    let rules = rules_file(&format!(
+        "rules:
+  - name: socket-in
+    event: socket.connected
+    title: \"{{{{data.namespace}}}} {{{{data.socketId}}}}\"
+    body: \"in\"
+    channels: [webhook]
+    webhook:
+      url: {url}
+  - name: socket-out
+    event: socket.disconnected
+    title: \"{{{{data.namespace}}}} {{{{data.socketId}}}}\"
+    body: \"{{{{data.reason}}}}\"
+    channels: [webhook]
+    webhook:
+      url: {url}
+",
+        url = receiver.url
+    ));
+    let server = Server::start(&["--webhook-secret", WEBHOOK_SECRET, "--rules-file", rules.to_str().unwrap()]).await;
+    let chat = server.chat("erin").await;
+    let notifications = Client::connect(server.addr, "/notifications", Some(&token("erin"))).await.unwrap();
+    let hits = receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(
+        transitions(&hits),
+        [("socket.connected".into(), "erin".into()), ("socket.connected".into(), "erin".into())]
+    );
+    assert!(hits.iter().all(|h| h.signed_with(WEBHOOK_SECRET)));
+    let mut titles: Vec<String> =
+        hits.iter().map(|h| h.json()["notification"]["title"].as_str().unwrap().to_owned()).collect();
+    titles.sort();
+    assert!(titles[0].starts_with("/chat ") && titles[1].starts_with("/notifications "), "{titles:?}");
+
+    drop(chat);
+    let hits = receiver.wait_for(3, Duration::from_secs(20)).await;
+    let out =
+        hits.iter().map(|h| h.json()).find(|h| h["eventType"] == "socket.disconnected").expect("a disconnect hit");
+    assert_eq!(out["userId"], "erin");
+    assert_eq!(out["notification"]["title"], titles[0].as_str(), "the /chat socket's end");
+    assert_eq!(out["notification"]["body"], "transport_close");
+    drop(notifications);
+    receiver.wait_for(4, Duration::from_secs(20)).await;
 }

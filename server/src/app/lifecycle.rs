@@ -7,7 +7,6 @@
 use async_trait::async_trait;
 use serde_json::json;
 
-use crate::notifications::Event;
 use crate::presence::{PresenceListener, PresenceStatus};
 use crate::state::WeakState;
 
@@ -24,20 +23,10 @@ impl PresenceListener for Lifecycle {
     async fn changed(&self, status: &PresenceStatus) {
         let Some(app) = self.0.upgrade() else { return };
         let kind = if status.online { USER_ONLINE } else { USER_OFFLINE };
-        if !app.notifications().has_rules(kind) {
-            return;
-        }
-        let event = Event {
-            kind: kind.to_owned(),
-            user_id: status.user_id.clone(),
-            data: Some(json!({ "online": status.online, "lastSeen": status.last_seen })),
-            event_id: None,
-        };
-        // Off the connect or disconnect path: queueing waits on the queue's backend.
-        tokio::spawn(async move {
-            if let Err(e) = app.notifications().submit(event).await {
-                tracing::warn!(error = %e, kind, "lifecycle event not queued");
-            }
-        });
+        app.submit_lifecycle(
+            kind,
+            &status.user_id,
+            || json!({ "online": status.online, "lastSeen": status.last_seen }),
+        );
     }
 }

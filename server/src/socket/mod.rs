@@ -73,6 +73,9 @@ where
             if let Some(admin) = app.admin() {
                 admin.connected(&socket);
             }
+            if let Ok(user) = identity(&socket) {
+                app.submit_lifecycle(SOCKET_CONNECTED, &user.user_id, || socket_data(&socket, None));
+            }
             connected(socket, app).await;
         }
     })
@@ -165,8 +168,24 @@ async fn on_disconnect(socket: Arc<Socket>, reason: DisconnectReason, app: AppSt
         admin.disconnected(&socket, reason);
     }
     if let Ok(user) = identity(&socket) {
+        app.submit_lifecycle(SOCKET_DISCONNECTED, &user.user_id, || socket_data(&socket, Some(reason)));
         app.presence().disconnected(&user.user_id, &presence_key(&socket)).await;
     }
+}
+
+/// Event type of a socket's join, for rules that want every connection (off unless a rule
+/// takes it); `user.online` is the fleet-wide one.
+pub const SOCKET_CONNECTED: &str = "socket.connected";
+/// Event type of a socket's end, with its reason (off unless a rule takes it).
+pub const SOCKET_DISCONNECTED: &str = "socket.disconnected";
+
+/// A socket lifecycle event's data: which socket, where, and why it ended.
+fn socket_data(socket: &Socket, reason: Option<DisconnectReason>) -> Value {
+    let mut data = serde_json::json!({ "socketId": socket.id.to_string(), "namespace": socket.ns() });
+    if let Some(reason) = reason {
+        data["reason"] = reason.as_str().into();
+    }
+    data
 }
 
 /// A socket's presence key: unique per namespace and socket.
