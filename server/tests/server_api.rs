@@ -222,17 +222,23 @@ async fn refusals_have_the_contract_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_service_key_has_a_budget() {
-    let server = Server::start(&["--service-api-keys", KEY, "--rate-limit-query", "2/60s"]).await;
+async fn each_service_key_has_a_budget_of_its_own_apart_from_the_users() {
+    const OTHER: &str = "another-backend-key-0123456789";
+    let keys = format!("{KEY},{OTHER}");
+    // Users' budgets of one call would refuse the second; the server API's budget is 3.
+    let limits = ["--rate-limit-server", "3/60s", "--rate-limit-query", "1/60s", "--rate-limit-message", "1/60s"];
+    let server = Server::start(&[&["--service-api-keys", keys.as_str()][..], &limits[..]].concat()).await;
     for _ in 0..2 {
         assert_eq!(get(&server, "/api/server/users/alice").await.0, StatusCode::OK);
     }
+    let sent = post(&server, "/api/server/emit", json!({ "namespace": "/chat", "event": "x" })).await;
+    assert_eq!(sent.0, StatusCode::ACCEPTED, "reads and writes share the key's budget");
     let response =
         reqwest::Client::new().get(server.url("/api/server/users/alice")).bearer_auth(KEY).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key("retry-after"));
     assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
-    // Writes have their own budget.
-    let sent = post(&server, "/api/server/emit", json!({ "namespace": "/chat", "event": "x" })).await;
-    assert_eq!(sent.0, StatusCode::ACCEPTED);
+    let other =
+        reqwest::Client::new().get(server.url("/api/server/users/alice")).bearer_auth(OTHER).send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::OK, "another key has its own budget");
 }

@@ -284,6 +284,10 @@ pub struct RateLimitConfig {
     #[arg(long = "rate-limit-query", env = "RATE_LIMIT_QUERY", default_value = "120/10s")]
     pub query: Budget,
 
+    /// Server API budget per service key (`/api/server/...`, reads and writes alike).
+    #[arg(long = "rate-limit-server", env = "RATE_LIMIT_SERVER", default_value = "1000/10s")]
+    pub server: Budget,
+
     /// Over-budget events answered with a warning before the user is blocked.
     #[arg(long = "rate-limit-warnings", env = "RATE_LIMIT_WARNINGS", default_value_t = 3)]
     pub warnings: u32,

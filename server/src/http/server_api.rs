@@ -1,7 +1,7 @@
 //! The server API for backends, behind the service credential (`SERVICE_API_KEYS`): emit an
 //! event to a user, a chat room or a whole namespace, disconnect a user on every node, and
 //! read a user's sockets and a room's online members. Every call is counted against the
-//! calling key's budget (the `message` budget for writes, `query` for reads), counted in
+//! calling key's own budget (`RATE_LIMIT_SERVER`, not a user's), counted in
 //! `switchyard_server_api_requests_total` and traced by `telemetry::trace_http`. The routes
 //! and their errors are in docs/protocol.md.
 
@@ -85,14 +85,14 @@ impl Emit {
 }
 
 /// Runs one call of `route`: checks the service key, counts the call against the key's
-/// budget for `class`, runs `call` and counts the outcome.
-async fn serve<F>(app: &AppState, headers: &HeaderMap, route: &'static str, class: EventClass, call: F) -> Response
+/// budget, runs `call` and counts the outcome.
+async fn serve<F>(app: &AppState, headers: &HeaderMap, route: &'static str, call: F) -> Response
 where
     F: Future<Output = ApiResult<Response>>,
 {
     let result = async {
         let key = service_key(app, headers).await?;
-        admit(app, &caller(&key), class).await?;
+        admit(app, &caller(&key), EventClass::Server).await?;
         call.await
     }
     .await;
@@ -119,7 +119,7 @@ async fn emit_user(
     Path(user_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    serve(&app, &headers, "emit_user", EventClass::Message, async {
+    serve(&app, &headers, "emit_user", async {
         check_id("userId", &user_id)?;
         let (ns, event, data) = parse_body::<Emit>(&app, &body)?.checked(None)?;
         app.io().emit_custom(Target::room(ns, &user_room(&user_id)), &event, &data).await;
@@ -134,7 +134,7 @@ async fn emit_room(
     Path(room_id): Path<String>,
     body: Bytes,
 ) -> Response {
-    serve(&app, &headers, "emit_room", EventClass::Message, async {
+    serve(&app, &headers, "emit_room", async {
         check_id("roomId", &room_id)?;
         let (ns, event, data) = parse_body::<Emit>(&app, &body)?.checked(Some(CHAT))?;
         if app.chat().store().room(&room_id).await?.is_none() {
@@ -147,7 +147,7 @@ async fn emit_room(
 }
 
 async fn emit_all(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    serve(&app, &headers, "emit_all", EventClass::Message, async {
+    serve(&app, &headers, "emit_all", async {
         let (ns, event, data) = parse_body::<Emit>(&app, &body)?.checked(None)?;
         app.io().emit_custom(Target::room(ns, EVERYONE), &event, &data).await;
         Ok(accepted(json!({ "namespace": ns, "event": event })))
@@ -156,7 +156,7 @@ async fn emit_all(State(app): State<AppState>, headers: HeaderMap, body: Bytes) 
 }
 
 async fn disconnect_user(State(app): State<AppState>, headers: HeaderMap, Path(user_id): Path<String>) -> Response {
-    serve(&app, &headers, "disconnect_user", EventClass::Message, async {
+    serve(&app, &headers, "disconnect_user", async {
         check_id("userId", &user_id)?;
         app.io().disconnect(&user_room(&user_id)).await;
         Ok(accepted(json!({ "userId": user_id })))
@@ -165,7 +165,7 @@ async fn disconnect_user(State(app): State<AppState>, headers: HeaderMap, Path(u
 }
 
 async fn user(State(app): State<AppState>, headers: HeaderMap, Path(user_id): Path<String>) -> Response {
-    serve(&app, &headers, "user", EventClass::Query, async {
+    serve(&app, &headers, "user", async {
         check_id("userId", &user_id)?;
         let status = app.presence().status(std::slice::from_ref(&user_id)).await?;
         let sockets: Vec<Value> = app
@@ -187,7 +187,7 @@ async fn user(State(app): State<AppState>, headers: HeaderMap, Path(user_id): Pa
 }
 
 async fn room_members(State(app): State<AppState>, headers: HeaderMap, Path(room_id): Path<String>) -> Response {
-    serve(&app, &headers, "room_members", EventClass::Query, async {
+    serve(&app, &headers, "room_members", async {
         check_id("roomId", &room_id)?;
         let room = app.chat().store().room(&room_id).await?.ok_or_else(|| ApiError::not_found("room not found"))?;
         let statuses = app.presence().status(&room.participant_ids).await?;

@@ -105,7 +105,7 @@ mod tests {
 
     fn config(count: u32, warnings: u32) -> RateLimitConfig {
         let b = Budget { count, window: Duration::from_secs(60) };
-        RateLimitConfig { message: b, typing: b, read: b, room: b, query: b, warnings, block_seconds: 30 }
+        RateLimitConfig { message: b, typing: b, read: b, room: b, query: b, server: b, warnings, block_seconds: 30 }
     }
 
     #[tokio::test]

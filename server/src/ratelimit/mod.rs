@@ -28,11 +28,20 @@ pub enum EventClass {
     Room,
     /// Everything that only reads.
     Query,
+    /// A backend's calls to the server API (`/api/server/...`), per service key: one
+    /// backend acts for many users, so a user's budgets would throttle it.
+    Server,
 }
 
 impl EventClass {
-    const ALL: [EventClass; 5] =
-        [EventClass::Message, EventClass::Typing, EventClass::Read, EventClass::Room, EventClass::Query];
+    const ALL: [EventClass; 6] = [
+        EventClass::Message,
+        EventClass::Typing,
+        EventClass::Read,
+        EventClass::Room,
+        EventClass::Query,
+        EventClass::Server,
+    ];
 
     fn index(self) -> usize {
         self as usize
@@ -46,6 +55,7 @@ impl EventClass {
             EventClass::Read => "read",
             EventClass::Room => "room",
             EventClass::Query => "query",
+            EventClass::Server => "server",
         }
     }
 }
@@ -103,6 +113,7 @@ pub fn budget(config: &RateLimitConfig, class: EventClass) -> Budget {
         EventClass::Read => config.read,
         EventClass::Room => config.room,
         EventClass::Query => config.query,
+        EventClass::Server => config.server,
     }
 }
 
