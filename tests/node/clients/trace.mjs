@@ -4,7 +4,8 @@
 // The receiver's spans (JSON lines at SY_SPANS, polled until SY_DEADLINE_S) must then hold:
 // alice's handshake span on pod A in the trace she started; the `/chat sendMessage` span on
 // pod A linked to it (each event is its own trace); and in that event's trace, spans from pod A
-// and a `socket.io adapter receive` span from pod B whose parent is pod A's `emit newMessage`.
+// and a `socket.io adapter receive` span from pod B whose parent is pod A's `emit newMessage`;
+// and nothing else: pod A does not trace its own message coming back from Redis pub/sub.
 // A span's pod is the first part of its `service.instance.id` (`<pod name>/<pid>`).
 // Prints one "ok:" line per assertion, the trace id and the span names per pod.
 import assert from "node:assert/strict";
@@ -24,8 +25,6 @@ const got = next(b, "newMessage");
 const { message } = await call(a, "sendMessage", { roomId: room.id, content: `traced ${tag}` });
 assert.deepEqual(await got, message);
 console.log(`ok: alice (${podA}) -> bob (${podB}) got ${JSON.stringify(message.content)}`);
-a.close();
-b.close();
 
 const pod = (s) => (s.resource["service.instance.id"] || "").split("/")[0];
 
@@ -66,11 +65,25 @@ assert.equal(emit.kind, "SPAN_KIND_PRODUCER");
 assert.equal(receive.kind, "SPAN_KIND_CONSUMER");
 console.log(`ok: ${podA}'s emit is a producer span, ${podB}'s receive a consumer span`);
 
+// Pod A skips its own message when Redis pub/sub hands it back, and must not trace that as a
+// receipt. bob's reply reaches pod A on the same channel after the echo, and pod A exports
+// spans in the order they end: once pod A's receipt of the reply is in, an echo span would be.
+const back = next(a, "newMessage");
+const { message: reply } = await call(b, "sendMessage", { roomId: room.id, content: `back ${tag}` });
+assert.deepEqual(await back, reply);
+console.log(`ok: bob's reply reached alice`);
+await eventually(`the reply's receipt on ${podA}`, (all) => {
+  const replyEvent = all.find((s) => s.name === "/chat sendMessage" && pod(s) === podB);
+  return replyEvent && all.find((s) => s.trace_id === replyEvent.trace_id && s.name === "socket.io adapter receive" && pod(s) === podA);
+});
+a.close();
+b.close();
+
 const inTrace = (await spans()).filter((s) => s.trace_id === trace);
-const pods = new Set(inTrace.map(pod));
-assert.deepEqual([...pods].sort(), [podA, podB].sort(), `pods in trace ${trace}`);
-console.log(`ok: trace ${trace} has spans from exactly the two pods`);
+const names = (p) => inTrace.filter((s) => pod(s) === p).map((s) => s.name).sort();
+assert.deepEqual([...new Set(inTrace.map(pod))].sort(), [podA, podB].sort(), `pods in trace ${trace}`);
+assert.deepEqual(names(podA), ["/chat sendMessage", "emit newMessage"], `${podA}'s spans in trace ${trace}`);
+assert.deepEqual(names(podB), ["socket.io adapter receive"], `${podB}'s spans in trace ${trace}`);
+console.log(`ok: trace ${trace} has spans from exactly the two pods: the event and its emit on ${podA}, the receipt on ${podB}`);
 console.log(`trace ${trace}`);
-for (const p of [podA, podB]) {
-  console.log(`  ${p}: ${inTrace.filter((s) => pod(s) === p).map((s) => s.name).join(", ")}`);
-}
+for (const p of [podA, podB]) console.log(`  ${p}: ${names(p).join(", ")}`);
