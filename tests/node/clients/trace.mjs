@@ -6,7 +6,8 @@
 // pod A linked to it (each event is its own trace); and in that event's trace, spans from pod A
 // and a `socket.io adapter receive` span from pod B whose parent is pod A's `emit newMessage`;
 // and nothing else: pod A does not trace its own message coming back from Redis pub/sub.
-// A span's pod is the first part of its `service.instance.id` (`<pod name>/<pid>`).
+// A span's pod is the first part of its `service.instance.id` (`<pod name>/<pid>`); its
+// `service.name` must be SY_SERVICE (the operator's default is the RealtimeCluster's name).
 // Prints one "ok:" line per assertion, the trace id and the span names per pod.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -61,6 +62,8 @@ const [emit, receive] = await eventually(`spans of trace ${trace} from both pods
   const receive = emit && all.find((s) => s.trace_id === trace && s.name === "socket.io adapter receive" && pod(s) === podB && s.parent_span_id === emit.span_id);
   return receive && [emit, receive];
 });
+for (const s of [event, emit, receive]) assert.equal(s.resource["service.name"], process.env.SY_SERVICE, `service.name of ${s.name}`);
+console.log(`ok: both pods' spans carry service.name ${process.env.SY_SERVICE}`);
 assert.equal(emit.kind, "SPAN_KIND_PRODUCER");
 assert.equal(receive.kind, "SPAN_KIND_CONSUMER");
 console.log(`ok: ${podA}'s emit is a producer span, ${podB}'s receive a consumer span`);

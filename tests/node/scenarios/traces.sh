@@ -64,7 +64,7 @@ YAML
   receiver="$(pod_ips "$TR_NS" app=otlp-receiver)"
   node_client trace.mjs SY_SECRET="$(jwt_secret "$TR_NS" traced-jwt)" \
     SY_POD_A="${a[0]}" SY_URL_A="http://${a[1]}:3001" SY_POD_B="${b[0]}" SY_URL_B="http://${b[1]}:3001" \
-    SY_SPANS="http://$receiver:8080/spans" ||
+    SY_SPANS="http://$receiver:8080/spans" SY_SERVICE=traced ||
     { dump "$TR_NS"; die "no trace across ${a[0]} and ${b[0]}"; }
   kubectl delete namespace "$TR_NS" --wait=false >/dev/null
 }
