@@ -363,6 +363,24 @@ async fn a_message_from_one_node_to_another_is_one_trace_with_spans_from_both_pr
         .await;
     assert_eq!(receive.parent, emit.span_id, "node B's span is a child of node A's emit");
     assert_eq!(receive.kind, SpanKind::Consumer as i32);
+
+    // Node A skips its own message when pub/sub hands it back, so it records no receipt of
+    // it. bob's reply reaches A on the same channel after that echo, and A exports spans in
+    // the order they end: once A's receipt of the reply is in, an echo span would be too.
+    let ack = bob.call("sendMessage", json!({ "roomId": room_id, "content": "back", "clientMessageId": "x2" })).await;
+    Client::data_of(&ack);
+    assert_eq!(alice.next_event("newMessage").await["content"], "back");
+    let reply = rx.wait_for("sendMessage on node B", |s| s.name == "/chat sendMessage" && s.pid == b.pid).await;
+    rx.wait_for("the reply arriving on node A", |s| {
+        s.trace_id == reply.trace_id && s.name == "socket.io adapter receive" && s.pid == a.pid
+    })
+    .await;
+    let echoes: Vec<Got> = rx
+        .all()
+        .into_iter()
+        .filter(|s| s.trace_id == event.trace_id && s.name == "socket.io adapter receive" && s.pid == a.pid)
+        .collect();
+    assert!(echoes.is_empty(), "node A traced the receipt of its own message: {echoes:?}");
 }
 
 #[tokio::test]

@@ -13,6 +13,8 @@
 #              claim) under chat traffic: no acked message lost or doubled
 #   autoscale  Prometheus + prometheus-adapter (monitoring/prometheus-adapter/ rule) feed the
 #              HPA on socket_active_connections: held connections scale up, release scales down
+#   traces     an OTLP receiver pod (images/otlp-receiver) gets the spans of 2 server pods:
+#              a message sent on one pod and delivered on the other is one trace from both
 #   removal    kubectl delete rtc removes the children and keeps the claim; helm uninstall
 #              leaves the CRD and the operator's Lease only
 #
@@ -26,7 +28,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-SCENARIOS="${SCENARIOS:-operator apply rollout faults autoscale removal}"
+SCENARIOS="${SCENARIOS:-operator apply rollout faults autoscale traces removal}"
 
 source "$HERE/lib/cluster.sh"
 source "$HERE/lib/images.sh"

@@ -190,9 +190,22 @@ impl Bus {
 
     /// Decodes one message from the inbox: `None` for this node's own messages on pub/sub
     /// and its own joins and disconnects on the stream, and for messages not understood. A
-    /// message with a trace context gets a consumer span continuing the publisher's trace.
+    /// message this node applies, if it has a trace context, gets a consumer span continuing
+    /// the publisher's trace; a skipped one gets none, so the publisher's pod does not show
+    /// as a receiver of its own broadcast on pub/sub.
     pub fn receive(&self, Incoming { source: channel, offset, message }: Incoming) -> Option<Received> {
         let (traceparent, body) = unframe(message);
+        let received = match serde_json::from_slice::<Envelope>(&body) {
+            Ok(Envelope { node, op: op @ Op::Emit { .. } }) if node == self.node && self.is_stream() => {
+                Received { op, offset, own: true }
+            }
+            Ok(envelope) if envelope.node == self.node => return None,
+            Ok(envelope) => Received { op: envelope.op, offset, own: false },
+            Err(e) => {
+                tracing::warn!(error = %e, "bus message not understood; ignored");
+                return None;
+            }
+        };
         if traceparent.is_some() {
             let span = tracing::info_span!(
                 "adapter.receive",
@@ -203,19 +216,9 @@ impl Bus {
                 messaging.message.body.size = body.len(),
             );
             set_remote_parent(&span, traceparent.as_deref());
-            span.in_scope(|| tracing::trace!("bus message from another node"));
+            span.in_scope(|| tracing::trace!("bus message to apply"));
         }
-        match serde_json::from_slice::<Envelope>(&body) {
-            Ok(Envelope { node, op: op @ Op::Emit { .. } }) if node == self.node && self.is_stream() => {
-                Some(Received { op, offset, own: true })
-            }
-            Ok(envelope) if envelope.node == self.node => None,
-            Ok(envelope) => Some(Received { op: envelope.op, offset, own: false }),
-            Err(e) => {
-                tracing::warn!(error = %e, "bus message not understood; ignored");
-                None
-            }
-        }
+        Some(received)
     }
 
     /// Applies one message to this node's sockets; the sockets this node's own emits

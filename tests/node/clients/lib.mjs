@@ -18,11 +18,13 @@ export function token(sub) {
   return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
-/** Connects user `sub` to `${url}/chat` over the given transports; rejects on connect_error. */
+/** Connects user `sub` to `${url}/chat` over the given transports; rejects on connect_error.
+ * `extra.auth` is added to the token (e.g. a `traceparent`), the rest of `extra` to the options. */
 export function connect(url, sub, transports, extra = {}) {
+  const { auth, ...options } = extra;
   return new Promise((resolve, reject) => {
     const s = io(`${url}/chat`, {
-      auth: { token: token(sub) }, transports, forceNew: true, reconnection: false, timeout: 30000, ...extra,
+      auth: { token: token(sub), ...auth }, transports, forceNew: true, reconnection: false, timeout: 30000, ...options,
     });
     s.once("connect", () => resolve(s));
     s.once("connect_error", (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); });
