@@ -73,8 +73,9 @@ where
             if let Some(admin) = app.admin() {
                 admin.connected(&socket);
             }
-            if let Ok(user) = identity(&socket) {
-                app.submit_lifecycle(SOCKET_CONNECTED, &user.user_id, || socket_data(&socket, None));
+            // Borrowed, not cloned: every connection passes here, with or without a rule.
+            if let Some(conn) = socket.state() {
+                app.submit_lifecycle(SOCKET_CONNECTED, &conn.identity.user_id, || socket_data(&socket, None));
             }
             connected(socket, app).await;
         }
