@@ -23,17 +23,18 @@ log() { echo "[k8s-tools] $*" >&2; }
 # Go builds share two cores with Rust builds: keep them polite.
 gobuild() { nice -n 10 go "$@"; }
 
-# kube-apiserver and kube-controller-manager cannot be `go install`ed: k8s.io/kubernetes pins its
-# staging modules at v0.0.0 with local replace directives. A wrapper module requires
-# k8s.io/kubernetes and maps every v0.0.0 staging module to the matching published v0.x.y tag.
-build_kubernetes() {
-  if [[ -x "$K8S_DIR/kube-apiserver" && -x "$K8S_DIR/kube-controller-manager" ]]; then
-    log "kubernetes v$K8S_VERSION cached in $K8S_DIR"; return
-  fi
-  log "building kube-apiserver + kube-controller-manager v$K8S_VERSION (slow: 10-20 min on 2 cores)"
-  local work minor modfile ld p
+# Kubernetes commands cannot be `go install`ed: k8s.io/kubernetes pins its staging modules at
+# v0.0.0 with local replace directives. A wrapper module requires k8s.io/kubernetes and maps
+# every v0.0.0 staging module to the matching published v0.x.y tag. Also used by
+# scripts/node-tools.sh for the node's commands (kubelet, kube-proxy, kube-scheduler).
+#
+# build_kube_cmds <dir> <cmd>...: builds k8s.io/kubernetes/cmd/<cmd> into <dir>, replaced whole.
+build_kube_cmds() {
+  local dir="$1"; shift
+  local work minor modfile ld p c pkgs=()
   work="$(mktemp -d)"
   minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   (
     cd "$work"
     go mod init switchyard.dev/k8sbin >/dev/null 2>&1
@@ -45,20 +46,28 @@ build_kubernetes() {
       awk -v v="v0.${K8S_VERSION#1.}" '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { print "replace " $1 " => " $1 " " v }' "$modfile"
     } >> go.mod
     # Pin the version on each package: a bare `go get pkg` would upgrade k8s.io/kubernetes.
-    gobuild get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
-      "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION"
-    # Without these the binaries report v0.0.0-master, which breaks helm's kubeVersion checks.
+    gobuild get -tool "${pkgs[@]/%/@v$K8S_VERSION}"
+    # Without these the binaries report v0.0.0-master, which breaks helm's kubeVersion checks
+    # and the node's reported version.
     ld="-s -w"
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     done
-    mkdir -p "$K8S_DIR.tmp"
-    CGO_ENABLED=0 gobuild build -trimpath -ldflags "$ld" -o "$K8S_DIR.tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+    rm -rf "$dir.tmp"
+    mkdir -p "$dir.tmp"
+    CGO_ENABLED=0 gobuild build -trimpath -ldflags "$ld" -o "$dir.tmp/" "${pkgs[@]}"
   )
-  rm -rf "$work" "$K8S_DIR"
-  mkdir -p "$(dirname "$K8S_DIR")"
-  mv "$K8S_DIR.tmp" "$K8S_DIR"
+  rm -rf "$work" "$dir"
+  mkdir -p "$(dirname "$dir")"
+  mv "$dir.tmp" "$dir"
+}
+
+build_kubernetes() {
+  if [[ -x "$K8S_DIR/kube-apiserver" && -x "$K8S_DIR/kube-controller-manager" ]]; then
+    log "kubernetes v$K8S_VERSION cached in $K8S_DIR"; return
+  fi
+  log "building kube-apiserver + kube-controller-manager v$K8S_VERSION (slow: 10-20 min on 2 cores)"
+  build_kube_cmds "$K8S_DIR" kube-apiserver kube-controller-manager
   "$K8S_DIR/kube-apiserver" --version >&2
 }
 
@@ -128,4 +137,5 @@ main() {
   esac
 }
 
-main "$@"
+# Sourced by scripts/node-tools.sh for build_kube_cmds; run, it builds or prints.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi
