@@ -114,28 +114,33 @@ print_env() {
   echo "export HELM_BIN=$HELM_DIR/helm"
 }
 
-main() {
+# tools_main <lock> <tool>... -- <argument>...: the command line of this script and of
+# scripts/node-tools.sh, which sources this one and brings its own print_env and build_<tool>s.
+# One builder per lock at a time: a second caller waits, then finds the cache filled.
+tools_main() {
+  local lock="$1" tools=() t start; shift
+  while [[ $1 != -- ]]; do tools+=("$1"); shift; done
+  shift
+  local usage="usage: $0 [build [$(IFS='|'; echo "${tools[*]}")]...] | env"
   local cmd="${1:-build}"
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
     env) print_env ;;
     build)
+      [[ $# -gt 0 ]] && tools=("$@")
+      for t in "${tools[@]}"; do declare -F "build_$t" >/dev/null || { echo "$usage" >&2; exit 64; }; done
       mkdir -p "$TOOLS_ROOT"
-      # One builder at a time: a second caller waits and then finds the cache filled.
-      exec 9>"$TOOLS_ROOT/.lock"
+      exec 9>"$TOOLS_ROOT/$lock"
       flock 9
-      local tools=("$@")
-      [[ ${#tools[@]} -eq 0 ]] && tools=(etcd kubernetes helm)
-      local t start
       for t in "${tools[@]}"; do
         start=$SECONDS
         "build_$t"
         log "$t ready after $((SECONDS - start)) s"
       done
       ;;
-    *) echo "usage: $0 [build [etcd|kubernetes|helm]...] | env" >&2; exit 64 ;;
+    *) echo "$usage" >&2; exit 64 ;;
   esac
 }
 
-# Sourced by scripts/node-tools.sh for build_kube_cmds; run, it builds or prints.
-if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi
+# Sourced by scripts/node-tools.sh (build_kube_cmds, tools_main); run, it builds or prints.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then tools_main .lock etcd kubernetes helm -- "$@"; fi

@@ -13,7 +13,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# K8S_VERSION, TOOLS_ROOT, gobuild and build_kube_cmds.
+# K8S_VERSION, TOOLS_ROOT, gobuild, build_kube_cmds and tools_main.
 source "$HERE/k8s-tools.sh"
 COREDNS_SRC="$HERE/../tests/node/tools/coredns"
 COREDNS_VERSION="$(awk '{ for (i = 1; i < NF; i++) if ($i == "github.com/coredns/coredns") { sub(/^v/, "", $(i + 1)); print $(i + 1) } }' "$COREDNS_SRC/go.mod")"
@@ -96,26 +96,5 @@ print_env() {
   echo "export PROMETHEUS_BIN=$PROMETHEUS_DIR/prometheus"
 }
 
-node_main() {
-  local cmd="${1:-build}"
-  [[ $# -gt 0 ]] && shift
-  case "$cmd" in
-    env) print_env ;;
-    build)
-      mkdir -p "$TOOLS_ROOT"
-      # Its own lock: these builds need not wait for k8s-tools.sh's (they share only Go caches).
-      exec 9>"$TOOLS_ROOT/.node-lock"
-      flock 9
-      local tools=("$@") t start
-      [[ ${#tools[@]} -eq 0 ]] && tools=(node coredns adapter prometheus)
-      for t in "${tools[@]}"; do
-        start=$SECONDS
-        "build_$t"
-        log "$t ready after $((SECONDS - start)) s"
-      done
-      ;;
-    *) echo "usage: $0 [build [node|coredns|adapter|prometheus]...] | env" >&2; exit 64 ;;
-  esac
-}
-
-node_main "$@"
+# Its own lock: these builds need not wait for k8s-tools.sh's (they share only Go caches).
+tools_main .node-lock node coredns adapter prometheus -- "$@"
