@@ -8,36 +8,16 @@
 # Servers and the generator share this machine; compare within a round.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SMOKE=0; [[ "${1:-}" == "--smoke" ]] && SMOKE=1
-SECRET="bench-secret-that-is-long-enough-for-hs256"
-OUT=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-PROFILE=release; [[ $SMOKE == 1 ]] && PROFILE=debug
-cargo build --quiet $([[ $PROFILE == release ]] && echo --release) -p switchyard-server -p switchyard-loadgen --bins
-BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
+source bench/lib.sh
 if [[ $SMOKE == 1 ]]; then MEMBERS=20; DUR=2; ROUNDS=1; RATES=(20); else MEMBERS=1000; DUR=10; ROUNDS=3; RATES=(50 800); fi
 WINDOW=120000
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no server on $1"; return 1; }
-# bench/run.sh's environment: budgets a benchmark needs, one JWT secret.
-SY_ENV=(JWT_SECRET="$SECRET" LOG_LEVEL=warn HOST=127.0.0.1 RATE_LIMIT_MESSAGE=100000000/1s RATE_LIMIT_ROOM=100000000/1s
-        RATE_LIMIT_QUERY=100000000/1s RATE_LIMIT_TYPING=100000000/1s RATE_LIMIT_READ=100000000/1s)
 start() { # port recovery_window_ms [redis_url]
   env "${SY_ENV[@]}" WEBSOCKET_PORT="$1" RECOVERY_WINDOW_MS="$2" ${3:+REDIS_URL=$3} "$BIN/switchyard-server" >>"$OUT/server.log" 2>&1 &
   LAST=$!; PIDS+=($LAST); wait_http "$1"
 }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-gen() { "$BIN/switchyard-loadgen" --secret "$SECRET" "$@"; }
-record() { echo "$1 $2" >> "$OUT/results.txt"; }
 
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis; rport=$REDIS_PORT
 
 single() { # label window rate
   local port pid

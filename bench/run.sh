@@ -5,18 +5,9 @@
 # Servers and the generator share this machine; results are ratios within one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SMOKE=0; [[ "${1:-}" == "--smoke" ]] && SMOKE=1
-SECRET="bench-secret-that-is-long-enough-for-hs256"
-OUT=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
 # One server process may hold 19,000 connections; 20,000 open files is this machine's hard limit.
 ulimit -n "$(ulimit -Hn)"
-PROFILE=release; [[ $SMOKE == 1 ]] && PROFILE=debug
-cargo build --quiet $([[ $PROFILE == release ]] && echo --release) -p switchyard-server -p switchyard-loadgen --bins
-BIN="${CARGO_TARGET_DIR:-target}/$PROFILE"
+source bench/lib.sh
 (cd bench/node-server && [[ -d node_modules ]] || npm ci --no-audit --no-fund --loglevel=error)
 # Centrifugo, the Go peer for idle and fan-out, is built once per machine outside the repo: a
 # cold `go install` took 5.6 min here, sharing the 2 cores with a Rust build (370 CPU-seconds;
@@ -27,12 +18,6 @@ CENTRIFUGO="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/centrifugo-$CENTR
 # The plot of a full run needs matplotlib.
 [[ $SMOKE == 1 ]] || python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install --quiet matplotlib
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 600); do curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.05; done; echo "no server on $1"; return 1; }
-
-# Every server gets the generous budgets a benchmark needs, and the same JWT secret.
-SY_ENV=(JWT_SECRET="$SECRET" LOG_LEVEL=warn HOST=127.0.0.1 RATE_LIMIT_MESSAGE=100000000/1s RATE_LIMIT_ROOM=100000000/1s
-        RATE_LIMIT_QUERY=100000000/1s RATE_LIMIT_TYPING=100000000/1s RATE_LIMIT_READ=100000000/1s)
 # Each start_* leaves the process id in $LAST (no subshell, so cleanup knows every process).
 start_switchyard() { # port [redis_url]
   env "${SY_ENV[@]}" WEBSOCKET_PORT="$1" ${2:+REDIS_URL=$2} "$BIN/switchyard-server" >/dev/null 2>&1 &
@@ -53,8 +38,6 @@ start_centrifugo() { # port; bench/centrifugo/config.yaml, with this run's secre
   LAST=$!; PIDS+=($LAST); wait_http "$1"
 }
 start_floor() { "$BIN/ws-floor" "127.0.0.1:$1" >/dev/null 2>&1 & LAST=$!; PIDS+=($LAST); sleep 0.3; }
-stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-gen() { "$BIN/switchyard-loadgen" --secret "$SECRET" "$@"; }
 proto() { case $1 in floor) echo raw ;; centrifugo) echo centrifugo ;; *) echo socketio ;; esac; }
 
 if [[ $SMOKE == 1 ]]; then
@@ -62,8 +45,6 @@ if [[ $SMOKE == 1 ]]; then
 else
   IDLE=19000; PROCS=2; NODES=5; ROOMS=1; MEMBERS=1000; RATE=50; DUR=10; RATES=(25 50 100 200 400 800 1600 3200 6400); USERS=4000; CHAT_RATE=1; PAIRS=3; ROUNDS=3
 fi
-
-record() { echo "$1 $2" >> "$OUT/results.txt"; }  # label json
 
 # Idle: a fresh process of each server per storm, in $ROUNDS rounds with the order rotated
 # each round. Identical 19,000-connection storms against one binary ranged from 2,991 to
@@ -115,10 +96,7 @@ for rate in "${RATES[@]}"; do
 done
 
 # Cross-node: three processes of each server sharing one Redis.
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis; rport=$REDIS_PORT
 # Idle across $NODES Switchyard processes sharing the Redis, $IDLE connections each; the
 # generator splits itself so no process of its own holds more than 19,000 sockets.
 servers=(); pids=()
