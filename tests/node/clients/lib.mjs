@@ -27,8 +27,11 @@ export function connect(url, sub, transports, extra = {}) {
     const s = io(`${url}${namespace}`, {
       auth: { token: token(sub), ...auth }, transports, forceNew: true, reconnection: false, timeout: 30000, ...options,
     });
-    s.once("connect", () => resolve(s));
-    s.once("connect_error", (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); });
+    // Only the first connection may fail the promise: with `reconnection: true` a later
+    // failed attempt must leave the socket to retry.
+    const fail = (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); };
+    s.once("connect", () => { s.off("connect_error", fail); resolve(s); });
+    s.once("connect_error", fail);
   });
 }
 
