@@ -73,6 +73,7 @@ scenario_faults() {
   wait "$presence" || prc=$?
   rm -f "$WORK/pids/bg-presence"
   grep -vx ready "$WORK/presence.log"
+  grep -q '"convergedMs"' "$WORK/presence.log" || die "the presence client ended without its summary"
   expect_eq "presence client verdict (killed pod's users offline on $other within ${PRESENCE_BOUND_S} s + ${PRESENCE_SLACK_S} s, returners online)" 0 "$prc"
   traffic_goes_on "the SIGKILL"
   eventually "2 server pods Ready again" 180 pods_ready default "$sel" 2
