@@ -18,16 +18,20 @@ export function token(sub) {
   return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
-/** Connects user `sub` to `${url}/chat` over the given transports; rejects on connect_error.
- * `extra.auth` is added to the token (e.g. a `traceparent`), the rest of `extra` to the options. */
+/** Connects user `sub` to `${url}/chat` (or `extra.namespace`) over the given transports;
+ * rejects on connect_error. `extra.auth` is added to the token (e.g. a `traceparent`), the rest
+ * of `extra` to the options. */
 export function connect(url, sub, transports, extra = {}) {
-  const { auth, ...options } = extra;
+  const { auth, namespace = "/chat", ...options } = extra;
   return new Promise((resolve, reject) => {
-    const s = io(`${url}/chat`, {
+    const s = io(`${url}${namespace}`, {
       auth: { token: token(sub), ...auth }, transports, forceNew: true, reconnection: false, timeout: 30000, ...options,
     });
-    s.once("connect", () => resolve(s));
-    s.once("connect_error", (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); });
+    // Only the first connection may fail the promise: with `reconnection: true` a later
+    // failed attempt must leave the socket to retry.
+    const fail = (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); };
+    s.once("connect", () => { s.off("connect_error", fail); resolve(s); });
+    s.once("connect_error", fail);
   });
 }
 
