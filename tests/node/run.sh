@@ -4,13 +4,16 @@
 # project's own images imported into it, and the scenarios in scenarios/ run against real pods:
 #
 #   operator   helm install charts/switchyard: the operator runs as a pod, takes its lease,
-#              serves metrics; another replica takes over when the leader's pod is deleted
+#              serves metrics; another replica takes over when the leader's pod is deleted,
+#              and when the leader is frozen past its lease
 #   apply      kubectl apply examples/realtimecluster-minimal.yaml and the full example:
 #              Redis with its claim bound, server pods Ready, chat across pods, READY True
 #   rollout    image tag and a config field changed under chat traffic: no acked message
-#              lost or doubled, clients reconnect by themselves
+#              lost or doubled, clients reconnect by themselves, every old pod stopped by its
+#              SIGTERM drain (exit 0 before its grace period ends)
 #   faults     server pod deleted, server container SIGKILLed, Redis restarted (AOF on its
-#              claim) under chat traffic: no acked message lost or doubled
+#              claim) under chat traffic: no acked message lost or doubled; the users of the
+#              SIGKILLed pod shown offline by the other pod within the documented bound
 #   autoscale  Prometheus + prometheus-adapter (monitoring/prometheus-adapter/ rule) feed the
 #              HPA on socket_active_connections: held connections scale up, release scales down
 #   traces     an OTLP receiver pod (images/otlp-receiver) gets the spans of 2 server pods:
