@@ -18,6 +18,12 @@ export function token(sub) {
   return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
+/** What a transport error carries beyond its message: the HTTP status and body of a failed
+ * long-polling request (engine.io-client puts them in `description` and `context`). */
+export function httpDetail(e) {
+  return e?.description ? ` (HTTP ${e.description}${e.context?.responseText ? `: ${e.context.responseText}` : ""})` : "";
+}
+
 /** Connects user `sub` to `${url}/chat` over the given transports; rejects on connect_error.
  * `extra.auth` is added to the token (e.g. a `traceparent`), the rest of `extra` to the options. */
 export function connect(url, sub, transports, extra = {}) {
@@ -27,7 +33,7 @@ export function connect(url, sub, transports, extra = {}) {
       auth: { token: token(sub), ...auth }, transports, forceNew: true, reconnection: false, timeout: 30000, ...options,
     });
     s.once("connect", () => resolve(s));
-    s.once("connect_error", (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); });
+    s.once("connect_error", (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}${httpDetail(e)}`)); });
   });
 }
 
