@@ -23,17 +23,18 @@ log() { echo "[k8s-tools] $*" >&2; }
 # Go builds share two cores with Rust builds: keep them polite.
 gobuild() { nice -n 10 go "$@"; }
 
-# kube-apiserver and kube-controller-manager cannot be `go install`ed: k8s.io/kubernetes pins its
-# staging modules at v0.0.0 with local replace directives. A wrapper module requires
-# k8s.io/kubernetes and maps every v0.0.0 staging module to the matching published v0.x.y tag.
-build_kubernetes() {
-  if [[ -x "$K8S_DIR/kube-apiserver" && -x "$K8S_DIR/kube-controller-manager" ]]; then
-    log "kubernetes v$K8S_VERSION cached in $K8S_DIR"; return
-  fi
-  log "building kube-apiserver + kube-controller-manager v$K8S_VERSION (slow: 10-20 min on 2 cores)"
-  local work minor modfile ld p
+# Kubernetes commands cannot be `go install`ed: k8s.io/kubernetes pins its staging modules at
+# v0.0.0 with local replace directives. A wrapper module requires k8s.io/kubernetes and maps
+# every v0.0.0 staging module to the matching published v0.x.y tag. Also used by
+# scripts/node-tools.sh for the node's commands (kubelet, kube-proxy, kube-scheduler).
+#
+# build_kube_cmds <dir> <cmd>...: builds k8s.io/kubernetes/cmd/<cmd> into <dir>, replaced whole.
+build_kube_cmds() {
+  local dir="$1"; shift
+  local work minor modfile ld p c pkgs=()
   work="$(mktemp -d)"
   minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
   (
     cd "$work"
     go mod init switchyard.dev/k8sbin >/dev/null 2>&1
@@ -45,20 +46,28 @@ build_kubernetes() {
       awk -v v="v0.${K8S_VERSION#1.}" '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { print "replace " $1 " => " $1 " " v }' "$modfile"
     } >> go.mod
     # Pin the version on each package: a bare `go get pkg` would upgrade k8s.io/kubernetes.
-    gobuild get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION" \
-      "k8s.io/kubernetes/cmd/kube-controller-manager@v$K8S_VERSION"
-    # Without these the binaries report v0.0.0-master, which breaks helm's kubeVersion checks.
+    gobuild get -tool "${pkgs[@]/%/@v$K8S_VERSION}"
+    # Without these the binaries report v0.0.0-master, which breaks helm's kubeVersion checks
+    # and the node's reported version.
     ld="-s -w"
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
       ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
     done
-    mkdir -p "$K8S_DIR.tmp"
-    CGO_ENABLED=0 gobuild build -trimpath -ldflags "$ld" -o "$K8S_DIR.tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+    rm -rf "$dir.tmp"
+    mkdir -p "$dir.tmp"
+    CGO_ENABLED=0 gobuild build -trimpath -ldflags "$ld" -o "$dir.tmp/" "${pkgs[@]}"
   )
-  rm -rf "$work" "$K8S_DIR"
-  mkdir -p "$(dirname "$K8S_DIR")"
-  mv "$K8S_DIR.tmp" "$K8S_DIR"
+  rm -rf "$work" "$dir"
+  mkdir -p "$(dirname "$dir")"
+  mv "$dir.tmp" "$dir"
+}
+
+build_kubernetes() {
+  if [[ -x "$K8S_DIR/kube-apiserver" && -x "$K8S_DIR/kube-controller-manager" ]]; then
+    log "kubernetes v$K8S_VERSION cached in $K8S_DIR"; return
+  fi
+  log "building kube-apiserver + kube-controller-manager v$K8S_VERSION (slow: 10-20 min on 2 cores)"
+  build_kube_cmds "$K8S_DIR" kube-apiserver kube-controller-manager
   "$K8S_DIR/kube-apiserver" --version >&2
 }
 
@@ -105,27 +114,33 @@ print_env() {
   echo "export HELM_BIN=$HELM_DIR/helm"
 }
 
-main() {
+# tools_main <lock> <tool>... -- <argument>...: the command line of this script and of
+# scripts/node-tools.sh, which sources this one and brings its own print_env and build_<tool>s.
+# One builder per lock at a time: a second caller waits, then finds the cache filled.
+tools_main() {
+  local lock="$1" tools=() t start; shift
+  while [[ $1 != -- ]]; do tools+=("$1"); shift; done
+  shift
+  local usage="usage: $0 [build [$(IFS='|'; echo "${tools[*]}")]...] | env"
   local cmd="${1:-build}"
   [[ $# -gt 0 ]] && shift
   case "$cmd" in
     env) print_env ;;
     build)
+      [[ $# -gt 0 ]] && tools=("$@")
+      for t in "${tools[@]}"; do declare -F "build_$t" >/dev/null || { echo "$usage" >&2; exit 64; }; done
       mkdir -p "$TOOLS_ROOT"
-      # One builder at a time: a second caller waits and then finds the cache filled.
-      exec 9>"$TOOLS_ROOT/.lock"
+      exec 9>"$TOOLS_ROOT/$lock"
       flock 9
-      local tools=("$@")
-      [[ ${#tools[@]} -eq 0 ]] && tools=(etcd kubernetes helm)
-      local t start
       for t in "${tools[@]}"; do
         start=$SECONDS
         "build_$t"
         log "$t ready after $((SECONDS - start)) s"
       done
       ;;
-    *) echo "usage: $0 [build [etcd|kubernetes|helm]...] | env" >&2; exit 64 ;;
+    *) echo "$usage" >&2; exit 64 ;;
   esac
 }
 
-main "$@"
+# Sourced by scripts/node-tools.sh (build_kube_cmds, tools_main); run, it builds or prints.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then tools_main .lock etcd kubernetes helm -- "$@"; fi

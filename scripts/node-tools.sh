@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Builds the node half of Kubernetes that scripts/k8s-tools.sh leaves out (kubelet,
-# kube-scheduler, kube-proxy) and CoreDNS from the Go module proxy, cached by version next to
-# the control-plane tools:
+# kube-scheduler, kube-proxy), CoreDNS with the test node's plugins (tests/node/tools/coredns),
+# prometheus-adapter and Prometheus from the Go module proxy, cached by version next to the
+# control-plane tools:
 #
 #   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/kubernetes-node/<version>/{kubelet,kube-scheduler,kube-proxy}
-#   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/coredns/<version>/coredns
+#   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/coredns/<version>-node/coredns
 #
 # A tool that is already cached is not rebuilt. `node-tools.sh env` prints shell exports for
 # tests/node/run.sh; `node-tools.sh build [node|coredns|adapter|prometheus]...` builds what is
 # missing (prometheus-adapter and Prometheus land in .../<tool>/<version>/).
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-1.35.4}"
-COREDNS_VERSION="${COREDNS_VERSION:-1.14.7}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# K8S_VERSION, TOOLS_ROOT, gobuild, build_kube_cmds and tools_main.
+source "$HERE/k8s-tools.sh"
+COREDNS_SRC="$HERE/../tests/node/tools/coredns"
+COREDNS_VERSION="$(awk '{ for (i = 1; i < NF; i++) if ($i == "github.com/coredns/coredns") { sub(/^v/, "", $(i + 1)); print $(i + 1) } }' "$COREDNS_SRC/go.mod")"
 ADAPTER_VERSION="${ADAPTER_VERSION:-0.12.0}"
 # Prometheus 3.x; its Go module is tagged v0.3xx.y.
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-0.316.0}"
@@ -23,64 +27,32 @@ TRAEFIK_VERSION="${TRAEFIK_VERSION:-3.7.13}"
 # fork is served and has the API Traefik calls (only its basic and digest auth middlewares use it,
 # and the ingress scenario uses neither).
 TRAEFIK_HTTP_AUTH_FORK="${TRAEFIK_HTTP_AUTH_FORK:-github.com/containous/go-http-auth@v0.4.1-0.20200324110947-a37a7636d23e}"
-TOOLS_ROOT="${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}"
 # Not kubernetes/<version>/: scripts/k8s-tools.sh replaces that directory as a whole.
-K8S_DIR="$TOOLS_ROOT/kubernetes-node/$K8S_VERSION"
-COREDNS_DIR="$TOOLS_ROOT/coredns/$COREDNS_VERSION"
+K8S_NODE_DIR="$TOOLS_ROOT/kubernetes-node/$K8S_VERSION"
+# -node: this build has only the plugins of tests/node/tools/coredns, not CoreDNS's full set.
+COREDNS_DIR="$TOOLS_ROOT/coredns/$COREDNS_VERSION-node"
 ADAPTER_DIR="$TOOLS_ROOT/prometheus-adapter/$ADAPTER_VERSION"
 PROMETHEUS_DIR="$TOOLS_ROOT/prometheus/$PROMETHEUS_VERSION"
 TRAEFIK_DIR="$TOOLS_ROOT/traefik/$TRAEFIK_VERSION"
 NODE_BINS=(kubelet kube-scheduler kube-proxy)
 
 log() { echo "[node-tools] $*" >&2; }
-gobuild() { nice -n 10 go "$@"; }
 
-# The same wrapper module as scripts/k8s-tools.sh: k8s.io/kubernetes pins its staging modules at
-# v0.0.0 with local replace directives, so each is mapped to the published v0.x.y tag.
 build_node() {
   local b missing=0
-  for b in "${NODE_BINS[@]}"; do [[ -x "$K8S_DIR/$b" ]] || missing=1; done
-  if ((missing == 0)); then log "${NODE_BINS[*]} v$K8S_VERSION cached in $K8S_DIR"; return; fi
+  for b in "${NODE_BINS[@]}"; do [[ -x "$K8S_NODE_DIR/$b" ]] || missing=1; done
+  if ((missing == 0)); then log "${NODE_BINS[*]} v$K8S_VERSION cached in $K8S_NODE_DIR"; return; fi
   log "building ${NODE_BINS[*]} v$K8S_VERSION"
-  local work tmp minor modfile ld p
-  work="$(mktemp -d)"
-  mkdir -p "$K8S_DIR"
-  tmp="$(mktemp -d "$TOOLS_ROOT/.node-build.XXXXXX")"
-  minor="$(echo "$K8S_VERSION" | cut -d. -f2)"
-  (
-    cd "$work"
-    go mod init switchyard.dev/k8snodebin >/dev/null 2>&1
-    gobuild mod download "k8s.io/kubernetes@v$K8S_VERSION"
-    modfile="$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/v$K8S_VERSION.mod"
-    {
-      echo "require k8s.io/kubernetes v$K8S_VERSION"
-      grep '^godebug' "$modfile" || true
-      awk -v v="v0.${K8S_VERSION#1.}" '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" { print "replace " $1 " => " $1 " " v }' "$modfile"
-    } >> go.mod
-    gobuild get -tool "k8s.io/kubernetes/cmd/kubelet@v$K8S_VERSION" \
-      "k8s.io/kubernetes/cmd/kube-scheduler@v$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-proxy@v$K8S_VERSION"
-    # Without these the binaries report v0.0.0-master and the node's version is wrong.
-    ld="-s -w"
-    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ld="$ld -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-    done
-    CGO_ENABLED=0 gobuild build -trimpath -ldflags "$ld" -o "$tmp/" \
-      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy
-  )
-  rm -rf "$work"
-  for b in "${NODE_BINS[@]}"; do mv -f "$tmp/$b" "$K8S_DIR/$b"; done
-  rmdir "$tmp"
-  "$K8S_DIR/kubelet" --version >&2
+  build_kube_cmds "$K8S_NODE_DIR" "${NODE_BINS[@]}"
+  "$K8S_NODE_DIR/kubelet" --version >&2
 }
 
-# CoreDNS's go.mod has no replace directives: a plain `go install` works.
 build_coredns() {
   if [[ -x "$COREDNS_DIR/coredns" ]]; then log "coredns v$COREDNS_VERSION cached in $COREDNS_DIR"; return; fi
-  log "building coredns v$COREDNS_VERSION"
+  log "building coredns v$COREDNS_VERSION (bind, errors, cache, kubernetes)"
   rm -rf "$COREDNS_DIR.tmp"
   mkdir -p "$COREDNS_DIR.tmp"
-  CGO_ENABLED=0 GOBIN="$COREDNS_DIR.tmp" gobuild install -trimpath -ldflags "-s -w" \
-    "github.com/coredns/coredns@v$COREDNS_VERSION"
+  (cd "$COREDNS_SRC" && CGO_ENABLED=0 gobuild build -trimpath -ldflags "-s -w" -o "$COREDNS_DIR.tmp/coredns" .)
   rm -rf "$COREDNS_DIR"
   mv "$COREDNS_DIR.tmp" "$COREDNS_DIR"
   "$COREDNS_DIR/coredns" -version >&2
@@ -194,35 +166,14 @@ GO
 }
 
 print_env() {
-  echo "export KUBELET_BIN=$K8S_DIR/kubelet"
-  echo "export KUBE_SCHEDULER_BIN=$K8S_DIR/kube-scheduler"
-  echo "export KUBE_PROXY_BIN=$K8S_DIR/kube-proxy"
+  echo "export KUBELET_BIN=$K8S_NODE_DIR/kubelet"
+  echo "export KUBE_SCHEDULER_BIN=$K8S_NODE_DIR/kube-scheduler"
+  echo "export KUBE_PROXY_BIN=$K8S_NODE_DIR/kube-proxy"
   echo "export COREDNS_BIN=$COREDNS_DIR/coredns"
   echo "export PROMETHEUS_ADAPTER_BIN=$ADAPTER_DIR/adapter"
   echo "export PROMETHEUS_BIN=$PROMETHEUS_DIR/prometheus"
   echo "export TRAEFIK_BIN=$TRAEFIK_DIR/traefik"
 }
 
-main() {
-  local cmd="${1:-build}"
-  [[ $# -gt 0 ]] && shift
-  case "$cmd" in
-    env) print_env ;;
-    build)
-      mkdir -p "$TOOLS_ROOT"
-      # Its own lock: these builds need not wait for k8s-tools.sh's (they share only Go caches).
-      exec 9>"$TOOLS_ROOT/.node-lock"
-      flock 9
-      local tools=("$@") t start
-      [[ ${#tools[@]} -eq 0 ]] && tools=(node coredns adapter prometheus traefik)
-      for t in "${tools[@]}"; do
-        start=$SECONDS
-        "build_$t"
-        log "$t ready after $((SECONDS - start)) s"
-      done
-      ;;
-    *) echo "usage: $0 [build [node|coredns|adapter|prometheus|traefik]...] | env" >&2; exit 64 ;;
-  esac
-}
-
-main "$@"
+# Its own lock: these builds need not wait for k8s-tools.sh's (they share only Go caches).
+tools_main .node-lock node coredns adapter prometheus traefik -- "$@"

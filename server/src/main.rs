@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let _telemetry = switchyard_server::telemetry::init(&config.log, &config.tracing)?;
-    let listener = tokio::net::TcpListener::bind((config.host, config.port)).await?;
+    let listener = switchyard_sio::listen(std::net::SocketAddr::new(config.host, config.port))?;
     // SIGTERM (Kubernetes) or Ctrl-C.
     switchyard_server::serve(listener, config, sigterm::wait()).await
 }

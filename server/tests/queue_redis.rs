@@ -213,7 +213,16 @@ async fn with_redis_gone_sigterm_does_not_wait_to_hand_jobs_back() {
     })
     .await;
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert!(server.logged("could not hand jobs back to Redis; they run again later"));
+    // A worker that was polling when the TERM came gave up handing its jobs back; one that
+    // had already met the outage (more likely on a loaded machine) ended its run with the
+    // error and was waiting to restart, its jobs left to the next heartbeat. Either way, no
+    // worker waited for Redis.
+    assert!(
+        server.logged("could not hand jobs back to Redis; they run again later")
+            || server.logged("queue worker failed; restarting"),
+        "neither a hand-back given up nor a worker ended by the outage was logged:\n{}",
+        server.log()
+    );
 }
 
 #[tokio::test]

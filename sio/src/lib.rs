@@ -45,7 +45,7 @@ pub use error::{PacketError, SendError, WsError};
 pub use packet::DataError;
 pub use payload::Payload;
 pub use recovery::{Offset, Recovery};
-pub use serve::{HEAD_TIMEOUT, serve};
+pub use serve::{BACKLOG, HEAD_TIMEOUT, listen, serve};
 pub use server::{Builder, CONNECT_TIMEOUT, Config, Engine, EngineError, EngineMessage, Io};
 pub use sid::Sid;
 pub use socket::{Ack, BoxFuture, Delivery, DisconnectReason, Namespace, NamespaceBuilder, RoomChange, Socket, To};

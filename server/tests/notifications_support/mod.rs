@@ -374,6 +374,11 @@ impl Process {
     pub fn logged(&self, text: &str) -> bool {
         sink_has(&self.logs, text)
     }
+
+    /// Every log line so far, for a failure message.
+    pub fn log(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
 }
 
 fn sink_has(logs: &Arc<Mutex<Vec<String>>>, text: &str) -> bool {
