@@ -3,11 +3,13 @@
 # RBAC its Kubernetes Ingress provider needs and an IngressClass, reachable from the host on a
 # NodePort of the node's bridge address. A RealtimeCluster of 3 server pods with
 # `routing.ingress.kind: traefik` gets an Ingress and a Service carrying Traefik's sticky-cookie
-# annotations. Through Traefik (clients/ingress.mjs): WebSocket and long-polling-only clients
-# spread over all 3 pods, messages cross every pair of pods, the HTTP API sends and reads. Then
-# long-polling-only clients through a Service without session affinity fail ("Session ID
-# unknown"), and work through the operator's Service (sessionAffinity: ClientIP). Needs only the
-# operator (installed if "operator" did not run).
+# annotations; it is READY only once Traefik is told which address to publish in the Ingress's
+# status (until then RoutingReady says so). Through Traefik (clients/ingress.mjs): WebSocket and
+# long-polling-only clients spread over all 3 pods, messages cross every pair of pods, the HTTP
+# API sends and reads, and a WebSocket and a polling session outlive Traefik's 60 s read
+# timeout. Long-polling-only clients through a Service without session affinity fail ("Session
+# ID unknown"), and work through the operator's Service (sessionAffinity: ClientIP). Needs only
+# the operator (installed if "operator" did not run).
 
 ING_NS=ingress
 ING_HOST=chat.switchyard.test
@@ -147,16 +149,18 @@ YAML
     { dump "$ING_NS"; die "Traefik never had the 3 servers"; }
 
   # The host reaches Traefik the way outside clients reach a NodePort: on the node's address.
-  local port url headers
+  local port url headers="$WORK/ingress-handshake.headers"
   port="$(jp svc traefik -n "$ING_NS" '{.spec.ports[0].nodePort}')"
   url="http://$ING_HOST:$port"
-  headers="$(curl -fsS --max-time 10 -o /dev/null -D - --resolve "$ING_HOST:$port:$POD_GW" "$url/socket.io/?EIO=4&transport=polling")" ||
-    die "an Engine.IO handshake through Traefik at $POD_GW:$port failed"
+  # Until kube-proxy has moved the NodePort to the restarted Traefik pod.
+  eventually "an Engine.IO handshake through Traefik at $POD_GW:$port (Host $ING_HOST)" 120 \
+    curl -fsS --max-time 10 -o /dev/null -D "$headers" --resolve "$ING_HOST:$port:$POD_GW" "$url/socket.io/?EIO=4&transport=polling" ||
+    { dump "$ING_NS"; die "no handshake through Traefik"; }
   local cookie
-  cookie="$(grep -i '^set-cookie: switchyard-affinity=' <<<"$headers" | tr -d '\r')"
+  cookie="$(grep -i '^set-cookie: switchyard-affinity=' "$headers" | tr -d '\r')"
   [[ "$cookie" == *"; HttpOnly"* && "$cookie" == *"SameSite=Lax"* && "$cookie" == *"Max-Age=172800"* ]] ||
-    die "no affinity cookie (HttpOnly, SameSite=Lax, Max-Age=172800) on the handshake through Traefik: $headers"
-  ok "handshake through Traefik ($POD_GW:$port, Host $ING_HOST) sets ${cookie#*: }"
+    die "no affinity cookie (HttpOnly, SameSite=Lax, Max-Age=172800) on the handshake through Traefik: $(cat "$headers")"
+  ok "the handshake through Traefik sets ${cookie#*: }"
 
   # The control: the same pods behind a Service without session affinity.
   kubectl apply -n "$ING_NS" -f - >/dev/null <<YAML
