@@ -20,12 +20,20 @@ COREDNS_VERSION="$(awk '{ for (i = 1; i < NF; i++) if ($i == "github.com/coredns
 ADAPTER_VERSION="${ADAPTER_VERSION:-0.12.0}"
 # Prometheus 3.x; its Go module is tagged v0.3xx.y.
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-0.316.0}"
+# Traefik v3, the ingress controller of the ingress scenario (v2 is not on the Go module proxy).
+TRAEFIK_VERSION="${TRAEFIK_VERSION:-3.7.13}"
+# Traefik 3.7.13 pins its go-http-auth fork at v0.4.1-0.20260804094822-b975dcaa8c48, which the
+# proxy refuses (403 "This module version is not available"); this earlier commit of the same
+# fork is served and has the API Traefik calls (only its basic and digest auth middlewares use it,
+# and the ingress scenario uses neither).
+TRAEFIK_HTTP_AUTH_FORK="${TRAEFIK_HTTP_AUTH_FORK:-github.com/containous/go-http-auth@v0.4.1-0.20200324110947-a37a7636d23e}"
 # Not kubernetes/<version>/: scripts/k8s-tools.sh replaces that directory as a whole.
 K8S_NODE_DIR="$TOOLS_ROOT/kubernetes-node/$K8S_VERSION"
 # -node: this build has only the plugins of tests/node/tools/coredns, not CoreDNS's full set.
 COREDNS_DIR="$TOOLS_ROOT/coredns/$COREDNS_VERSION-node"
 ADAPTER_DIR="$TOOLS_ROOT/prometheus-adapter/$ADAPTER_VERSION"
 PROMETHEUS_DIR="$TOOLS_ROOT/prometheus/$PROMETHEUS_VERSION"
+TRAEFIK_DIR="$TOOLS_ROOT/traefik/$TRAEFIK_VERSION"
 NODE_BINS=(kubelet kube-scheduler kube-proxy)
 
 log() { echo "[node-tools] $*" >&2; }
@@ -87,6 +95,76 @@ build_prometheus() {
   mv "$PROMETHEUS_DIR.tmp" "$PROMETHEUS_DIR"
 }
 
+# Traefik v3, the ingress controller the ingress scenario routes through. `go install pkg@version`
+# refuses its module (go.mod has replace directives), so a wrapper module carries them: the
+# forks are copied from Traefik's go.mod, and github.com/traefik/traefik/dynamic/ext, a nested
+# module that the release's zip leaves out and the proxy does not serve, is supplied here. In
+# open-source Traefik it is an extension point of empty structs (dynamic.HTTP and
+# dynamic.Router embed ext.HTTP and ext.Router), so empty structs of our own build the same
+# binary. The go-http-auth fork is swapped (see TRAEFIK_HTTP_AUTH_FORK).
+#
+# Traefik has no build tags that leave parts out, and its ACME resolver links all of lego's
+# DNS-01 providers, whose cloud SDKs the proxy partly refuses (akamai, huaweicloud, oci,
+# sacloud, ucloud, yandex-cloud: 403 "This module version is not available"). The build uses a
+# copy of lego's module whose generated provider table names none (`go build -overlay` may not
+# touch the module cache), so none of those SDKs is compiled: the build is possible and much
+# cheaper, and an ACME resolver asking for a DNS-01 provider fails with a clear error. Nothing else changes (the ingress scenario uses no
+# ACME).
+build_traefik() {
+  if [[ -x "$TRAEFIK_DIR/traefik" ]]; then log "traefik v$TRAEFIK_VERSION cached in $TRAEFIK_DIR"; return; fi
+  log "building traefik v$TRAEFIK_VERSION"
+  local work modfile lego
+  work="$(mktemp -d)"
+  rm -rf "$TRAEFIK_DIR.tmp"
+  mkdir -p "$TRAEFIK_DIR.tmp"
+  (
+    cd "$work"
+    go mod init switchyard.dev/traefikbin >/dev/null 2>&1
+    gobuild mod download "github.com/traefik/traefik/v3@v$TRAEFIK_VERSION"
+    modfile="$(go env GOMODCACHE)/cache/download/github.com/traefik/traefik/v3/@v/v$TRAEFIK_VERSION.mod"
+    mkdir ext
+    printf 'module github.com/traefik/traefik/dynamic/ext\n\ngo 1.24\n' > ext/go.mod
+    printf 'package ext\n\n// HTTP extends dynamic.HTTP.\ntype HTTP struct{}\n\n// Router extends dynamic.Router.\ntype Router struct{}\n' > ext/ext.go
+    {
+      echo "require github.com/traefik/traefik/v3 v$TRAEFIK_VERSION"
+      echo "replace github.com/traefik/traefik/dynamic/ext => ./ext"
+      # Its module-path replaces (one-line or inside a block) and excludes, local paths left out.
+      awk '/^replace \($/ { inblock = 1; next } inblock && /^\)/ { inblock = 0; next }
+        inblock && $2 == "=>" && $3 !~ /^\./ { print "replace " $0 }
+        /^replace [^(]/ && $4 !~ /^\./ { print }
+        /^exclude / { print }' "$modfile"
+    } >> go.mod
+    go mod edit -replace="github.com/abbot/go-http-auth=$TRAEFIK_HTTP_AUTH_FORK"
+    lego="$(GOFLAGS=-mod=mod go list -m -f '{{.Version}}' github.com/go-acme/lego/v5)"
+    lego="$(gobuild mod download -json "github.com/go-acme/lego/v5@$lego" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+    [[ -f "$lego/providers/dns/zz_gen_dns_providers.go" ]] || { log "lego's provider table not found in '$lego'"; exit 1; }
+    cp -r "$lego" lego
+    chmod -R u+w lego
+    cat > lego/providers/dns/zz_gen_dns_providers.go <<'GO'
+package dns
+
+import (
+	"fmt"
+
+	"github.com/go-acme/lego/v5/challenge"
+)
+
+// NewDNSChallengeProviderByName fails for every name: this Traefik build has no DNS-01
+// providers (scripts/node-tools.sh).
+func NewDNSChallengeProviderByName(name string) (challenge.Provider, error) {
+	return nil, fmt.Errorf("ACME DNS-01 provider %q: this Traefik build has none", name)
+}
+GO
+    go mod edit -replace=github.com/go-acme/lego/v5=./lego
+    CGO_ENABLED=0 GOFLAGS=-mod=mod gobuild build -trimpath \
+      -ldflags "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$TRAEFIK_VERSION" \
+      -o "$TRAEFIK_DIR.tmp/traefik" github.com/traefik/traefik/v3/cmd/traefik
+  )
+  rm -rf "$work" "$TRAEFIK_DIR"
+  mv "$TRAEFIK_DIR.tmp" "$TRAEFIK_DIR"
+  "$TRAEFIK_DIR/traefik" version >&2
+}
+
 print_env() {
   echo "export KUBELET_BIN=$K8S_NODE_DIR/kubelet"
   echo "export KUBE_SCHEDULER_BIN=$K8S_NODE_DIR/kube-scheduler"
@@ -94,7 +172,8 @@ print_env() {
   echo "export COREDNS_BIN=$COREDNS_DIR/coredns"
   echo "export PROMETHEUS_ADAPTER_BIN=$ADAPTER_DIR/adapter"
   echo "export PROMETHEUS_BIN=$PROMETHEUS_DIR/prometheus"
+  echo "export TRAEFIK_BIN=$TRAEFIK_DIR/traefik"
 }
 
 # Its own lock: these builds need not wait for k8s-tools.sh's (they share only Go caches).
-tools_main .node-lock node coredns adapter prometheus -- "$@"
+tools_main .node-lock node coredns adapter prometheus traefik -- "$@"

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::core::DynamicObject;
 
-use crate::crd::{AutoscalingMode, RealtimeCluster, RealtimeClusterStatus};
+use crate::crd::{AutoscalingMode, IngressKind, RealtimeCluster, RealtimeClusterStatus};
 use crate::resources::{self, Capabilities, SERVER_PORT, routing};
 
 /// Condition types, in the order they are written.
@@ -173,10 +173,18 @@ pub fn routing_verdict(rtc: &RealtimeCluster, o: &Observed) -> Verdict {
         .filter_map(|i| i.ip.or(i.hostname))
         .collect();
     if addresses.is_empty() {
+        // Traefik leaves Ingress status alone unless told which address to publish, so with
+        // its defaults this would wait forever (found on the node suite's ingress scenario).
+        let hint = match r.ingress.as_ref().map(|i| i.kind) {
+            Some(IngressKind::Traefik) => {
+                " (Traefik writes one only with providers.kubernetesIngress.ingressEndpoint set: publishedService, ip or hostname)"
+            }
+            _ => "",
+        };
         verdict(
             false,
             "WaitingForAddress",
-            format!("no ingress controller has given Ingress {} an address yet", ing.name_any()),
+            format!("no ingress controller has given Ingress {} an address yet{hint}", ing.name_any()),
         )
     } else {
         verdict(true, "AddressAssigned", format!("Ingress for {} served at {}", r.host, addresses.join(", ")))
@@ -369,7 +377,7 @@ fn condition(type_: &str, v: Verdict, generation: Option<i64>, previous: &[Condi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AutoscalingSpec, ExternalRedisSpec, RedisSpec, RoutingSpec, SecretKeyRef};
+    use crate::crd::{AutoscalingSpec, ExternalRedisSpec, IngressSpec, RedisSpec, RoutingSpec, SecretKeyRef};
     use crate::fixtures::rtc;
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus, StatefulSetStatus};
     use k8s_openapi::api::autoscaling::v2::MetricIdentifier;
@@ -468,7 +476,9 @@ mod tests {
         });
         let mut ing = Ingress::default();
         let mut o = Observed { ingress: Some(ing.clone()), ..Default::default() };
-        assert_eq!(routing_verdict(&r, &o).reason, "WaitingForAddress");
+        let v = routing_verdict(&r, &o);
+        assert_eq!(v.reason, "WaitingForAddress");
+        assert!(!v.message.contains("Traefik"), "{}", v.message);
         ing.status = Some(IngressStatus {
             load_balancer: Some(IngressLoadBalancerStatus {
                 ingress: Some(vec![IngressLoadBalancerIngress { ip: Some("10.0.0.5".into()), ..Default::default() }]),
@@ -479,6 +489,23 @@ mod tests {
         assert!(v.ok);
         assert!(v.message.contains("10.0.0.5"));
         assert_eq!(endpoint(&r), "http://chat.example.com");
+    }
+
+    #[test]
+    fn traefik_without_address_says_what_traefik_needs() {
+        let mut r = rtc("chat");
+        r.spec.routing = Some(RoutingSpec {
+            host: "chat.example.com".into(),
+            tls: None,
+            ingress: Some(IngressSpec { kind: IngressKind::Traefik, ..Default::default() }),
+            gateway: None,
+            sticky: Default::default(),
+            timeout_seconds: 3600,
+        });
+        let o = Observed { ingress: Some(Ingress::default()), ..Default::default() };
+        let v = routing_verdict(&r, &o);
+        assert_eq!(v.reason, "WaitingForAddress");
+        assert!(v.message.ends_with("(Traefik writes one only with providers.kubernetesIngress.ingressEndpoint set: publishedService, ip or hostname)"), "{}", v.message);
     }
 
     #[test]

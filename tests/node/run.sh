@@ -18,6 +18,9 @@
 #              HPA on socket_active_connections: held connections scale up, release scales down
 #   traces     an OTLP receiver pod (images/otlp-receiver) gets the spans of 2 server pods:
 #              a message sent on one pod and delivered on the other is one trace from both
+#   ingress    Traefik v3 as a pod in front of 3 server pods (routing.ingress.kind traefik):
+#              WebSocket, long-polling and HTTP API clients through it, messages across every
+#              pair of pods; long-polling fails through a Service without affinity
 #   removal    kubectl delete rtc removes the children and keeps the claim; helm uninstall
 #              leaves the CRD and the operator's Lease only
 #
@@ -31,7 +34,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-SCENARIOS="${SCENARIOS:-operator apply rollout faults autoscale traces removal}"
+SCENARIOS="${SCENARIOS:-operator apply rollout faults autoscale traces ingress removal}"
 
 source "$HERE/lib/cluster.sh"
 source "$HERE/lib/images.sh"

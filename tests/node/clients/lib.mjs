@@ -18,6 +18,12 @@ export function token(sub) {
   return `${body}.${createHmac("sha256", secret).update(body).digest("base64url")}`;
 }
 
+/** What a transport error carries beyond its message: the HTTP status and body of a failed
+ * long-polling request (engine.io-client puts them in `description` and `context`). */
+export function httpDetail(e) {
+  return e?.description ? ` (HTTP ${e.description}${e.context?.responseText ? `: ${e.context.responseText}` : ""})` : "";
+}
+
 /** Connects user `sub` to `${url}/chat` (or `extra.namespace`) over the given transports;
  * rejects on connect_error. `extra.auth` is added to the token (e.g. a `traceparent`), the rest
  * of `extra` to the options. */
@@ -29,7 +35,7 @@ export function connect(url, sub, transports, extra = {}) {
     });
     // Only the first connection may fail the promise: with `reconnection: true` a later
     // failed attempt must leave the socket to retry.
-    const fail = (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}`)); };
+    const fail = (e) => { s.close(); reject(new Error(`${sub} at ${url}: ${e.message}${httpDetail(e)}`)); };
     s.once("connect", () => { s.off("connect_error", fail); resolve(s); });
     s.once("connect_error", fail);
   });

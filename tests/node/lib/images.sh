@@ -8,6 +8,8 @@
 #                                                    operator's default managed Redis image)
 #   ghcr.io/switchyard-dev/switchyard-server:<ver>   scripts/build-images.sh, under the operator's
 #   ghcr.io/switchyard-dev/switchyard-operator:<ver> and the chart's default names
+#   localhost/switchyard-node/traefik:1              Traefik v3 from scripts/node-tools.sh, for the
+#                                                    ingress scenario (built by image_traefik)
 
 IMAGES_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../images" && pwd)"
 export BUILDAH_ISOLATION=chroot
@@ -72,6 +74,18 @@ image_switchyard() {
     import_image "localhost/$img:$tag" "ghcr.io/switchyard-dev/$img:$APP_VERSION"
     bh rmi "localhost/$img:$tag" >/dev/null
   done
+}
+
+# Traefik, the ingress controller of the ingress scenario: the static binary scripts/node-tools.sh
+# builds, alone in the image (it needs no CA bundle: it talks to the API server only, with the
+# service account's CA).
+TRAEFIK_IMAGE=localhost/switchyard-node/traefik:1
+image_traefik() {
+  [[ -x "${TRAEFIK_BIN:-}" ]] || die "missing Traefik (TRAEFIK_BIN='${TRAEFIK_BIN:-}'): run scripts/node-tools.sh build traefik"
+  local root="$WORK/rootfs-traefik"
+  install -D -m 0755 "$TRAEFIK_BIN" "$root/traefik"
+  install -d -m 1777 "$root/tmp"
+  from_rootfs "$root" "$TRAEFIK_IMAGE" --entrypoint '["/traefik"]' --user 65532:65532 --port 8000 --port 9000
 }
 
 images_build() {
