@@ -12,11 +12,13 @@ step() { printf '\n==> %s\n' "$*"; }
 step "setup"
 bash scripts/setup.sh
 
-# The Go-built tools (Kubernetes, CoreDNS, Prometheus and friends: scripts/k8s-tools.sh and
-# scripts/node-tools.sh) are first needed by the cluster step. On a fresh machine they are
+# The Go-built tools (Kubernetes, CoreDNS, Prometheus, Traefik and friends: scripts/k8s-tools.sh
+# and scripts/node-tools.sh) are first needed by the cluster step. On a fresh machine they are
 # about half of the run's CPU, so they build in the background at the lowest priority from here
 # on: the cargo builds take the CPU they want, and the Go builds use what the test steps leave
-# idle. Cached (every later run), this returns at once.
+# idle. A step that needs a tool still being built waits on the build script's lock (the
+# cluster step's scripts/k8s-tools.sh call, say) and then finds it cached. Cached (every later
+# run), this returns at once.
 tools_log="$(mktemp)"
 setsid bash -c 'nice -n 19 bash scripts/k8s-tools.sh build && nice -n 19 bash scripts/node-tools.sh build' \
   >"$tools_log" 2>&1 &
@@ -57,7 +59,6 @@ step "observability: real Prometheus scrapes two servers; dashboard and alert qu
 (cd tests/observability && npm test)
 
 step "operator against a real Kubernetes API server"
-wait_tools
 bash tests/cluster/run.sh
 
 step "benchmark smoke: every scenario for a few seconds, correctness only (no timing)"
@@ -67,6 +68,7 @@ step "container images: built FROM scratch with buildah, server run with podman"
 bash tests/containers/run.sh
 
 step "a real one-node Kubernetes: helm install, kubectl apply, autoscaling on connections (tests/node)"
+wait_tools
 bash tests/node/run.sh
 
 step "all tests passed"
