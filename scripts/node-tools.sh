@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds the node half of Kubernetes that scripts/k8s-tools.sh leaves out (kubelet,
 # kube-scheduler, kube-proxy), CoreDNS with the test node's plugins (tests/node/tools/coredns),
-# prometheus-adapter and Prometheus from the Go module proxy, cached by version next to the
+# prometheus-adapter, Prometheus, Traefik and KEDA from the Go module proxy, cached by version next to the
 # control-plane tools:
 #
 #   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/kubernetes-node/<version>/{kubelet,kube-scheduler,kube-proxy}
 #   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/coredns/<version>-node/coredns
 #
 # A tool that is already cached is not rebuilt. `node-tools.sh env` prints shell exports for
-# tests/node/run.sh; `node-tools.sh build [node|coredns|adapter|prometheus]...` builds what is
-# missing (prometheus-adapter and Prometheus land in .../<tool>/<version>/).
+# tests/node/run.sh; `node-tools.sh build [node|coredns|adapter|prometheus|traefik|keda]...` builds
+# what is missing (the others land in .../<tool>/<version>/).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -27,6 +27,8 @@ TRAEFIK_VERSION="${TRAEFIK_VERSION:-3.7.13}"
 # fork is served and has the API Traefik calls (only its basic and digest auth middlewares use it,
 # and the ingress scenario uses neither).
 TRAEFIK_HTTP_AUTH_FORK="${TRAEFIK_HTTP_AUTH_FORK:-github.com/containous/go-http-auth@v0.4.1-0.20200324110947-a37a7636d23e}"
+# KEDA 2.20 (2.21 needs Go 1.27).
+KEDA_VERSION="${KEDA_VERSION:-2.20.2}"
 # Not kubernetes/<version>/: scripts/k8s-tools.sh replaces that directory as a whole.
 K8S_NODE_DIR="$TOOLS_ROOT/kubernetes-node/$K8S_VERSION"
 # -node: this build has only the plugins of tests/node/tools/coredns, not CoreDNS's full set.
@@ -34,6 +36,7 @@ COREDNS_DIR="$TOOLS_ROOT/coredns/$COREDNS_VERSION-node"
 ADAPTER_DIR="$TOOLS_ROOT/prometheus-adapter/$ADAPTER_VERSION"
 PROMETHEUS_DIR="$TOOLS_ROOT/prometheus/$PROMETHEUS_VERSION"
 TRAEFIK_DIR="$TOOLS_ROOT/traefik/$TRAEFIK_VERSION"
+KEDA_DIR="$TOOLS_ROOT/keda/$KEDA_VERSION"
 NODE_BINS=(kubelet kube-scheduler kube-proxy)
 
 log() { echo "[node-tools] $*" >&2; }
@@ -128,11 +131,7 @@ build_traefik() {
     {
       echo "require github.com/traefik/traefik/v3 v$TRAEFIK_VERSION"
       echo "replace github.com/traefik/traefik/dynamic/ext => ./ext"
-      # Its module-path replaces (one-line or inside a block) and excludes, local paths left out.
-      awk '/^replace \($/ { inblock = 1; next } inblock && /^\)/ { inblock = 0; next }
-        inblock && $2 == "=>" && $3 !~ /^\./ { print "replace " $0 }
-        /^replace [^(]/ && $4 !~ /^\./ { print }
-        /^exclude / { print }' "$modfile"
+      module_pins "$modfile"
     } >> go.mod
     go mod edit -replace="github.com/abbot/go-http-auth=$TRAEFIK_HTTP_AUTH_FORK"
     lego="$(GOFLAGS=-mod=mod go list -m -f '{{.Version}}' github.com/go-acme/lego/v5)"
@@ -165,6 +164,50 @@ GO
   "$TRAEFIK_DIR/traefik" version >&2
 }
 
+# KEDA, for the autoscale scenario's `autoscaling.mode: keda`: its operator (which turns the
+# operator's ScaledObject into an HPA) and its metrics server (external.metrics.k8s.io, which
+# the HPA reads). v2.21 needs a newer Go than this machine's; v2.20.2 builds. Its go.mod pins
+# k8s.io and Prometheus with replace directives, which a wrapper module must repeat. Its many
+# scalers' cloud SDKs make this the longest tool build (about 7 min at nice 19 on 2 cores).
+build_keda() {
+  if [[ -x "$KEDA_DIR/keda" && -x "$KEDA_DIR/keda-adapter" && -d "$KEDA_DIR/crd" ]]; then
+    log "keda v$KEDA_VERSION cached in $KEDA_DIR"; return
+  fi
+  log "building keda v$KEDA_VERSION (operator, metrics server)"
+  local work src
+  work="$(mktemp -d)"
+  rm -rf "$KEDA_DIR.tmp"
+  mkdir -p "$KEDA_DIR.tmp/crd"
+  (
+    cd "$work"
+    go mod init switchyard.dev/kedabin >/dev/null 2>&1
+    src="$(gobuild mod download -json "github.com/kedacore/keda/v2@v$KEDA_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+    {
+      echo "require github.com/kedacore/keda/v2 v$KEDA_VERSION"
+      module_pins "$src/go.mod"
+    } >> go.mod
+    # The CRDs of the same release; the operator watches every one of them.
+    cp "$src"/config/crd/bases/*.yaml "$KEDA_DIR.tmp/crd/"
+    local cmd ld="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION"
+    for cmd in keda:operator keda-adapter:adapter; do
+      CGO_ENABLED=0 GOFLAGS=-mod=mod gobuild build -trimpath -ldflags "$ld" \
+        -o "$KEDA_DIR.tmp/${cmd%%:*}" "github.com/kedacore/keda/v2/cmd/${cmd#*:}"
+    done
+  )
+  rm -rf "$work" "$KEDA_DIR"
+  mv "$KEDA_DIR.tmp" "$KEDA_DIR"
+}
+
+# module_pins <go.mod>: a module's replace directives (one-line or in a block) and excludes,
+# local paths left out, as lines for a wrapper module's go.mod: a dependency's replaces do not
+# apply when it is built as a dependency.
+module_pins() {
+  awk '/^replace \($/ { inblock = 1; next } inblock && /^\)/ { inblock = 0; next }
+    inblock && $2 == "=>" && $3 !~ /^\./ { print "replace " $0 }
+    /^replace [^(]/ && $4 !~ /^\./ { print }
+    /^exclude / { print }' "$1"
+}
+
 print_env() {
   echo "export KUBELET_BIN=$K8S_NODE_DIR/kubelet"
   echo "export KUBE_SCHEDULER_BIN=$K8S_NODE_DIR/kube-scheduler"
@@ -173,7 +216,8 @@ print_env() {
   echo "export PROMETHEUS_ADAPTER_BIN=$ADAPTER_DIR/adapter"
   echo "export PROMETHEUS_BIN=$PROMETHEUS_DIR/prometheus"
   echo "export TRAEFIK_BIN=$TRAEFIK_DIR/traefik"
+  echo "export KEDA_DIR=$KEDA_DIR"
 }
 
 # Its own lock: these builds need not wait for k8s-tools.sh's (they share only Go caches).
-tools_main .node-lock node coredns adapter prometheus traefik -- "$@"
+tools_main .node-lock node coredns adapter prometheus traefik keda -- "$@"

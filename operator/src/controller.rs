@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::controller::{self, Action, Controller};
@@ -603,7 +603,7 @@ where
 }
 
 /// Adds a watch of the children of `kind` (only objects this operator labelled), on its own
-/// backoff.
+/// backoff. Each event reconciles the RealtimeCluster it belongs to ([`owning_cluster`]).
 fn owns(
     controller: Controller<RealtimeCluster>,
     client: &Client,
@@ -619,7 +619,17 @@ fn owns(
         None => Api::all_with(client.clone(), &ar),
     };
     let stream = watches::guard(watcher(api, config), kind.kind, health.clone()).touched_objects();
-    controller.owns_stream_with(stream, ar)
+    controller.watches_stream_with(stream, |child| owning_cluster(&child.metadata), ar)
+}
+
+/// The RealtimeCluster a labelled object belongs to: its owner, or, for an object another
+/// controller made from one of ours, the instance label it copied. KEDA's HPA is one: owned
+/// by our ScaledObject, it carries its labels, and without it a cluster in `keda` mode would
+/// show stale connection counts until the next periodic reconcile.
+fn owning_cluster(meta: &ObjectMeta) -> Option<ObjectRef<RealtimeCluster>> {
+    let namespace = meta.namespace.as_deref()?;
+    let owner = meta.owner_references.iter().flatten().find_map(|o| ObjectRef::from_owner_ref(Some(namespace), o, ()));
+    owner.or_else(|| Some(ObjectRef::new(meta.labels.as_ref()?.get(resources::INSTANCE_LABEL)?).within(namespace)))
 }
 
 #[cfg(test)]
@@ -632,5 +642,35 @@ mod tests {
         assert_eq!(backoff(2), Duration::from_secs(4));
         assert_eq!(backoff(5), Duration::from_secs(32));
         assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+
+    fn owned_by(api_version: &str, kind: &str, name: &str) -> OwnerReference {
+        OwnerReference { api_version: api_version.into(), kind: kind.into(), name: name.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn a_child_reconciles_its_owner_and_kedas_hpa_the_cluster_it_was_made_for() {
+        let ours = ObjectMeta {
+            namespace: Some("apps".into()),
+            owner_references: Some(vec![owned_by("switchyard.dev/v1alpha1", "RealtimeCluster", "chat")]),
+            ..Default::default()
+        };
+        assert_eq!(owning_cluster(&ours), Some(ObjectRef::new("chat").within("apps")));
+
+        // keda-hpa-chat: owned by the ScaledObject, with the labels KEDA copied from it.
+        let keda_hpa = ObjectMeta {
+            namespace: Some("apps".into()),
+            owner_references: Some(vec![owned_by("keda.sh/v1alpha1", "ScaledObject", "chat")]),
+            labels: Some([(resources::INSTANCE_LABEL.to_string(), "chat".to_string())].into()),
+            ..Default::default()
+        };
+        assert_eq!(owning_cluster(&keda_hpa), Some(ObjectRef::new("chat").within("apps")));
+
+        let stray = ObjectMeta {
+            namespace: Some("apps".into()),
+            owner_references: Some(vec![owned_by("keda.sh/v1alpha1", "ScaledObject", "chat")]),
+            ..Default::default()
+        };
+        assert_eq!(owning_cluster(&stray), None);
     }
 }

@@ -16,6 +16,8 @@
 #              SIGKILLed pod shown offline by the other pod within the documented bound
 #   autoscale  Prometheus + prometheus-adapter (monitoring/prometheus-adapter/ rule) feed the
 #              HPA on socket_active_connections: held connections scale up, release scales down
+#   keda       autoscaling.mode keda: KEDA's operator and metrics server turn the operator's
+#              ScaledObject into an HPA on Prometheus's total; the same scale up and down
 #   traces     an OTLP receiver pod (images/otlp-receiver) gets the spans of 2 server pods:
 #              a message sent on one pod and delivered on the other is one trace from both
 #   ingress    Traefik v3 as a pod in front of 3 server pods (routing.ingress.kind traefik):
@@ -34,7 +36,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-SCENARIOS="${SCENARIOS:-operator apply rollout faults autoscale traces ingress removal}"
+SCENARIOS="${SCENARIOS:-operator apply rollout faults autoscale keda traces ingress removal}"
 
 source "$HERE/lib/cluster.sh"
 source "$HERE/lib/images.sh"

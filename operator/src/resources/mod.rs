@@ -35,7 +35,8 @@ pub const REDIS_PORT: i32 = 6379;
 pub const CONFIG_HASH_ANNOTATION: &str = "switchyard.dev/config-hash";
 
 const NAME_LABEL: &str = "app.kubernetes.io/name";
-const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
+/// Label naming the RealtimeCluster a child belongs to.
+pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 

@@ -365,6 +365,9 @@ remove_kubelet_chains() {
 
 # cluster_down: removes everything cluster_up made, in an order that lets each part clean up
 # after itself (the kubelet tears pod networks down through CNI), then sweeps what is left.
+# The processes cluster_up starts, which cluster_down stops in their own order.
+NODE_COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet coredns kube-proxy"
+
 cluster_down() {
   [[ -d "$WORK/pids" ]] || return 0
   set +e
@@ -376,7 +379,14 @@ cluster_down() {
   fi
   local f
   for f in "$WORK"/pids/bg-*; do [[ -f "$f" ]] && kill -TERM "$(cat "$f")" 2>/dev/null; done
-  stop prometheus-adapter prometheus
+  # The host processes scenarios started (Prometheus, prometheus-adapter, KEDA): every one
+  # that is not a node component, stopped in the order below.
+  local n extra=()
+  for f in "$WORK"/pids/*; do
+    n="${f##*/}"
+    [[ -f "$f" && $n != bg-* && " $NODE_COMPONENTS " != *" $n "* ]] && extra+=("$n")
+  done
+  stop "${extra[@]}"
   # No new pods: stop the controllers, then let the kubelet stop every pod it runs.
   stop kube-controller-manager kube-scheduler
   if alive kubelet && alive kube-apiserver; then
