@@ -2,7 +2,7 @@
 
 use kube::core::ObjectMeta;
 
-use crate::crd::{RealtimeCluster, RealtimeClusterSpec};
+use crate::crd::{IngressSpec, RealtimeCluster, RealtimeClusterSpec, RoutingSpec};
 
 /// A RealtimeCluster as the API server would return it after defaulting: namespace `apps`,
 /// a fixed uid (so owner references can be asserted) and generation 1.
@@ -19,4 +19,18 @@ pub fn rtc(name: &str) -> RealtimeCluster {
         spec,
         status: None,
     }
+}
+
+/// [`rtc`] routed at `chat.example.com` without TLS, through `ingress` when given.
+pub fn routed(name: &str, ingress: Option<IngressSpec>) -> RealtimeCluster {
+    let mut r = rtc(name);
+    r.spec.routing = Some(RoutingSpec {
+        host: "chat.example.com".into(),
+        tls: None,
+        ingress,
+        gateway: None,
+        sticky: Default::default(),
+        timeout_seconds: 3600,
+    });
+    r
 }

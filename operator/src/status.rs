@@ -377,8 +377,8 @@ fn condition(type_: &str, v: Verdict, generation: Option<i64>, previous: &[Condi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AutoscalingSpec, ExternalRedisSpec, IngressSpec, RedisSpec, RoutingSpec, SecretKeyRef};
-    use crate::fixtures::rtc;
+    use crate::crd::{AutoscalingSpec, ExternalRedisSpec, IngressSpec, RedisSpec, SecretKeyRef};
+    use crate::fixtures::{routed, rtc};
     use k8s_openapi::api::apps::v1::{DeploymentCondition, DeploymentSpec, DeploymentStatus, StatefulSetStatus};
     use k8s_openapi::api::autoscaling::v2::MetricIdentifier;
     use k8s_openapi::api::autoscaling::v2::{
@@ -465,15 +465,7 @@ mod tests {
 
     #[test]
     fn ingress_without_address_is_not_ready() {
-        let mut r = rtc("chat");
-        r.spec.routing = Some(RoutingSpec {
-            host: "chat.example.com".into(),
-            tls: None,
-            ingress: None,
-            gateway: None,
-            sticky: Default::default(),
-            timeout_seconds: 3600,
-        });
+        let r = routed("chat", None);
         let mut ing = Ingress::default();
         let mut o = Observed { ingress: Some(ing.clone()), ..Default::default() };
         let v = routing_verdict(&r, &o);
@@ -493,15 +485,7 @@ mod tests {
 
     #[test]
     fn traefik_without_address_says_what_traefik_needs() {
-        let mut r = rtc("chat");
-        r.spec.routing = Some(RoutingSpec {
-            host: "chat.example.com".into(),
-            tls: None,
-            ingress: Some(IngressSpec { kind: IngressKind::Traefik, ..Default::default() }),
-            gateway: None,
-            sticky: Default::default(),
-            timeout_seconds: 3600,
-        });
+        let r = routed("chat", Some(IngressSpec { kind: IngressKind::Traefik, ..Default::default() }));
         let o = Observed { ingress: Some(Ingress::default()), ..Default::default() };
         let v = routing_verdict(&r, &o);
         assert_eq!(v.reason, "WaitingForAddress");

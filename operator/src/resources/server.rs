@@ -319,8 +319,8 @@ pub fn pdb(rtc: &RealtimeCluster) -> Option<PodDisruptionBudget> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{AuthSpec, AutoscalingSpec, IngressSpec, PodSpecOverrides, RoutingSpec, ServerSpec};
-    use crate::fixtures::rtc;
+    use crate::crd::{AuthSpec, AutoscalingSpec, IngressSpec, PodSpecOverrides, ServerSpec};
+    use crate::fixtures::{routed, rtc};
 
     fn pod(d: &Deployment) -> &PodSpec {
         d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
@@ -496,16 +496,8 @@ mod tests {
 
     #[test]
     fn traefik_stickiness_lives_on_the_service() {
-        let mut r = rtc("chat");
-        assert!(service(&r).metadata.annotations.is_none());
-        r.spec.routing = Some(RoutingSpec {
-            host: "chat.example.com".into(),
-            tls: None,
-            ingress: Some(IngressSpec { kind: IngressKind::Traefik, ..Default::default() }),
-            gateway: None,
-            sticky: Default::default(),
-            timeout_seconds: 3600,
-        });
+        assert!(service(&rtc("chat")).metadata.annotations.is_none());
+        let r = routed("chat", Some(IngressSpec { kind: IngressKind::Traefik, ..Default::default() }));
         let ann = service(&r).metadata.annotations.unwrap();
         assert_eq!(ann["traefik.ingress.kubernetes.io/service.sticky.cookie"], "true");
         assert_eq!(ann["traefik.ingress.kubernetes.io/service.sticky.cookie.name"], "switchyard-affinity");

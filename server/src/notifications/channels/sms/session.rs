@@ -111,35 +111,23 @@ async fn bind(s: &Settings) -> Result<(Client, impl futures::Stream<Item = Event
     }
     let (system_id, password, system_type) =
         (text(&s.account.system_id)?, text(&s.account.password)?, text(&s.system_type)?);
+    // Both bind PDUs have the same body (rusmpp keeps its shared `BindAny` private).
+    macro_rules! bind {
+        ($pdu:ident) => {
+            $pdu::new(
+                system_id,
+                password,
+                system_type,
+                InterfaceVersion::Smpp3_4,
+                Ton::Unknown,
+                Npi::Unknown,
+                COctetString::empty(),
+            )
+        };
+    }
     let result = match s.bind {
-        BindMode::Transceiver => client
-            .bind_transceiver(
-                BindTransceiver::builder()
-                    .system_id(system_id)
-                    .password(password)
-                    .system_type(system_type)
-                    .interface_version(InterfaceVersion::Smpp3_4)
-                    .addr_ton(Ton::Unknown)
-                    .addr_npi(Npi::Unknown)
-                    .address_range(COctetString::empty())
-                    .build(),
-            )
-            .await
-            .map(drop),
-        BindMode::Transmitter => client
-            .bind_transmitter(
-                BindTransmitter::builder()
-                    .system_id(system_id)
-                    .password(password)
-                    .system_type(system_type)
-                    .interface_version(InterfaceVersion::Smpp3_4)
-                    .addr_ton(Ton::Unknown)
-                    .addr_npi(Npi::Unknown)
-                    .address_range(COctetString::empty())
-                    .build(),
-            )
-            .await
-            .map(drop),
+        BindMode::Transceiver => client.bind_transceiver(bind!(BindTransceiver)).await.map(drop),
+        BindMode::Transmitter => client.bind_transmitter(bind!(BindTransmitter)).await.map(drop),
     };
     match result {
         Ok(()) => Ok((client, events)),
