@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Builds the node half of Kubernetes that scripts/k8s-tools.sh leaves out (kubelet,
 # kube-scheduler, kube-proxy), CoreDNS with the test node's plugins (tests/node/tools/coredns),
-# prometheus-adapter, Prometheus, Traefik and KEDA from the Go module proxy, cached by version next to the
-# control-plane tools:
+# prometheus-adapter, Prometheus, Traefik and KEDA from the Go module proxy, cached by version
+# next to the control-plane tools:
 #
 #   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/kubernetes-node/<version>/{kubelet,kube-scheduler,kube-proxy}
 #   ${SWITCHYARD_TOOLS:-$HOME/.cache/switchyard-tools}/coredns/<version>-node/coredns
 #
 # A tool that is already cached is not rebuilt. `node-tools.sh env` prints shell exports for
-# tests/node/run.sh; `node-tools.sh build [node|coredns|adapter|prometheus|traefik|keda]...` builds
-# what is missing (the others land in .../<tool>/<version>/).
+# tests/node/run.sh; `node-tools.sh build [node|coredns|adapter|prometheus|traefik|keda]...`
+# builds what is missing (the others land in .../<tool>/<version>/).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -164,7 +164,7 @@ GO
   "$TRAEFIK_DIR/traefik" version >&2
 }
 
-# KEDA, for the autoscale scenario's `autoscaling.mode: keda`: its operator (which turns the
+# KEDA, for the keda scenario's `autoscaling.mode: keda`: its operator (which turns the
 # operator's ScaledObject into an HPA) and its metrics server (external.metrics.k8s.io, which
 # the HPA reads). v2.21 needs a newer Go than this machine's; v2.20.2 builds. Its go.mod pins
 # k8s.io and Prometheus with replace directives, which a wrapper module must repeat. Its many
@@ -186,7 +186,7 @@ build_keda() {
       echo "require github.com/kedacore/keda/v2 v$KEDA_VERSION"
       module_pins "$src/go.mod"
     } >> go.mod
-    # The CRDs of the same release; the operator watches every one of them.
+    # The CRDs of the same release; KEDA's operator watches every one of them.
     cp "$src"/config/crd/bases/*.yaml "$KEDA_DIR.tmp/crd/"
     local cmd ld="-s -w -X github.com/kedacore/keda/v2/version.Version=$KEDA_VERSION"
     for cmd in keda:operator keda-adapter:adapter; do

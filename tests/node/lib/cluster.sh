@@ -363,11 +363,11 @@ remove_kubelet_chains() {
   done
 }
 
-# cluster_down: removes everything cluster_up made, in an order that lets each part clean up
-# after itself (the kubelet tears pod networks down through CNI), then sweeps what is left.
 # The processes cluster_up starts, which cluster_down stops in their own order.
 NODE_COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet coredns kube-proxy"
 
+# cluster_down: removes everything cluster_up made, in an order that lets each part clean up
+# after itself (the kubelet tears pod networks down through CNI), then sweeps what is left.
 cluster_down() {
   [[ -d "$WORK/pids" ]] || return 0
   set +e

@@ -4,7 +4,8 @@
 # prometheus-adapter serves socket_active_connections as custom.metrics.k8s.io with the rule
 # users install from monitoring/prometheus-adapter/values.yaml; the HPA the operator made reads
 # it. Held connections scale the Deployment up, new pods take new connections, releasing them
-# scales it back down. Prints the measured scale-up and scale-down times.
+# scales it back down. Prints the measured scale-up and scale-down times. The keda scenario
+# (keda.sh) runs the same checks (scale_on_connections) in autoscaling.mode keda.
 
 AS_NS=scale
 AS_MIN=1
