@@ -135,7 +135,7 @@ build_traefik() {
     } >> go.mod
     go mod edit -replace="github.com/abbot/go-http-auth=$TRAEFIK_HTTP_AUTH_FORK"
     lego="$(GOFLAGS=-mod=mod go list -m -f '{{.Version}}' github.com/go-acme/lego/v5)"
-    lego="$(gobuild mod download -json "github.com/go-acme/lego/v5@$lego" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+    lego="$(module_dir "github.com/go-acme/lego/v5@$lego")"
     [[ -f "$lego/providers/dns/zz_gen_dns_providers.go" ]] || { log "lego's provider table not found in '$lego'"; exit 1; }
     cp -r "$lego" lego
     chmod -R u+w lego
@@ -181,7 +181,7 @@ build_keda() {
   (
     cd "$work"
     go mod init switchyard.dev/kedabin >/dev/null 2>&1
-    src="$(gobuild mod download -json "github.com/kedacore/keda/v2@v$KEDA_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+    src="$(module_dir "github.com/kedacore/keda/v2@v$KEDA_VERSION")"
     {
       echo "require github.com/kedacore/keda/v2 v$KEDA_VERSION"
       module_pins "$src/go.mod"
@@ -197,6 +197,9 @@ build_keda() {
   rm -rf "$work" "$KEDA_DIR"
   mv "$KEDA_DIR.tmp" "$KEDA_DIR"
 }
+
+# module_dir <module@version>: downloads the module and prints its directory in the module cache.
+module_dir() { gobuild mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'; }
 
 # module_pins <go.mod>: a module's replace directives (one-line or in a block) and excludes,
 # local paths left out, as lines for a wrapper module's go.mod: a dependency's replaces do not

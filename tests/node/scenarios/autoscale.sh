@@ -145,14 +145,15 @@ hold() {
 }
 release() { kill -TERM "$(cat "$WORK/pids/bg-$1")" 2>/dev/null; rm -f "$WORK/pids/bg-$1"; }
 
-# scale_on_connections <namespace> <by-pod> <total> <what> [autoscaling field...]: a
+# scale_on_connections <namespace> <by-pod> <total> <what> <timing> [autoscaling field...]: a
 # RealtimeCluster "scale" autoscaling on connections, scaled up by held connections and down
 # by releasing them. <by-pod> and <total> are commands taking the namespace that print the
 # connections the autoscaler sees: "pod value" lines and their total; <what> names that source.
-# The fields are added to spec.autoscaling. Prints the measured times.
+# The fields are added to spec.autoscaling. Prints the measured times, with <timing> (the
+# pipeline's intervals) beside them.
 scale_on_connections() {
-  local ns="$1" by_pod="$2" total_of="$3" source="$4" field
-  shift 4
+  local ns="$1" by_pod="$2" total_of="$3" source="$4" timing="$5" field
+  shift 5
   kubectl create namespace "$ns" >/dev/null
   {
     cat <<YAML
@@ -214,13 +215,13 @@ YAML
   down_s=$((SECONDS - t0))
   eventually "kubectl get rtc scale: CONNECTIONS 0" 120 rtc_connections_is "$ns" 0
   printf 'measured: scale-up 1 -> %d Ready pods %d s after %d connections were held; scale-down to %d pod %d s after release (%s)\n' \
-    "$AS_MAX" "$up_s" "$AS_FIRST" "$AS_MIN" "$down_s" "$AS_TIMING"
+    "$AS_MAX" "$up_s" "$AS_FIRST" "$AS_MIN" "$down_s" "$timing"
 }
 
 scenario_autoscale() {
   ensure_operator
   ensure_prometheus
   start_adapter
-  AS_TIMING="Prometheus scrape 2 s, adapter relist 5 s, HPA sync 5 s, scale-down window 0 s" \
-    scale_on_connections "$AS_NS" adapter_by_pod adapter_total "the custom metrics API"
+  scale_on_connections "$AS_NS" adapter_by_pod adapter_total "the custom metrics API" \
+    "Prometheus scrape 2 s, adapter relist 5 s, HPA sync 5 s, scale-down window 0 s"
 }

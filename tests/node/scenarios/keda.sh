@@ -22,21 +22,13 @@ keda_certs() {
   )
 }
 
-crds_established() {
-  local c
-  for c in "$@"; do
-    [[ "$(jp crd "$c" '{.status.conditions[?(@.type=="Established")].status}')" == True ]] || return 1
-  done
-}
-
 # start_keda: KEDA's CRDs, its operator and its metrics server (registered as
 # external.metrics.k8s.io), both with the admin kubeconfig.
 start_keda() {
   # Server-side: the ScaledJob CRD is too large for kubectl's last-applied annotation.
   kubectl apply --server-side -f "$KEDA_DIR/crd" >/dev/null
-  eventually "KEDA's CRDs established" 60 crds_established scaledobjects.keda.sh scaledjobs.keda.sh \
-    triggerauthentications.keda.sh clustertriggerauthentications.keda.sh \
-    cloudeventsources.eventing.keda.sh clustercloudeventsources.eventing.keda.sh
+  kubectl wait --for condition=Established --timeout 60s -f "$KEDA_DIR/crd" >/dev/null
+  ok "KEDA's CRDs established"
   kubectl create namespace keda >/dev/null
   keda_certs "$WORK/keda-certs"
   local grpc metrics probe secure adapter_metrics
@@ -45,13 +37,13 @@ start_keda() {
   free_port probe
   free_port secure
   free_port adapter_metrics
-  start keda env KEDA_CLUSTER_OBJECT_NAMESPACE=keda POD_NAMESPACE=keda WATCH_NAMESPACE= \
-    "$KEDA_DIR/keda" --cert-dir "$WORK/keda-certs" --metrics-service-bind-address "127.0.0.1:$grpc" \
+  # Outside a pod KEDA reads its namespace from these; empty WATCH_NAMESPACE is every namespace.
+  local keda_env=(env KEDA_CLUSTER_OBJECT_NAMESPACE=keda POD_NAMESPACE=keda WATCH_NAMESPACE=)
+  start keda "${keda_env[@]}" "$KEDA_DIR/keda" --cert-dir "$WORK/keda-certs" --metrics-service-bind-address "127.0.0.1:$grpc" \
     --metrics-bind-address "127.0.0.1:$metrics" --health-probe-bind-address "127.0.0.1:$probe"
   wait_up keda "the KEDA operator ready" 120 curl -fsS "http://127.0.0.1:$probe/readyz"
   ok "KEDA operator ready"
-  start keda-metrics-apiserver env KEDA_CLUSTER_OBJECT_NAMESPACE=keda POD_NAMESPACE=keda WATCH_NAMESPACE= \
-    "$KEDA_DIR/keda-adapter" --cert-dir "$WORK/keda-certs" \
+  start keda-metrics-apiserver "${keda_env[@]}" "$KEDA_DIR/keda-adapter" --cert-dir "$WORK/keda-certs" \
     --tls-cert-file "$WORK/keda-certs/tls.crt" --tls-private-key-file "$WORK/keda-certs/tls.key" \
     --metrics-service-address "127.0.0.1:$grpc" --port "$adapter_metrics" \
     --secure-port "$secure" --bind-address "$POD_GW" \
@@ -83,7 +75,7 @@ scenario_keda() {
   ensure_operator
   ensure_prometheus
   start_keda
-  AS_TIMING="Prometheus scrape 2 s, KEDA queries Prometheus on each HPA read, HPA sync 5 s, scale-down window 0 s" \
-    scale_on_connections "$KEDA_NS" prometheus_by_pod keda_total "KEDA's external metrics API" \
+  scale_on_connections "$KEDA_NS" prometheus_by_pod keda_total "KEDA's external metrics API" \
+    "Prometheus scrape 2 s, KEDA queries Prometheus on each HPA read, HPA sync 5 s, scale-down window 0 s" \
     "mode: keda" "keda: {prometheusServerAddress: \"http://127.0.0.1:$PROM_PORT\"}"
 }
